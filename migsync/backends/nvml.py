@@ -1,0 +1,76 @@
+"""NVML backend (module pynvml from nvidia-ml-py), imported only when used."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ..errors import DiscoveryError
+from ..procfs import normalise_bus_id
+from . import BackendView, BGpu, BMig, profile_from_name
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def load_module() -> Any:
+    try:
+        import pynvml  # noqa: WPS433 - deliberately lazy: ~25 ms
+    except ImportError as exc:
+        raise DiscoveryError(f"NVML: module pynvml not installed (pip install nvidia-ml-py): {exc}")
+    return pynvml
+
+
+def probe(nvml: Optional[Any] = None) -> BackendView:
+    """Enumerate GPUs and MIG devices through NVML; a failing GPU becomes data, not a crash."""
+    nvml = nvml or load_module()
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as exc:
+        raise DiscoveryError(f"NVML: init failed: {exc}") from None
+    try:
+        view = BackendView("nvml")
+        try:
+            count = nvml.nvmlDeviceGetCount()
+        except nvml.NVMLError as exc:
+            raise DiscoveryError(f"NVML: cannot count GPUs: {exc}") from None
+        for index in range(count):
+            gpu = BGpu(index)
+            view.gpus.append(gpu)
+            try:
+                _read_gpu(nvml, index, gpu, view)
+            except nvml.NVMLError as exc:
+                gpu.lost = f"NVML: {exc}"
+        return view
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except nvml.NVMLError:
+            pass
+
+
+def _read_gpu(nvml: Any, index: int, gpu: BGpu, view: BackendView) -> None:
+    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    gpu.bus_id = normalise_bus_id(_text(nvml.nvmlDeviceGetPciInfo(handle).busId))
+    gpu.minor = nvml.nvmlDeviceGetMinorNumber(handle)
+    gpu.uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+    gpu.name = _text(nvml.nvmlDeviceGetName(handle))
+    try:
+        current, pending = nvml.nvmlDeviceGetMigMode(handle)
+    except nvml.NVMLError_NotSupported:
+        return
+    enabled = getattr(nvml, "NVML_DEVICE_MIG_ENABLE", 1)
+    gpu.mig_current, gpu.mig_pending = current == enabled, pending == enabled
+    if not gpu.mig_current:
+        return
+    for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+        try:
+            mh = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+        except nvml.NVMLError_NotFound:
+            continue  # empty slot: NVML's normal answer
+        view.migs.append(BMig(
+            index,
+            nvml.nvmlDeviceGetGpuInstanceId(mh),
+            nvml.nvmlDeviceGetComputeInstanceId(mh),
+            profile_from_name(_text(nvml.nvmlDeviceGetName(mh))),
+            _text(nvml.nvmlDeviceGetUUID(mh)),
+        ))

@@ -1,0 +1,88 @@
+"""nvidia-smi backend: --query-gpu CSV and `nvidia-smi mig -lci`, parsed by column meaning."""
+from __future__ import annotations
+
+import re
+from typing import List, Optional
+
+from .. import runner
+from ..errors import CommandError, DiscoveryError
+from ..procfs import normalise_bus_id
+from . import BackendView, BGpu, BMig
+
+QUERY_FIELDS = "index,pci.bus_id,uuid,name,mig.mode.current,mig.mode.pending"
+EXTRA_DIRS = ("/usr/bin", "/usr/local/nvidia/bin", "/opt/nvidia/bin", "/usr/lib/wsl/lib")
+
+# | GPU  GI id  MIG <profile>  CI-profile-id  CI-id  [placement] |
+_LCI_ROW = re.compile(r"^\|\s*(\d+)\s+(\d+)\s+MIG\s+(\S+)\s+(\d+)\s+(\d+)(?:\s+\d+:\d+)?\s*\|\s*$")
+_NO_INSTANCES = re.compile(r"no (gpu|compute) instances? (were )?found", re.I)
+_BUS_IN_ERR = re.compile(r"([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f])")
+
+
+def _mode(text: str) -> Optional[bool]:
+    t = text.strip().lower()
+    if t == "enabled":
+        return True
+    if t == "disabled":
+        return False
+    return None  # [N/A], [Not Supported]
+
+
+def parse_query_gpu(text: str) -> List[BGpu]:
+    gpus: List[BGpu] = []
+    lost: List[str] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        cols = [c.strip() for c in line.split(",")]
+        if len(cols) != 6 or not cols[0].isdigit():
+            m = _BUS_IN_ERR.search(line)
+            if m and ("lost" in line.lower() or "unable" in line.lower()):
+                lost.append(normalise_bus_id(m.group(1)))
+                continue
+            raise DiscoveryError(f"nvidia-smi --query-gpu: unexpected line {lineno}: {line[:80]!r}")
+        gpus.append(BGpu(int(cols[0]), None, normalise_bus_id(cols[1]), cols[2], cols[3],
+                         _mode(cols[4]), _mode(cols[5])))
+    for bus in lost:
+        gpus.append(BGpu(-1, None, bus, lost="nvidia-smi: GPU is lost or unreadable"))
+    return gpus
+
+
+def parse_lci(text: str) -> List[BMig]:
+    """Rows of `nvidia-smi mig -lci`. The CI id is the 5th number, after the CI *profile* id."""
+    migs = []
+    for line in text.splitlines():
+        m = _LCI_ROW.match(line.strip())
+        if m:
+            gpu, gi, profile, _ci_profile_id, ci = m.groups()
+            migs.append(BMig(int(gpu), int(gi), int(ci), profile))
+    return migs
+
+
+def probe(binary: Optional[str], timeout: float = 10.0) -> BackendView:
+    path = runner.find_program("nvidia-smi", binary, EXTRA_DIRS)
+    if path is None:
+        raise DiscoveryError(f"nvidia-smi not found{' at ' + binary if binary else ''}")
+    view = BackendView("nvidia-smi")
+    res = _run([path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"], timeout)
+    view.gpus = parse_query_gpu(res.stdout)
+    if res.returncode != 0 and not view.gpus:
+        raise DiscoveryError(f"nvidia-smi --query-gpu exited {res.returncode}: "
+                             f"{runner.first_line(res.stderr or res.stdout)}")
+    if not any(g.mig_current for g in view.gpus):
+        return view
+    res = _run([path, "mig", "-lci"], timeout)
+    view.migs = parse_lci(res.stdout)
+    if res.returncode != 0 and not view.migs and not _NO_INSTANCES.search(res.stdout + res.stderr):
+        raise DiscoveryError(f"nvidia-smi mig -lci exited {res.returncode}: "
+                             f"{runner.first_line(res.stderr or res.stdout)}")
+    if not view.migs and not _NO_INSTANCES.search(res.stdout + res.stderr):
+        raise DiscoveryError("nvidia-smi mig -lci: no instance rows and no 'No compute "
+                             f"instances found' message: {runner.first_line(res.stdout)}")
+    return view
+
+
+def _run(argv, timeout):
+    try:
+        return runner.run(argv, timeout=timeout)
+    except CommandError as exc:
+        raise DiscoveryError(f"nvidia-smi: {exc.message}") from None

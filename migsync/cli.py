@@ -1,0 +1,215 @@
+"""Command line: argument parsing, dispatch, and the one place where errors become exit codes."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+from . import __version__
+from .errors import (EXIT_CONFIG, EXIT_INTERNAL, EXIT_MISMATCH, EXIT_OK, MigsyncError,
+                     UsageError)
+from .settings import Settings
+
+EPILOG = """\
+exit codes:
+  0  consistent (or the command did what it was asked)
+  1  mismatch: gres.conf / slurm.conf do not describe the hardware
+  2  configuration or usage error (unreadable, unparseable or missing file, bad flag)
+  3  discovery failed (no driver, NVML error, nvidia-smi failed or timed out)
+  4  another migsync run holds the lock (healthcheck, prolog)
+  5  Slurm could not be queried or updated (scontrol failed or timed out)
+
+Start with `migsync demo`; see `migsync COMMAND --help` for each command.
+"""
+
+# CLI flag -> settings key; flags default to None so the config file keeps its values.
+FLAG_KEYS = {"backend": "backend", "nvidia_smi": "nvidia_smi", "root": "root",
+             "gres_conf": "gres_conf", "slurm_conf": "slurm_conf", "node": "node",
+             "timeout": "command_timeout", "deadline": "deadline", "style": "style",
+             "reason_prefix": "reason_prefix", "slurm_backend": "slurm_backend",
+             "scontrol": "scontrol", "prom_file": "prom_file", "lock_file": "lock_file",
+             "lock_wait": "lock_wait", "cache_file": "cache_file"}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where to look")
+    g.add_argument("--config", metavar="FILE",
+                   help="settings file (default /etc/migsync/migsync.toml, or $MIGSYNC_CONFIG)")
+    g.add_argument("--node", help="Slurm node name (default $SLURMD_NODENAME, then short hostname)")
+    g.add_argument("--gres-conf", metavar="FILE",
+                   help="gres.conf to check (default: beside slurm.conf; $SLURM_CONF's "
+                        "directory, /run/slurm/conf (configless), /etc/slurm)")
+    g.add_argument("--slurm-conf", metavar="FILE", help="slurm.conf (same search order)")
+    g.add_argument("--root", metavar="DIR",
+                   help="read /proc and /dev under DIR (a captured node, tests, demos); "
+                        "paths in gres.conf stay real absolute paths")
+    g = p.add_argument_group("discovery")
+    g.add_argument("--backend", choices=("auto", "nvml", "nvidia-smi"),
+                   help="auto tries NVML, then nvidia-smi (default auto)")
+    g.add_argument("--nvidia-smi", metavar="PATH", help="nvidia-smi binary (default: PATH, "
+                   "then /usr/bin and other usual places: hooks run without PATH)")
+    g.add_argument("--timeout", type=float, metavar="SEC",
+                   help="timeout for one external command (default 10)")
+    g.add_argument("--deadline", type=float, metavar="SEC",
+                   help="time budget for the whole run (default 45)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--ignore", action="append", metavar="ID", default=None,
+                   help="ignore a finding id (repeatable); see the README for the ids")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="migsync", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Check that Slurm's gres.conf matches this node's real NVIDIA MIG devices, "
+                    "and print the lines that would make it match.")
+    parser.add_argument("--version", action="version", version=f"migsync {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=description, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        return p
+
+    p = add("check", "compare gres.conf/slurm.conf with the hardware (exit 1 on mismatch)",
+            "Discover the node's GPUs and MIG devices, read the gres.conf lines Slurm applies "
+            "to this node (and its slurm.conf Gres=), and report every mismatch. On a mismatch "
+            "the corrected lines are printed too.")
+    _common(p)
+    p.add_argument("--style", choices=("multiple-files", "file"),
+                   help="style of the suggested lines (default multiple-files)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing; use the exit code")
+    _add_act(p)
+
+    p = add("emit", "print gres.conf and slurm.conf Gres= lines for the real hardware",
+            "Print the gres.conf lines that describe this node's hardware, and the slurm.conf "
+            "Gres= fragment. Type names already used in the current gres.conf are kept where "
+            "they still fit.")
+    _common(p)
+    p.add_argument("--style", choices=("multiple-files", "file"),
+                   help="multiple-files: one MultipleFiles=/dev/nvidiaN,GI cap,CI cap line per MIG "
+                        "device, as Slurm's NVML autodetect; file: CI caps folded into one "
+                        "File= hostlist per type (the hand-written style)")
+
+    p = add("discover", "show the node's GPUs and MIG devices",
+            "Show GPUs (keyed on device minor, not the nvidia-smi index) and MIG devices with "
+            "their capability devices.")
+    _common(p)
+
+    p = add("demo", "run discover, check and emit on a bundled sample node",
+            "Run the whole job on the sample node shipped with migsync: the seed write-up's "
+            "4-GPU node after a reboot lost one MIG instance whose /dev cap remains.")
+    p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+
+    _add_node_commands(add)
+    return parser
+
+
+def _add_act(p: argparse.ArgumentParser) -> None:
+    """Placeholder hook so later commands can extend check's flags (see act.py)."""
+
+
+def _add_node_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Commands that act on Slurm are registered by their own modules."""
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    from . import settings as settings_mod
+
+    st = settings_mod.load(getattr(args, "config", None) or "")
+    values: Dict[str, Any] = {}
+    for flag, key in FLAG_KEYS.items():
+        v = getattr(args, flag, None)
+        if v is not None:
+            values[key] = v
+    if getattr(args, "ignore", None):
+        values["ignore"] = list(st.ignore) + list(args.ignore)
+    if values:
+        settings_mod.apply(st, values, "command line")
+    return st
+
+
+def _print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def cmd_check(args: argparse.Namespace, nvml_module: Any = None) -> int:
+    from . import nodecheck, render
+
+    st = settings_from_args(args)
+    outcome = nodecheck.run(st, nvml_module)
+    if args.json:
+        _print_json(outcome.to_dict())
+    elif not args.quiet:
+        sys.stdout.write(render.check_report(outcome))
+    return EXIT_OK if outcome.result.ok else EXIT_MISMATCH
+
+
+def cmd_emit(args: argparse.Namespace, nvml_module: Any = None) -> int:
+    from . import nodecheck, render
+
+    st = settings_from_args(args)
+    outcome = nodecheck.run(st, nvml_module)
+    if args.json:
+        _print_json(outcome.to_dict()["suggested"])
+    else:
+        sys.stdout.write(render.emit_text(outcome, st.style))
+    return EXIT_OK
+
+
+def cmd_discover(args: argparse.Namespace, nvml_module: Any = None) -> int:
+    from . import render
+    from .discovery import discover
+
+    st = settings_from_args(args)
+    inv = discover(st.root, st.backend, st.nvidia_smi or None, st.command_timeout, nvml_module)
+    if args.json:
+        _print_json(inv.to_dict())
+    else:
+        sys.stdout.write(render.inventory_table(inv))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, nvml_module: Any = None) -> int:
+    from . import demo
+
+    return demo.run(sys.stdout)
+
+
+COMMANDS: Dict[str, Callable[..., int]] = {
+    "check": cmd_check, "emit": cmd_emit, "discover": cmd_discover, "demo": cmd_demo,
+}
+
+
+def main(argv: Optional[List[str]] = None, nvml_module: Any = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one-line usage error
+        return EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
+    if not args.command:
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        return COMMANDS[args.command](args, nvml_module)
+    except MigsyncError as exc:
+        sys.stderr.write(f"migsync: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("migsync: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a bug: say so in one line, never act on it
+        if os.environ.get("MIGSYNC_DEBUG"):
+            raise
+        sys.stderr.write(f"migsync: internal error: {type(exc).__name__}: {exc} "
+                         "(set MIGSYNC_DEBUG=1 for a traceback; please report it)\n")
+        return EXIT_INTERNAL
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Build the node's Inventory: a backend (NVML or nvidia-smi) for names and profiles, procfs for truth."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from .backends import BackendView
+from .errors import DiscoveryError
+from .model import Gpu, Inventory, MigDevice
+from .procfs import ProcSnapshot, read_snapshot
+
+BACKENDS = ("auto", "nvml", "nvidia-smi")
+
+
+def probe_backend(backend: str, nvidia_smi: Optional[str] = None, timeout: float = 10.0,
+                  nvml_module: Any = None) -> BackendView:
+    from .backends import nvml, smi  # small modules; pynvml itself stays lazy
+
+    if backend == "nvml":
+        return nvml.probe(nvml_module)
+    if backend == "nvidia-smi":
+        return smi.probe(nvidia_smi, timeout)
+    if backend != "auto":
+        raise DiscoveryError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    try:
+        return nvml.probe(nvml_module)
+    except DiscoveryError as nvml_err:
+        try:
+            return smi.probe(nvidia_smi, timeout)
+        except DiscoveryError as smi_err:
+            raise DiscoveryError(f"{nvml_err.message}; and {smi_err.message}") from None
+
+
+def merge(view: BackendView, snap: ProcSnapshot) -> Inventory:
+    """Key everything on the device minor; procfs decides which instances exist."""
+    inv = Inventory(backend=view.name, gi_caps=dict(snap.gi_caps), cap_table=dict(snap.cap_table))
+    by_bus = {g.bus_id: g for g in snap.gpus.values()}
+    index_to_minor: Dict[int, int] = {}
+    seen_minors = set()
+    for b in view.gpus:
+        minor = b.minor
+        pg = by_bus.get(b.bus_id) if b.bus_id else None
+        if minor is None and pg is not None:
+            minor = pg.minor
+        if minor is None:
+            label = b.bus_id or f"index {b.index}"
+            inv.disagreements.append(f"GPU {label} is listed by {view.name} but not in procfs")
+            if b.lost:
+                inv.gpus.append(Gpu(minor=-1, index=b.index if b.index >= 0 else None,
+                                    bus_id=b.bus_id, lost=b.lost))
+            continue
+        seen_minors.add(minor)
+        if b.index >= 0:
+            index_to_minor[b.index] = minor
+        inv.gpus.append(Gpu(minor, b.index if b.index >= 0 else None, b.bus_id or
+                            (pg.bus_id if pg else None), b.uuid or (pg.uuid if pg else None),
+                            b.name or (pg.model if pg else None), b.mig_current, b.mig_pending,
+                            b.lost))
+    for minor, pg in sorted(snap.gpus.items()):
+        if minor not in seen_minors:
+            inv.gpus.append(Gpu(minor, None, pg.bus_id, pg.uuid, pg.model,
+                                lost=f"not reported by {view.name}"))
+    inv.gpus.sort(key=lambda g: g.minor)
+
+    listed: Dict[tuple, Any] = {}
+    for m in view.migs:
+        minor = index_to_minor.get(m.gpu_index)
+        if minor is None:
+            inv.disagreements.append(f"{view.name} lists a MIG device on unknown GPU index "
+                                     f"{m.gpu_index}")
+            continue
+        listed[(minor, m.gi, m.ci)] = m
+    lost = {g.minor for g in inv.gpus if g.lost}
+    for key, ci_cap in sorted(snap.ci_caps.items()):
+        minor, gi, ci = key
+        b = listed.pop(key, None)
+        if b is None and minor not in lost:
+            inv.disagreements.append(f"gpu{minor}/gi{gi}/ci{ci} exists in procfs but "
+                                     f"{view.name} does not list it")
+        inv.migs.append(MigDevice(minor, gi, ci, b.profile if b else None,
+                                  snap.gi_caps.get((minor, gi), -1), ci_cap,
+                                  b.uuid if b else None))
+    for (minor, gi, ci) in sorted(listed):
+        inv.disagreements.append(f"{view.name} lists gpu{minor}/gi{gi}/ci{ci} but its procfs "
+                                 "capability files do not exist")
+    return inv
+
+
+def discover(root: str = "/", backend: str = "auto", nvidia_smi: Optional[str] = None,
+             timeout: float = 10.0, nvml_module: Any = None) -> Inventory:
+    snap = read_snapshot(root)
+    view = probe_backend(backend, nvidia_smi, timeout, nvml_module)
+    return merge(view, snap)

@@ -1,0 +1,117 @@
+"""Render gres.conf lines and the slurm.conf Gres= fragment that describe the real hardware."""
+from __future__ import annotations
+
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from . import hostlist
+from .check import DeviceKey, resolve, type_fits
+from .gresconf import GresLine
+from .model import Inventory, gpu_path, short_gpu_type
+
+STYLES = ("multiple-files", "file")
+_PROFILE_RE = re.compile(r"\d+[gc]\.\d+gb", re.I)
+
+
+def hardware_devices(inv: Inventory) -> List[DeviceKey]:
+    """Every schedulable device, in Slurm's natural order: GPU minor, then GI, then CI."""
+    keys: List[DeviceKey] = []
+    for g in sorted(inv.gpus, key=lambda g: g.minor):
+        if g.lost or g.minor < 0:
+            continue
+        if g.mig_current:
+            keys.extend(("mig",) + m.key for m in sorted(inv.migs_of(g.minor), key=lambda m: m.key))
+        else:
+            keys.append(("gpu", g.minor))
+    return keys
+
+
+def _fits(inv: Inventory, key: DeviceKey, type_name: str) -> bool:
+    if not type_fits(inv, key, type_name):
+        return False
+    if key[0] == "mig":
+        mig = next(m for m in inv.migs if m.key == key[1:])
+        return bool(mig.profile) and mig.profile.lower() in type_name.lower()
+    return not _PROFILE_RE.search(type_name)
+
+
+def default_type(inv: Inventory, key: DeviceKey) -> Optional[str]:
+    if key[0] == "mig":
+        mig = next(m for m in inv.migs if m.key == key[1:])
+        return mig.profile
+    gpu = inv.gpu(key[1])
+    return short_gpu_type(gpu.name) if gpu and gpu.name else None
+
+
+def assign_types(inv: Inventory, current: Sequence[GresLine] = ()) -> Dict[DeviceKey, Optional[str]]:
+    """Keep the Type the current config gives a device where it still fits; else a default."""
+    configured, _ = resolve(current, inv)
+    by_device = {c.key: c.line.type for c in configured if c.key and c.line.type}
+    used = []
+    for ln in current:
+        if ln.type and ln.type not in used:
+            used.append(ln.type)
+    used.sort(key=len, reverse=True)
+    types: Dict[DeviceKey, Optional[str]] = {}
+    for key in hardware_devices(inv):
+        own = by_device.get(key)
+        if own and _fits(inv, key, own):
+            types[key] = own
+            continue
+        types[key] = next((t for t in used if _fits(inv, key, t)), None) or default_type(inv, key)
+    return types
+
+
+def _type_part(t: Optional[str]) -> str:
+    return f" Type={t}" if t else ""
+
+
+def render_gres(inv: Inventory, node: str, style: str = "multiple-files",
+                current: Sequence[GresLine] = ()) -> List[str]:
+    """gres.conf lines for ``node``; feeding them back to check gives no findings."""
+    if style not in STYLES:
+        raise ValueError(style)
+    types = assign_types(inv, current)
+    head = f"NodeName={node} Name=gpu"
+    lines: List[str] = []
+    migs = {m.key: m for m in inv.migs}
+    # Whole GPUs (MIG off): one File= hostlist per type, in minor order.
+    groups: List[Tuple[Optional[str], List[str], str]] = []  # (type, files, kind)
+    for key in hardware_devices(inv):
+        t = types[key]
+        if key[0] == "gpu":
+            files, kind = [gpu_path(key[1])], "gpu"
+        elif style == "file":
+            files, kind = [migs[key[1:]].files[2]], "mig"
+        else:
+            lines_files = ",".join(migs[key[1:]].files)
+            groups.append((t, [lines_files], "multiple"))
+            continue
+        if groups and groups[-1][0] == t and groups[-1][2] == kind:
+            groups[-1][1].extend(files)
+        else:
+            groups.append((t, list(files), kind))
+    for t, files, kind in groups:
+        if kind == "multiple":
+            lines.append(f"{head}{_type_part(t)} MultipleFiles={files[0]}")
+        else:
+            lines.append(f"{head}{_type_part(t)} File={hostlist.fold(files)}")
+    return lines
+
+
+def gres_counts(types: Dict[DeviceKey, Optional[str]]) -> List[Tuple[Optional[str], int]]:
+    counts: Dict[Optional[str], int] = {}
+    for t in types.values():
+        counts[t] = counts.get(t, 0) + 1
+    return list(counts.items())
+
+
+def render_slurm_gres(types: Dict[DeviceKey, Optional[str]]) -> str:
+    """'gpu:a100:2,gpu:1g.10gb:14' (untyped devices as 'gpu:N')."""
+    parts = [f"gpu:{t}:{n}" if t else f"gpu:{n}" for t, n in gres_counts(types)]
+    return ",".join(parts)
+
+
+def render_slurm_line(node: str, types: Dict[DeviceKey, Optional[str]]) -> str:
+    gres = render_slurm_gres(types)
+    return f"NodeName={node} Gres={gres}" if gres else f"NodeName={node}"

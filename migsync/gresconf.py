@@ -1,0 +1,152 @@
+"""gres.conf as slurmd reads it: lines, the node's own lines, and the devices they name."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from . import hostlist
+from .errors import ConfigError, HostlistError
+from .slurmsyntax import LogicalLine, logical_lines, parse_count, read_text, tokens
+
+KEYS = {
+    "autodetect": "AutoDetect", "count": "Count", "cores": "Cores", "cpus": "CPUs",
+    "file": "File", "files": "File", "flags": "Flags", "link": "Links", "links": "Links",
+    "multiplefiles": "MultipleFiles", "name": "Name", "nodename": "NodeName", "type": "Type",
+}
+MAX_INCLUDE_DEPTH = 8
+
+
+@dataclass
+class GresLine:
+    """One gres.conf line, keys normalised to Slurm's spelling."""
+
+    path: str
+    lineno: int
+    text: str
+    nodes: Optional[str] = None  # NodeName hostlist; None applies to every node
+    name: Optional[str] = None
+    type: Optional[str] = None
+    files: List[str] = field(default_factory=list)  # File= expanded, in written order
+    multiple_files: List[str] = field(default_factory=list)
+    count: Optional[int] = None
+    autodetect: Optional[str] = None
+    extra: Dict[str, str] = field(default_factory=dict)  # Cores, Links, Flags
+
+    @property
+    def source(self) -> str:
+        return f"{os.path.basename(self.path)}:{self.lineno}"
+
+    @property
+    def device_count(self) -> int:
+        """How many GRES this line gives the node, as slurmd counts them."""
+        if self.multiple_files:
+            return 1
+        if self.files:
+            return len(self.files)
+        return self.count if self.count is not None else 1
+
+    def applies_to(self, node: str) -> bool:
+        return self.nodes is None or hostlist.contains(self.nodes, node)
+
+
+@dataclass
+class GresConf:
+    path: str
+    lines: List[GresLine] = field(default_factory=list)
+
+    def for_node(self, node: str, name: str = "gpu") -> List[GresLine]:
+        """The lines slurmd on ``node`` applies for GRES ``name`` (case-insensitive)."""
+        out = []
+        for ln in self.lines:
+            if ln.name is None or ln.name.lower() != name.lower():
+                continue
+            if ln.applies_to(node):
+                out.append(ln)
+        return out
+
+    def autodetect_for(self, node: str) -> Optional[str]:
+        value = None
+        for ln in self.lines:
+            if ln.autodetect and ln.applies_to(node):
+                value = ln.autodetect
+        return value
+
+
+def _err(line: LogicalLine, msg: str, fragment: str) -> ConfigError:
+    return ConfigError(msg, path=line.path, line=line.lineno, fragment=fragment)
+
+
+def _parse_line(line: LogicalLine) -> GresLine:
+    out = GresLine(line.path, line.lineno, line.text)
+    seen: Dict[str, str] = {}
+    pairs = tokens(line)
+    first = KEYS.get(pairs[0][0].lower()) if pairs else None
+    if first not in ("NodeName", "Name", "AutoDetect"):
+        raise _err(line, "a gres.conf line must start with NodeName=, Name= or AutoDetect=",
+                   line.text[:60])
+    for key, value in pairs:
+        canon = KEYS.get(key.lower())
+        frag = f"{key}={value}"
+        if canon is None:
+            raise _err(line, f"unknown key {key!r}", frag)
+        if canon in seen:
+            raise _err(line, f"{canon} given twice on one line", frag)
+        seen[canon] = value
+        try:
+            if canon == "NodeName":
+                hostlist.parse(value)
+                out.nodes = value
+            elif canon == "Name":
+                out.name = value
+            elif canon == "Type":
+                out.type = value
+            elif canon == "File":
+                out.files = hostlist.expand(value)
+            elif canon == "MultipleFiles":
+                out.multiple_files = hostlist.expand(value)
+            elif canon == "Count":
+                out.count = parse_count(value, line, key)
+            elif canon == "AutoDetect":
+                out.autodetect = value.lower()
+            else:
+                out.extra[canon] = value
+        except HostlistError as exc:
+            raise _err(line, f"{canon}=: {exc.message}", frag) from None
+    if out.files and out.multiple_files:
+        raise _err(line, "File= and MultipleFiles= exclude each other", line.text[:60])
+    if out.multiple_files and len(out.multiple_files) < 2:
+        raise _err(line, "MultipleFiles= needs at least two files (use File= for one)",
+                   f"MultipleFiles={seen['MultipleFiles']}")
+    for f in out.files + out.multiple_files:
+        if not f.startswith("/"):
+            raise _err(line, "device files must be absolute paths", f)
+    if out.name is None and out.autodetect is None:
+        raise _err(line, "line has no Name=", line.text[:60])
+    return out
+
+
+def parse(text: str, path: str, _depth: int = 0) -> GresConf:
+    conf = GresConf(path)
+    for line in logical_lines(text, path):
+        head = line.text.split(None, 1)
+        if head[0].lower() == "include":
+            conf.lines.extend(_include(line, head, path, _depth).lines)
+            continue
+        conf.lines.append(_parse_line(line))
+    return conf
+
+
+def _include(line: LogicalLine, head: List[str], path: str, depth: int) -> GresConf:
+    if len(head) < 2:
+        raise _err(line, "Include needs a file name", line.text)
+    if depth >= MAX_INCLUDE_DEPTH:
+        raise _err(line, "Include nested too deeply (a loop?)", line.text)
+    target = head[1].strip()
+    if not os.path.isabs(target):
+        target = os.path.join(os.path.dirname(path), target)
+    return parse(read_text(target), target, depth + 1)
+
+
+def load(path: str) -> GresConf:
+    return parse(read_text(path), path)

@@ -1,0 +1,215 @@
+"""Slurm hostlists: expand, order-preserving fold, and membership without expansion.
+
+Slurm keeps the written order (``/dev/nvidia[3,1]`` is 3 then 1), keeps zero padding
+(``n[01-10]``), accepts ``n[01-3]`` and several bracket groups (``r[1-2]n[01-03]``), and
+caps one range at 65,536 names. ClusterShell sorts and rejects some of these, so we keep
+our own small parser.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Iterable, Iterator, List, Sequence, Tuple, Union
+
+from .errors import HostlistError
+
+MAX_RANGE = 65536
+MAX_EXPAND = 1 << 20  # refuse to materialise more names than this
+
+# A range is (low, high, width); width 0 means unpadded.
+Range = Tuple[int, int, int]
+Segment = Union[str, Tuple[Range, ...]]  # literal text, or a bracket group
+Pattern = Tuple[Segment, ...]
+
+
+def _split_top(expr: str) -> List[str]:
+    """Split on commas that are outside brackets."""
+    terms, depth, start = [], 0, 0
+    for i, ch in enumerate(expr):
+        if ch == "[":
+            depth += 1
+            if depth > 1:
+                raise HostlistError("nested '[' in hostlist", fragment=expr)
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise HostlistError("']' without '[' in hostlist", fragment=expr)
+        elif ch == "," and depth == 0:
+            terms.append(expr[start:i])
+            start = i + 1
+    if depth != 0:
+        raise HostlistError("unbalanced '[' in hostlist", fragment=expr)
+    terms.append(expr[start:])
+    return terms
+
+
+_NUM = re.compile(r"^\d+$")
+
+
+def _parse_ranges(body: str, expr: str) -> Tuple[Range, ...]:
+    if not body:
+        raise HostlistError("empty brackets in hostlist", fragment=expr)
+    ranges = []
+    for part in body.split(","):
+        lo_s, sep, hi_s = part.partition("-")
+        if not _NUM.match(lo_s) or (sep and not _NUM.match(hi_s)):
+            raise HostlistError(f"bad range {part!r} in hostlist", fragment=expr)
+        if not sep:
+            hi_s = lo_s
+        lo, hi = int(lo_s), int(hi_s)
+        if hi < lo:
+            raise HostlistError(f"reversed range {part!r} in hostlist", fragment=expr)
+        if hi - lo + 1 > MAX_RANGE:
+            raise HostlistError(f"range {part!r} has more than {MAX_RANGE} names", fragment=expr)
+        width = len(lo_s) if len(lo_s) > 1 and lo_s[0] == "0" else 0
+        ranges.append((lo, hi, width))
+    return tuple(ranges)
+
+
+@lru_cache(maxsize=4096)
+def parse(expr: str) -> Tuple[Pattern, ...]:
+    """Parse a hostlist expression into patterns (one per top-level comma term)."""
+    expr = expr.strip()
+    if not expr:
+        raise HostlistError("empty hostlist", fragment=expr)
+    patterns = []
+    for term in _split_top(expr):
+        if not term:
+            raise HostlistError("empty name in hostlist", fragment=expr)
+        segs: List[Segment] = []
+        pos = 0
+        while pos < len(term):
+            open_at = term.find("[", pos)
+            if open_at < 0:
+                segs.append(term[pos:])
+                break
+            if open_at > pos:
+                segs.append(term[pos:open_at])
+            close_at = term.find("]", open_at)
+            segs.append(_parse_ranges(term[open_at + 1:close_at], expr))
+            pos = close_at + 1
+        patterns.append(tuple(segs))
+    return tuple(patterns)
+
+
+def _fmt(value: int, width: int) -> str:
+    return str(value).zfill(width)
+
+
+def _expand_pattern(pattern: Pattern) -> Iterator[str]:
+    if not pattern:
+        yield ""
+        return
+    head, rest = pattern[0], pattern[1:]
+    tails = list(_expand_pattern(rest)) if rest else [""]
+    if isinstance(head, str):
+        for tail in tails:
+            yield head + tail
+        return
+    for lo, hi, width in head:
+        for value in range(lo, hi + 1):
+            text = _fmt(value, width)
+            for tail in tails:
+                yield text + tail
+
+
+def count(expr: str) -> int:
+    """Number of names in the hostlist, without expanding it."""
+    total = 0
+    for pattern in parse(expr):
+        n = 1
+        for seg in pattern:
+            if not isinstance(seg, str):
+                n *= sum(hi - lo + 1 for lo, hi, _ in seg)
+        total += n
+    return total
+
+
+def expand(expr: str) -> List[str]:
+    """All names, in written order (duplicates kept, as Slurm keeps them for File=)."""
+    if "[" not in expr and "]" not in expr:
+        names = [n.strip() for n in expr.split(",")]
+        if not expr.strip() or any(not n for n in names):
+            raise HostlistError("empty name in hostlist", fragment=expr)
+        return names
+    if count(expr) > MAX_EXPAND:
+        raise HostlistError(f"hostlist has more than {MAX_EXPAND} names", fragment=expr)
+    out: List[str] = []
+    for pattern in parse(expr):
+        out.extend(_expand_pattern(pattern))
+    return out
+
+
+def _match(pattern: Pattern, name: str, pos: int) -> bool:
+    if not pattern:
+        return pos == len(name)
+    head, rest = pattern[0], pattern[1:]
+    if isinstance(head, str):
+        return name.startswith(head, pos) and _match(rest, name, pos + len(head))
+    end = pos
+    while end < len(name) and name[end].isdigit():
+        end += 1
+    for stop in range(end, pos, -1):
+        digits = name[pos:stop]
+        value = int(digits)
+        for lo, hi, width in head:
+            if lo <= value <= hi and _fmt(value, width) == digits:
+                if _match(rest, name, stop):
+                    return True
+    return False
+
+
+def contains(expr: str, name: str) -> bool:
+    """True if ``name`` is in the hostlist; never expands it."""
+    if "[" not in expr and "]" not in expr:
+        for part in expr.split(","):
+            if part.strip() == name:
+                return True
+        parse(expr)  # still reject malformed input such as empty names
+        return False
+    return any(_match(p, name, 0) for p in parse(expr))
+
+
+_TAIL_NUM = re.compile(r"^(.*?)(\d+)(\D*)$")
+
+
+def fold(names: Iterable[str]) -> str:
+    """Fold names into a hostlist, keeping their order: expand(fold(x)) == x."""
+    groups: List[Tuple[str, str, int, List[int]]] = []  # prefix, suffix, width, values
+    for name in names:
+        m = _TAIL_NUM.match(name)
+        if not m or "[" in name or "]" in name or "," in name:
+            groups.append((name, "", -1, []))
+            continue
+        prefix, digits, suffix = m.groups()
+        value = int(digits)
+        if groups:
+            gp, gs, gw, gv = groups[-1]
+            if gw >= 0 and gp == prefix and gs == suffix and _fmt(value, gw) == digits:
+                gv.append(value)
+                continue
+        width = len(digits) if len(digits) > 1 and digits[0] == "0" else 0
+        groups.append((prefix, suffix, width, [value]))
+    parts = []
+    for prefix, suffix, width, values in groups:
+        if width < 0:
+            parts.append(prefix)
+        elif len(values) == 1:
+            parts.append(f"{prefix}{_fmt(values[0], width)}{suffix}")
+        else:
+            parts.append(f"{prefix}[{_ranges_text(values, width)}]{suffix}")
+    return ",".join(parts)
+
+
+def _ranges_text(values: Sequence[int], width: int) -> str:
+    out, i = [], 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        if j > i:
+            out.append(f"{_fmt(values[i], width)}-{_fmt(values[j], width)}")
+        else:
+            out.append(_fmt(values[i], width))
+        i = j + 1
+    return ",".join(out)

@@ -1,0 +1,80 @@
+"""Find slurm.conf, gres.conf and the node name the way slurmd does."""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from .errors import ConfigError
+
+CONFIGLESS_DIR = "/run/slurm/conf"
+DEFAULT_DIR = "/etc/slurm"
+
+
+@dataclass
+class ConfFiles:
+    slurm_conf: Optional[str]
+    gres_conf: str
+    how: str  # 'explicit', 'migsync config', '$SLURM_CONF', 'configless', '/etc/slurm'
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return os.path.isfile(path)
+    except OSError:  # e.g. a symlink loop
+        return False
+
+
+def candidate_dirs(slurm_conf_env: Optional[str]) -> List[Tuple[str, str]]:
+    dirs = []
+    if slurm_conf_env:
+        dirs.append((os.path.dirname(slurm_conf_env) or ".", "$SLURM_CONF"))
+    dirs.append((CONFIGLESS_DIR, "configless"))
+    dirs.append((DEFAULT_DIR, DEFAULT_DIR))
+    return dirs
+
+
+def find(gres_conf: str = "", slurm_conf: str = "", configured_gres: str = "",
+         configured_slurm: str = "", env: Optional[dict] = None) -> ConfFiles:
+    """Flags first, then migsync.toml, then $SLURM_CONF's directory, /run/slurm/conf, /etc/slurm."""
+    env = os.environ if env is None else env
+    how = "explicit"
+    sconf = slurm_conf
+    gconf = gres_conf
+    if not sconf and configured_slurm:
+        sconf, how = configured_slurm, "migsync config"
+    if not gconf and configured_gres:
+        gconf, how = configured_gres, "migsync config"
+    if not sconf:
+        sc_env = env.get("SLURM_CONF", "")
+        if sc_env and _is_file(sc_env):
+            sconf, how = sc_env, "$SLURM_CONF"
+        else:
+            for d, label in candidate_dirs(None):
+                if _is_file(os.path.join(d, "slurm.conf")):
+                    sconf, how = os.path.join(d, "slurm.conf"), label
+                    break
+    if not gconf:
+        dirs = [(os.path.dirname(sconf), how)] if sconf else []
+        dirs += candidate_dirs(env.get("SLURM_CONF"))
+        for d, label in dirs:
+            if _is_file(os.path.join(d, "gres.conf")):
+                gconf = os.path.join(d, "gres.conf")
+                how = label
+                break
+    if not gconf:
+        looked = ", ".join(sorted({d for d, _ in candidate_dirs(env.get("SLURM_CONF"))}))
+        raise ConfigError(f"gres.conf not found (looked beside slurm.conf and in {looked}); "
+                          "use --gres-conf")
+    if sconf and not _is_file(sconf):
+        raise ConfigError("slurm.conf not found", path=sconf)
+    return ConfFiles(sconf or None, gconf, how)
+
+
+def node_name(explicit: str = "", configured: str = "", env: Optional[dict] = None) -> str:
+    env = os.environ if env is None else env
+    name = explicit or configured or env.get("SLURMD_NODENAME", "")
+    if not name:
+        name = socket.gethostname().split(".", 1)[0]
+    return name

@@ -1,0 +1,147 @@
+"""The dataclasses the pure core works on: the node's inventory and findings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, asdict
+from typing import Dict, List, Optional, Tuple
+
+DEV_NVIDIA = "/dev/nvidia"
+DEV_CAP = "/dev/nvidia-caps/nvidia-cap"
+
+
+def gpu_path(minor: int) -> str:
+    return f"{DEV_NVIDIA}{minor}"
+
+
+def cap_path(minor: int) -> str:
+    return f"{DEV_CAP}{minor}"
+
+
+def autodetect_gpu_type(name: str) -> str:
+    """Slurm's NVML type string for a GPU name: lower case, spaces to '_', cut at the first '-'."""
+    return name.strip().lower().replace(" ", "_").split("-", 1)[0]
+
+
+def short_gpu_type(name: str) -> str:
+    """A short default Type for a whole GPU ('NVIDIA A100 80GB PCIe' -> 'a100')."""
+    full = autodetect_gpu_type(name)
+    for lead in ("nvidia_", "tesla_"):
+        if full.startswith(lead):
+            full = full[len(lead):]
+    return full.split("_", 1)[0] or "gpu"
+
+
+@dataclass
+class MigDevice:
+    """One MIG device: a compute instance inside a GPU instance on a parent GPU."""
+
+    parent_minor: int
+    gi: int
+    ci: int
+    profile: Optional[str]  # '1g.10gb', '1c.3g.40gb'; None when only procfs knows it
+    gi_cap: int
+    ci_cap: int
+    uuid: Optional[str] = None
+
+    @property
+    def key(self) -> Tuple[int, int, int]:
+        return (self.parent_minor, self.gi, self.ci)
+
+    @property
+    def label(self) -> str:
+        return f"gpu{self.parent_minor}/gi{self.gi}/ci{self.ci}"
+
+    @property
+    def files(self) -> Tuple[str, str, str]:
+        return (gpu_path(self.parent_minor), cap_path(self.gi_cap), cap_path(self.ci_cap))
+
+
+@dataclass
+class Gpu:
+    """One physical GPU, keyed on its device minor (never the nvidia-smi index)."""
+
+    minor: int
+    index: Optional[int] = None
+    bus_id: Optional[str] = None  # normalised '0000:ca:00.0'
+    uuid: Optional[str] = None
+    name: Optional[str] = None
+    mig_current: Optional[bool] = None  # None: MIG not supported / unknown
+    mig_pending: Optional[bool] = None
+    lost: Optional[str] = None  # why the backend could not read it
+
+    @property
+    def path(self) -> str:
+        return gpu_path(self.minor)
+
+
+@dataclass
+class Inventory:
+    """What the node really has."""
+
+    gpus: List[Gpu] = field(default_factory=list)
+    migs: List[MigDevice] = field(default_factory=list)
+    backend: str = ""
+    # GI caps that exist in procfs, keyed (minor, gi) -> cap minor
+    gi_caps: Dict[Tuple[int, int], int] = field(default_factory=dict)
+    # every cap minor from mig-minors: minor -> (gpu minor, gi, ci or None)
+    cap_table: Dict[int, Tuple[int, int, Optional[int]]] = field(default_factory=dict)
+    # (gpu minor, gi, ci) listed by the backend but absent from procfs, or the reverse
+    disagreements: List[str] = field(default_factory=list)
+
+    def gpu(self, minor: int) -> Optional[Gpu]:
+        for g in self.gpus:
+            if g.minor == minor:
+                return g
+        return None
+
+    def migs_of(self, minor: int) -> List[MigDevice]:
+        return [m for m in self.migs if m.parent_minor == minor]
+
+    def to_dict(self) -> dict:
+        return {
+            "backend": self.backend,
+            "gpus": [asdict(g) for g in self.gpus],
+            "mig_devices": [dict(asdict(m), files=list(m.files)) for m in self.migs],
+            "disagreements": list(self.disagreements),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Inventory":
+        gpus = [Gpu(**g) for g in data.get("gpus", [])]
+        migs = []
+        for m in data.get("mig_devices", []):
+            m = {k: v for k, v in m.items() if k != "files"}
+            migs.append(MigDevice(**m))
+        return cls(gpus=gpus, migs=migs, backend=data.get("backend", ""),
+                   disagreements=list(data.get("disagreements", [])))
+
+
+@dataclass
+class Finding:
+    """One mismatch, with a stable id for settings, metrics and drain reasons."""
+
+    id: str
+    message: str
+    short: str  # a few words for the 20 characters sinfo -R shows
+    source: Optional[str] = None  # 'gres.conf:12'
+    path: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Every finding id, with what it means; the README table is generated from this.
+FINDING_IDS = {
+    "stale-cap": "a configured capability device has no live MIG instance behind it",
+    "missing-file": "a configured device file does not exist (slurmd would die at start)",
+    "unconfigured-device": "a real MIG device or GPU is named by no gres.conf line",
+    "type-mismatch": "a configured Type does not match the device (case-insensitive substring)",
+    "whole-gpu-mig-on": "a whole GPU is configured while MIG is enabled on it",
+    "mig-no-instances": "MIG is enabled on a GPU that has no instances",
+    "mig-pending": "a MIG mode change is pending a GPU reset",
+    "duplicate-device": "one device is configured twice",
+    "gres-count-mismatch": "slurm.conf Gres= count differs from gres.conf or the hardware",
+    "incomplete-device": "a MultipleFiles line lacks the GPU or GI cap of its MIG device",
+    "unknown-device": "a configured /dev/nvidia* path matches no GPU or MIG capability",
+    "backend-disagrees": "NVML or nvidia-smi and procfs disagree about which instances exist",
+    "gpu-lost": "a GPU could not be read (fell off the bus, NVML error)",
+}

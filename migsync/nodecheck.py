@@ -1,0 +1,67 @@
+"""One node's whole check: locate and parse config, discover hardware, compare, render fixes."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from . import __version__, emit, gresconf, locate, slurmconf
+from .check import CheckResult, check
+from .discovery import discover
+from .model import Inventory
+from .procfs import rooted
+from .settings import Settings
+
+
+@dataclass
+class Outcome:
+    node: str
+    files: locate.ConfFiles
+    inventory: Inventory
+    result: CheckResult
+    gres_lines: List[str] = field(default_factory=list)  # what emit suggests
+    slurm_line: str = ""
+    node_in_slurm_conf: Optional[bool] = None
+
+    def to_dict(self) -> dict:
+        return {
+            "version": __version__,
+            "ok": self.result.ok,
+            "node": self.node,
+            "findings": [f.to_dict() for f in self.result.findings],
+            "ignored": [f.to_dict() for f in self.result.ignored],
+            "files": {"gres_conf": self.files.gres_conf, "slurm_conf": self.files.slurm_conf,
+                      "found_by": self.files.how},
+            "inventory": self.inventory.to_dict(),
+            "suggested": {"gres_conf": self.gres_lines, "slurm_conf": self.slurm_line},
+        }
+
+
+def load_config(settings: Settings, node: str):
+    files = locate.find(settings.gres_conf, settings.slurm_conf)
+    gconf = gresconf.load(files.gres_conf)
+    sconf = slurmconf.load(files.slurm_conf) if files.slurm_conf else None
+    return files, gconf, sconf
+
+
+def run(settings: Settings, nvml_module: Any = None, inventory: Optional[Inventory] = None,
+        style: Optional[str] = None) -> Outcome:
+    """Parse first (a config error must not cost a discovery), then discover and compare."""
+    node = locate.node_name(settings.node)
+    files, gconf, sconf = load_config(settings, node)
+    lines = gconf.for_node(node)
+    inv = inventory or discover(settings.root, settings.backend, settings.nvidia_smi or None,
+                                settings.command_timeout, nvml_module)
+    types = emit.assign_types(inv, lines)
+    slurm_gres, where, in_conf = None, "slurm.conf", None
+    if sconf is not None:
+        got = sconf.node_gres(node)
+        in_conf = got is not None
+        if got is not None:
+            slurm_gres, where = got
+    result = check(inv, lines, slurm_gres, where,
+                   exists=lambda p: os.path.exists(rooted(settings.root, p)),
+                   ignore=settings.ignore, hardware_types=types)
+    return Outcome(node, files, inv, result,
+                   emit.render_gres(inv, node, style or settings.style, lines),
+                   emit.render_slurm_line(node, types), in_conf)

@@ -1,0 +1,176 @@
+"""What the NVIDIA driver says in procfs: GPU minors, the cap table, and which instances exist."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+from .errors import DiscoveryError
+
+NV_PROC = "/proc/driver/nvidia"
+GPUS_DIR = NV_PROC + "/gpus"
+CAPS_DIR = NV_PROC + "/capabilities"
+MIG_MINORS = "/proc/driver/nvidia-caps/mig-minors"
+
+_GI_NAME = re.compile(r"^gpu(\d+)/gi(\d+)/access$")
+_CI_NAME = re.compile(r"^gpu(\d+)/gi(\d+)/ci(\d+)/access$")
+
+
+@dataclass
+class ProcGpu:
+    minor: int
+    bus_id: str  # '0000:ca:00.0'
+    model: Optional[str] = None
+    uuid: Optional[str] = None
+
+
+@dataclass
+class ProcSnapshot:
+    gpus: Dict[int, ProcGpu] = field(default_factory=dict)
+    # cap minor -> (gpu minor, gi, ci or None) for every entry of mig-minors
+    cap_table: Dict[int, Tuple[int, int, Optional[int]]] = field(default_factory=dict)
+    gi_caps: Dict[Tuple[int, int], int] = field(default_factory=dict)  # live GIs
+    ci_caps: Dict[Tuple[int, int, int], int] = field(default_factory=dict)  # live CIs
+
+
+def rooted(root: str, path: str) -> str:
+    return os.path.join(root, path.lstrip("/")) if root and root != "/" else path
+
+
+def normalise_bus_id(bus: str) -> str:
+    """'00000000:CA:00.0' (nvidia-smi) and '0000:ca:00.0' (procfs) -> '0000:ca:00.0'."""
+    bus = bus.strip().lower()
+    if ":" in bus:
+        domain, rest = bus.split(":", 1)
+        if len(domain) > 4 and rest.count(":") == 1:
+            bus = domain[-4:] + ":" + rest
+    return bus
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise DiscoveryError(f"{path}: not found") from None
+    except PermissionError:
+        raise DiscoveryError(f"{path}: permission denied (run as root)") from None
+    except OSError as exc:
+        raise DiscoveryError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def parse_information(text: str) -> Dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key.strip().lower()] = value.strip()
+    return out
+
+
+def read_gpus(root: str) -> Dict[int, ProcGpu]:
+    base = rooted(root, GPUS_DIR)
+    try:
+        entries = sorted(os.listdir(base))
+    except FileNotFoundError:
+        if not os.path.isdir(rooted(root, NV_PROC)):
+            raise DiscoveryError(f"{NV_PROC} not found: the NVIDIA driver is not loaded") from None
+        return {}
+    except OSError as exc:
+        raise DiscoveryError(f"{base}: cannot list: {exc.strerror or exc}") from None
+    gpus: Dict[int, ProcGpu] = {}
+    for bus in entries:
+        path = os.path.join(base, bus, "information")
+        info = parse_information(_read(path))
+        minor_text = info.get("device minor", "")
+        if not minor_text.isdigit():
+            raise DiscoveryError(f"{path}: no 'Device Minor' line")
+        minor = int(minor_text)
+        gpus[minor] = ProcGpu(minor, normalise_bus_id(info.get("bus location", bus)),
+                              info.get("model"), info.get("gpu uuid"))
+    return gpus
+
+
+def parse_mig_minors(text: str, path: str = MIG_MINORS) -> Dict[int, Tuple[int, int, Optional[int]]]:
+    table: Dict[int, Tuple[int, int, Optional[int]]] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise DiscoveryError(f"{path}:{lineno}: expected '<name> <minor>' (in {line[:60]!r})")
+        name, minor = parts[0], int(parts[1])
+        m = _CI_NAME.match(name)
+        if m:
+            table[minor] = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            continue
+        m = _GI_NAME.match(name)
+        if m:
+            table[minor] = (int(m.group(1)), int(m.group(2)), None)
+    if not table:
+        raise DiscoveryError(f"{path}: empty or truncated (no gpu/gi entries)")
+    return table
+
+
+def _dir_ints(path: str, prefix: str):
+    try:
+        names = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise DiscoveryError(f"{path}: cannot list: {exc.strerror or exc}") from None
+    out = []
+    for n in names:
+        if n.startswith(prefix) and n[len(prefix):].isdigit():
+            out.append(int(n[len(prefix):]))
+    return sorted(out)
+
+
+def _file_minor(path: str) -> Optional[int]:
+    for line in _read(path).splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "DeviceFileMinor" and value.strip().isdigit():
+            return int(value.strip())
+    return None
+
+
+def read_snapshot(root: str, gpu_minors=None) -> ProcSnapshot:
+    """Read GPUs, the cap table and the live instances from procfs under ``root``."""
+    snap = ProcSnapshot()
+    snap.gpus = read_gpus(root)
+    caps_base = rooted(root, CAPS_DIR)
+    minors = sorted(set(snap.gpus) | set(_dir_ints(caps_base, "gpu")))
+    if gpu_minors is not None:
+        minors = [m for m in minors if m in gpu_minors]
+    found_any = any(os.path.isdir(os.path.join(caps_base, f"gpu{m}", "mig")) for m in minors)
+    if not found_any:
+        return snap
+    mm_path = rooted(root, MIG_MINORS)
+    snap.cap_table = parse_mig_minors(_read(mm_path), mm_path)
+    by_name = {v: k for k, v in snap.cap_table.items()}
+    for minor in minors:
+        mig_dir = os.path.join(caps_base, f"gpu{minor}", "mig")
+        for gi in _dir_ints(mig_dir, "gi"):
+            gi_dir = os.path.join(mig_dir, f"gi{gi}")
+            access = os.path.join(gi_dir, "access")
+            if not os.path.exists(access):
+                continue
+            snap.gi_caps[(minor, gi)] = _cap_minor(by_name, (minor, gi, None), access, mm_path)
+            for ci in _dir_ints(gi_dir, "ci"):
+                ci_access = os.path.join(gi_dir, f"ci{ci}", "access")
+                if os.path.exists(ci_access):
+                    snap.ci_caps[(minor, gi, ci)] = _cap_minor(by_name, (minor, gi, ci),
+                                                               ci_access, mm_path)
+    return snap
+
+
+def _cap_minor(by_name, key, access_path: str, mm_path: str) -> int:
+    if key in by_name:
+        return by_name[key]
+    fallback = _file_minor(access_path)
+    if fallback is None:
+        label = f"gpu{key[0]}/gi{key[1]}" + (f"/ci{key[2]}" if key[2] is not None else "")
+        raise DiscoveryError(f"{mm_path}: no entry for {label}, and {access_path} "
+                             "has no DeviceFileMinor")
+    return fallback

@@ -1,0 +1,110 @@
+"""The one subprocess helper: a timeout that kills the whole process group, and a run deadline."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence
+
+from .errors import CommandError
+
+SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class Deadline:
+    """Wall-clock budget for one migsync run; every command gets at most what is left."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+    def clamp(self, timeout: float) -> float:
+        return min(timeout, self.remaining())
+
+
+_deadline: Optional[Deadline] = None
+
+
+def set_deadline(deadline: Optional[Deadline]) -> None:
+    global _deadline
+    _deadline = deadline
+
+
+@dataclass
+class Result:
+    argv: Sequence[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(argv: Sequence[str], timeout: float = 10.0, env: Optional[Dict[str, str]] = None,
+        check: bool = False) -> Result:
+    """Run ``argv`` in a new session; on timeout SIGKILL its whole process group."""
+    if _deadline is not None:
+        timeout = _deadline.clamp(timeout)
+        if timeout <= 0:
+            raise CommandError(f"{os.path.basename(argv[0])}: no time left before the run deadline",
+                               argv=argv, timed_out=True)
+    full_env = {"PATH": SAFE_PATH, "LC_ALL": "C"}
+    if env:
+        full_env.update(env)
+    try:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True, env=full_env)
+    except OSError as exc:
+        raise CommandError(f"cannot run {argv[0]}: {exc.strerror or exc}", argv=argv) from None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise CommandError(f"{os.path.basename(argv[0])} timed out after {timeout:.1f}s",
+                           argv=argv, timed_out=True) from None
+    except BaseException:
+        _kill_group(proc)
+        raise
+    res = Result(argv, proc.returncode, out.decode("utf-8", "replace"),
+                 err.decode("utf-8", "replace"))
+    if check and res.returncode != 0:
+        raise CommandError(f"{os.path.basename(argv[0])} exited {res.returncode}: "
+                           f"{first_line(res.stderr or res.stdout)}", argv=argv,
+                           returncode=res.returncode, stderr=res.stderr)
+    return res
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.communicate(timeout=2)
+    except (subprocess.TimeoutExpired, ValueError):
+        pass
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return "(no output)"
+
+
+def find_program(name: str, explicit: Optional[str] = None,
+                 extra_dirs: Sequence[str] = ()) -> Optional[str]:
+    """Resolve a program once, to an absolute path: explicit, then PATH, then usual places."""
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    dirs += list(extra_dirs) + ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin",
+                                "/bin", "/sbin", "/opt/slurm/bin", "/opt/slurm/sbin"]
+    for d in dirs:
+        cand = os.path.join(d, name)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return os.path.abspath(cand)
+    return None

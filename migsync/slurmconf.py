@@ -1,0 +1,130 @@
+"""slurm.conf: the few keys migsync needs (GresTypes, NodeName lines and their Gres=)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from . import hostlist
+from .errors import ConfigError, HostlistError
+from .slurmsyntax import LogicalLine, logical_lines, parse_count, read_text, tokens
+
+MAX_INCLUDE_DEPTH = 8
+
+
+@dataclass
+class NodeLine:
+    path: str
+    lineno: int
+    nodes: str
+    keys: Dict[str, str]  # lower-case key -> value
+
+
+@dataclass
+class GresSpec:
+    """One Gres= entry: name[:type]:count."""
+
+    name: str
+    type: Optional[str]
+    count: int
+
+
+@dataclass
+class SlurmConf:
+    path: str
+    params: Dict[str, str] = field(default_factory=dict)  # lower-case key -> last value
+    node_lines: List[NodeLine] = field(default_factory=list)
+
+    @property
+    def gres_types(self) -> List[str]:
+        value = self.params.get("grestypes", "")
+        return [t.strip().lower() for t in value.split(",") if t.strip()]
+
+    def node_keys(self, node: str) -> Optional[Dict[str, str]]:
+        """The keys slurmctld applies to ``node`` (DEFAULT lines first), or None if absent."""
+        merged: Dict[str, str] = {}
+        found = False
+        for nl in self.node_lines:
+            if nl.nodes.lower() == "default":
+                merged.update(nl.keys)
+            elif hostlist.contains(nl.nodes, node):
+                merged.update(nl.keys)
+                found = True
+        return merged if found else None
+
+    def node_gres(self, node: str) -> Optional[Tuple[List[GresSpec], str]]:
+        """Parsed Gres= for ``node`` and where it came from, or None if the node has no line."""
+        keys = self.node_keys(node)
+        if keys is None:
+            return None
+        value = keys.get("gres", "")
+        where = self.path
+        for nl in self.node_lines:
+            if "gres" in nl.keys and (nl.nodes.lower() == "default"
+                                      or hostlist.contains(nl.nodes, node)):
+                where = f"{os.path.basename(nl.path)}:{nl.lineno}"
+        return parse_gres(value, where), where
+
+
+def parse_gres(value: str, where: str = "Gres") -> List[GresSpec]:
+    """Parse 'gpu:1g.10gb:14,gpu:a100:2'. The count follows the last colon."""
+    specs: List[GresSpec] = []
+    if not value or value.lower() == "(null)":
+        return specs
+    for entry in value.split(","):
+        parts = [p for p in entry.strip().split(":") if p.lower() != "no_consume"]
+        if not parts or not parts[0]:
+            raise ConfigError(f"empty Gres entry in {value!r}", path=where, fragment=entry)
+        name = parts[0]
+        count_text = parts[-1] if len(parts) > 1 else "1"
+        gtype = parts[1] if len(parts) == 3 else None
+        if len(parts) > 3:
+            raise ConfigError("Gres entry has too many ':' fields", path=where, fragment=entry)
+        probe = LogicalLine(where, 0, entry)
+        try:
+            count = parse_count(count_text, probe, "Gres")
+        except ConfigError:
+            raise ConfigError(f"Gres entry {entry!r} has no count after its last ':'",
+                              path=where, fragment=entry) from None
+        specs.append(GresSpec(name.lower(), gtype, count))
+    return specs
+
+
+def parse(text: str, path: str, _depth: int = 0) -> SlurmConf:
+    conf = SlurmConf(path)
+    for line in logical_lines(text, path):
+        head = line.text.split(None, 1)
+        if head[0].lower() == "include":
+            if len(head) < 2 or _depth >= MAX_INCLUDE_DEPTH:
+                raise ConfigError("bad or too deeply nested Include", path=path,
+                                  line=line.lineno, fragment=line.text)
+            target = head[1].strip()
+            if not os.path.isabs(target):
+                target = os.path.join(os.path.dirname(path), target)
+            sub = parse(read_text(target), target, _depth + 1)
+            conf.params.update(sub.params)
+            conf.node_lines.extend(sub.node_lines)
+            continue
+        pairs = tokens(line)
+        if not pairs:
+            continue
+        first_key, first_val = pairs[0]
+        if first_key.lower() == "nodename":
+            try:
+                if first_val.lower() != "default":
+                    hostlist.parse(first_val)
+            except HostlistError as exc:
+                raise ConfigError(f"NodeName=: {exc.message}", path=path, line=line.lineno,
+                                  fragment=first_val) from None
+            keys = {k.lower(): v for k, v in pairs[1:]}
+            conf.node_lines.append(NodeLine(path, line.lineno, first_val, keys))
+        elif first_key.lower() in ("partitionname", "nodeset", "frontendname", "downnodes"):
+            continue
+        else:
+            for k, v in pairs:
+                conf.params[k.lower()] = v
+    return conf
+
+
+def load(path: str) -> SlurmConf:
+    return parse(read_text(path), path)

@@ -1,0 +1,311 @@
+"""Write a fake GPU node from a layout: procfs tree, /dev nodes, recorded-format nvidia-smi output.
+
+The formats are those of real drivers (see ../shared/reference/mig-devices.md); the layouts
+are the scenarios the tests and the bench name. Run as a script to regenerate tests/data and
+the sample shipped in migsync/sample.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+
+SMI_SCRIPT = """#!/bin/sh
+# Fake nvidia-smi: serves recorded output. Env FAKE_SMI_MODE=hang|garbage|fail for faults.
+d=${0%/*}/smi
+case "$FAKE_SMI_MODE" in
+  hang) exec sleep 300 ;;
+  garbage) echo 'Segmentation fault (core dumped) ??? @@@'; exit 0 ;;
+  fail) echo 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.'; exit 9 ;;
+esac
+case "$1 $2" in
+  "mig -lgi") cat "$d/lgi.txt"; exit $(cat "$d/lgi.rc") ;;
+  "mig -lci") cat "$d/lci.txt"; exit $(cat "$d/lci.rc") ;;
+  "-L ") cat "$d/L.txt"; exit 0 ;;
+esac
+case "$1" in
+  --query-gpu=*) cat "$d/query-gpu.csv"; exit 0 ;;
+esac
+echo "fake nvidia-smi: unsupported arguments: $*" >&2
+exit 2
+"""
+
+
+def gi_cap(minor, gi):
+    return 3 + 135 * minor + 9 * gi
+
+
+def ci_cap(minor, gi, ci):
+    return gi_cap(minor, gi) + 1 + ci
+
+
+def mig_minors_text():
+    lines = ["config 1", "monitor 2"]
+    for g in range(32):
+        for gi in range(15):
+            lines.append(f"gpu{g}/gi{gi}/access {gi_cap(g, gi)}")
+            for ci in range(8):
+                lines.append(f"gpu{g}/gi{gi}/ci{ci}/access {ci_cap(g, gi, ci)}")
+    return "\n".join(lines) + "\n"
+
+
+def _write(path, text, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write(text)
+    os.chmod(path, mode)
+
+
+def _touch(path):
+    _write(path, "")
+
+
+def _smi_bus(bus):
+    dom, rest = bus.split(":", 1)
+    return ("0000" + dom).upper() + ":" + rest.upper()
+
+
+def instances(gpu):
+    return gpu.get("instances", [])
+
+
+def write_node(layout, out):
+    """Write the node described by ``layout`` under directory ``out``."""
+    root = os.path.join(out, "root")
+    caps = os.path.join(root, "proc/driver/nvidia/capabilities")
+    _write(os.path.join(root, "proc/driver/nvidia/version"),
+           f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {layout.get('driver', '535.129.03')}\n")
+    _write(os.path.join(caps, "mig/config"), "DeviceFileMinor: 1\nDeviceFileMode: 256\nDeviceFileModify: 1\n")
+    _write(os.path.join(caps, "mig/monitor"), "DeviceFileMinor: 2\nDeviceFileMode: 292\nDeviceFileModify: 1\n")
+    _write(os.path.join(root, "proc/driver/nvidia-caps/mig-minors"), mig_minors_text())
+    for path in ("dev/nvidiactl", "dev/nvidia-uvm", "dev/nvidia-caps/nvidia-cap1",
+                 "dev/nvidia-caps/nvidia-cap2"):
+        _touch(os.path.join(root, path))
+    proc_hidden = {tuple(x) for x in layout.get("procfs_missing", [])}
+    for g in layout["gpus"]:
+        minor = g["minor"]
+        _write(os.path.join(root, "proc/driver/nvidia/gpus", g["bus"], "information"),
+               f"Model: \t\t {g['name']}\nIRQ:   \t\t {100 + minor}\nGPU UUID: \t {g['uuid']}\n"
+               f"Video BIOS: \t 92.00.36.00.10\nBus Type: \t PCIe\nDMA Size: \t 47 bits\n"
+               f"DMA Mask: \t 0x7fffffffffff\nBus Location: \t {g['bus']}\n"
+               f"Device Minor: \t {minor}\nGPU Excluded:\t No\n")
+        _touch(os.path.join(root, f"dev/nvidia{minor}"))
+        if g.get("mig") is not None and g.get("mig_supported", True):
+            os.makedirs(os.path.join(caps, f"gpu{minor}/mig"), exist_ok=True)
+        for inst in instances(g):
+            gi = inst["gi"]
+            _touch(os.path.join(root, f"dev/nvidia-caps/nvidia-cap{gi_cap(minor, gi)}"))
+            if (minor, gi) in proc_hidden:
+                continue
+            _write(os.path.join(caps, f"gpu{minor}/mig/gi{gi}/access"),
+                   f"DeviceFileMinor: {gi_cap(minor, gi)}\nDeviceFileMode: 292\nDeviceFileModify: 1\n")
+            for c in inst["cis"]:
+                _touch(os.path.join(root, f"dev/nvidia-caps/nvidia-cap{ci_cap(minor, gi, c['ci'])}"))
+                _write(os.path.join(caps, f"gpu{minor}/mig/gi{gi}/ci{c['ci']}/access"),
+                       f"DeviceFileMinor: {ci_cap(minor, gi, c['ci'])}\nDeviceFileMode: 292\n"
+                       "DeviceFileModify: 1\n")
+    for cap in layout.get("stale_dev_caps", []):
+        _touch(os.path.join(root, f"dev/nvidia-caps/nvidia-cap{cap}"))
+    _write_smi(layout, out)
+    with open(os.path.join(out, "layout.json"), "w") as fh:
+        json.dump(layout, fh, indent=1)
+        fh.write("\n")
+
+
+def _write_smi(layout, out):
+    smi = os.path.join(out, "smi")
+    rows = []
+    for g in sorted(layout["gpus"], key=lambda g: g["index"]):
+        mode = {True: "Enabled", False: "Disabled", None: "[N/A]"}
+        cur = mode[g.get("mig")]
+        pend = mode[g.get("pending", g.get("mig"))]
+        rows.append(f"{g['index']}, {_smi_bus(g['bus'])}, {g['uuid']}, {g['name']}, {cur}, {pend}")
+    _write(os.path.join(smi, "query-gpu.csv"), "\n".join(rows) + "\n")
+    lgi, lci = [], []
+    for g in sorted(layout["gpus"], key=lambda g: g["index"]):
+        if not g.get("mig"):
+            continue
+        for inst in instances(g):
+            if inst.get("smi_hidden"):
+                continue
+            lgi.append(f"|  {g['index']:>2}  MIG {inst['profile']:<13}{inst['gi_profile_id']:>5}"
+                       f"{inst['gi']:>9}       {inst.get('placement', '0:1'):>5}     |")
+            for c in inst["cis"]:
+                lci.append(f"|  {g['index']:>2}    {inst['gi']:>3}       MIG {c['profile']:<13}"
+                           f"{c['ci_profile_id']:>5}{c['ci']:>10}       "
+                           f"{c.get('placement', '0:1'):>5}     |")
+    sep = "+" + "-" * 68 + "+"
+    if lgi:
+        text = "\n".join(["+" + "-" * 55 + "+", "| GPU instances:" + " " * 40 + "|",
+                          "| GPU   Name             Profile  Instance   Placement  |",
+                          "|                          ID       ID       Start:Size |",
+                          "|" + "=" * 55 + "|"] + lgi + ["+" + "-" * 55 + "+"])
+        _write(os.path.join(smi, "lgi.txt"), text + "\n")
+        _write(os.path.join(smi, "lgi.rc"), "0\n")
+    else:
+        _write(os.path.join(smi, "lgi.txt"), "No GPU instances found: Not Found\n")
+        _write(os.path.join(smi, "lgi.rc"), "6\n")
+    if lci:
+        text = "\n".join([sep, "| Compute instances:" + " " * 49 + "|",
+                          "| GPU     GPU       Name             Profile   Instance   Placement  |",
+                          "|       Instance                       ID        ID       Start:Size |",
+                          "|         ID                                                         |",
+                          "|" + "=" * 68 + "|"] + lci + [sep])
+        _write(os.path.join(smi, "lci.txt"), text + "\n")
+        _write(os.path.join(smi, "lci.rc"), "0\n")
+    else:
+        _write(os.path.join(smi, "lci.txt"), "No compute instances found: Not Found\n")
+        _write(os.path.join(smi, "lci.rc"), "6\n")
+    lines = []
+    for g in sorted(layout["gpus"], key=lambda g: g["index"]):
+        lines.append(f"GPU {g['index']}: {g['name']} (UUID: {g['uuid']})")
+        if g.get("mig"):
+            n = 0
+            for inst in instances(g):
+                for c in inst["cis"]:
+                    lines.append(f"  MIG {c['profile']:<12}Device {n:>2}: (UUID: {c['uuid']})")
+                    n += 1
+    _write(os.path.join(smi, "L.txt"), "\n".join(lines) + "\n")
+    path = os.path.join(out, "nvidia-smi")
+    _write(path, SMI_SCRIPT, 0o755)
+
+
+# ---- layouts -------------------------------------------------------------------------
+
+A100 = "NVIDIA A100 80GB PCIe"
+H100 = "NVIDIA H100 80GB HBM3"
+H200 = "NVIDIA H200"
+
+GI_PROFILE_ID = {"1g": 19, "1g+me": 20, "1g.20gb": 15, "1g.35gb": 15, "2g": 14, "3g": 9,
+                 "4g": 5, "7g": 0}
+CI_PROFILE_ID = {"1c": 0, "2c": 1, "3c": 2, "4c": 3, "7c": 4}
+
+
+def _uuid(kind, *nums):
+    h = "".join(f"{n:02x}" for n in nums).ljust(12, "0")[:12]
+    return f"{kind}-5a1c0de0-{h[:4]}-{h[4:8]}-{h[8:12]}-0000{h}"[:44]
+
+
+def gi_profile_id(profile):
+    if "+me" in profile:
+        return 20
+    size = profile.split(".")[0]
+    if profile in ("1g.20gb", "1g.35gb"):
+        return 15
+    return GI_PROFILE_ID[size]
+
+
+def inst(minor, gi, profile, placement="0:1", cis=None):
+    """A GI with one full CI (or the given (ci, ci_profile) pairs)."""
+    slices = int(profile.split("g")[0])
+    full_ci_id = CI_PROFILE_ID[f"{slices if slices != 7 else 7}c"] if slices in (1, 2, 3, 4, 7) else 0
+    if cis is None:
+        cis = [(0, profile, full_ci_id)]
+    return {"gi": gi, "profile": profile, "gi_profile_id": gi_profile_id(profile),
+            "placement": placement,
+            "cis": [{"ci": ci, "profile": p, "ci_profile_id": pid, "placement": f"{ci}:1",
+                     "uuid": _uuid("MIG", minor, gi, ci)} for ci, p, pid in cis]}
+
+
+def gpu(index, minor, bus, name=A100, mig=False, instances=(), pending=None):
+    g = {"index": index, "minor": minor, "bus": bus, "name": name,
+         "uuid": _uuid("GPU", minor, index), "mig": mig, "instances": list(instances)}
+    if pending is not None:
+        g["pending"] = pending
+    return g
+
+
+def seed_node():
+    """The seed write-up's c51-g002: 2 whole A100s, 2 with seven 1g.10gb each (GI 10 gone on GPU 3)."""
+    g2 = [inst(2, gi, "1g.10gb", f"{gi - 7}:1") for gi in range(7, 14)]
+    g3 = [inst(3, gi, "1g.10gb", f"{i}:1") for i, gi in enumerate((7, 8, 9, 11, 12, 13, 14))]
+    return {"node": "c51-g002", "gpus": [
+        gpu(0, 0, "0000:17:00.0"), gpu(1, 1, "0000:65:00.0"),
+        gpu(2, 2, "0000:ca:00.0", mig=True, instances=g2),
+        gpu(3, 3, "0000:e3:00.0", mig=True, instances=g3)]}
+
+
+SEED_GRES = """# gres.conf as written by the seed's recipe (hand-written style)
+NodeName=c51-g002 Name=gpu Type=a100 File=/dev/nvidia[0,1]
+NodeName=c51-g002 Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap[337,346,355,364,373,382,391,472,481,490,508,517,526,535]
+"""
+SEED_SLURM = """ClusterName=demo
+SlurmctldHost=head
+GresTypes=gpu
+NodeName=c51-g002 CPUs=64 Sockets=2 CoresPerSocket=16 ThreadsPerCore=2 RealMemory=515275 Gres=gpu:a100:2,gpu:1g.10gb:14
+PartitionName=gpu2 MaxTime=INFINITE Nodes=c51-g002 State=UP
+"""
+
+
+def seed_lost():
+    """The seed node after a reboot that lost gpu3/gi14: its /dev cap 535 remains."""
+    layout = seed_node()
+    layout["gpus"][3]["instances"] = [i for i in layout["gpus"][3]["instances"] if i["gi"] != 14]
+    layout["stale_dev_caps"] = [ci_cap(3, 14, 0), gi_cap(3, 14)]
+    return layout
+
+
+def minor_not_index():
+    """Four A100s whose nvidia-smi index order differs from the device minors."""
+    return {"node": "g-minor", "gpus": [
+        gpu(0, 2, "0000:17:00.0", mig=True, instances=[inst(2, 7, "1g.10gb"), inst(2, 8, "1g.10gb", "1:1")]),
+        gpu(1, 3, "0000:31:00.0"),
+        gpu(2, 0, "0000:b1:00.0", mig=True, instances=[inst(0, 1, "3g.40gb", "4:4")]),
+        gpu(3, 1, "0000:ca:00.0")]}
+
+
+def seven_g():
+    """A 7g GI whose full CI has CI profile id 4 (the seed recipe reads that as the CI id)."""
+    return {"node": "g-7g", "gpus": [
+        gpu(0, 0, "0000:17:00.0", H100, mig=True, instances=[inst(0, 0, "7g.80gb", "0:8")])]}
+
+
+def h200_mixed():
+    """An H200 with mixed profiles, including a 3g GI split into 1c CIs."""
+    split = inst(0, 2, "3g.71gb", "4:4", cis=[(0, "1c.3g.71gb", 0), (1, "1c.3g.71gb", 0),
+                                                (2, "1c.3g.71gb", 0)])
+    return {"node": "h200-01", "gpus": [
+        gpu(0, 0, "0000:1b:00.0", H200, mig=True, instances=[
+            split, inst(0, 3, "2g.35gb", "0:2"), inst(0, 9, "1g.18gb", "2:1"),
+            inst(0, 10, "1g.18gb", "3:1")]),
+        gpu(1, 1, "0000:43:00.0", H200)]}
+
+
+def mig_empty():
+    """MIG enabled after a reboot, no instances recreated yet."""
+    return {"node": "g-empty", "gpus": [gpu(0, 0, "0000:17:00.0", H100, mig=True),
+                                        gpu(1, 1, "0000:31:00.0", H100, mig=True, pending=False)]}
+
+
+def big_node(n_gpus=8, node="g-big"):
+    """8 GPUs x 7 instances = 56 MIG devices (the bench's node)."""
+    gpus = []
+    for g in range(n_gpus):
+        gpus.append(gpu(g, g, f"0000:{0x10 + g * 0x10:02x}:00.0", H100, mig=True,
+                        instances=[inst(g, gi, "1g.10gb", f"{gi - 7}:1") for gi in range(7, 14)]))
+    return {"node": node, "gpus": gpus}
+
+
+LAYOUTS = {"seed": seed_node, "seed-lost": seed_lost, "minor-not-index": minor_not_index,
+           "seven-g": seven_g, "h200-mixed": h200_mixed, "mig-empty": mig_empty,
+           "big": big_node}
+
+
+def main(argv):
+    here = os.path.dirname(os.path.abspath(__file__))
+    import shutil
+    for name, make in LAYOUTS.items():
+        out = os.path.join(here, "data", "nodes", name)
+        shutil.rmtree(out, ignore_errors=True)
+        write_node(make(), out)
+    sample = os.path.join(here, "..", "migsync", "sample", "seed-node")
+    shutil.rmtree(sample, ignore_errors=True)
+    write_node(seed_lost(), sample)
+    _write(os.path.join(sample, "gres.conf"), SEED_GRES)
+    _write(os.path.join(sample, "slurm.conf"), SEED_SLURM)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -36,17 +36,18 @@ def merge(view: BackendView, snap: ProcSnapshot) -> Inventory:
     by_bus = {g.bus_id: g for g in snap.gpus.values()}
     index_to_minor: Dict[int, int] = {}
     seen_minors = set()
+    unplaced = []  # lost GPUs the backend could not even identify
     for b in view.gpus:
         minor = b.minor
         pg = by_bus.get(b.bus_id) if b.bus_id else None
         if minor is None and pg is not None:
             minor = pg.minor
         if minor is None:
-            label = b.bus_id or f"index {b.index}"
-            inv.disagreements.append(f"GPU {label} is listed by {view.name} but not in procfs")
-            if b.lost:
-                inv.gpus.append(Gpu(minor=-1, index=b.index if b.index >= 0 else None,
-                                    bus_id=b.bus_id, lost=b.lost))
+            if b.lost and not b.bus_id:
+                unplaced.append(b)
+            else:
+                inv.disagreements.append(f"GPU {b.bus_id or b.index} is listed by {view.name} "
+                                         "but not in procfs")
             continue
         seen_minors.add(minor)
         if b.index >= 0:
@@ -55,10 +56,18 @@ def merge(view: BackendView, snap: ProcSnapshot) -> Inventory:
                             (pg.bus_id if pg else None), b.uuid or (pg.uuid if pg else None),
                             b.name or (pg.model if pg else None), b.mig_current, b.mig_pending,
                             b.lost))
-    for minor, pg in sorted(snap.gpus.items()):
-        if minor not in seen_minors:
-            inv.gpus.append(Gpu(minor, None, pg.bus_id, pg.uuid, pg.model,
-                                lost=f"not reported by {view.name}"))
+    # NVML and nvidia-smi enumerate in PCI bus order, so unidentified lost GPUs pair with the
+    # procfs GPUs nobody claimed, in bus order.
+    missing = sorted((pg for m, pg in snap.gpus.items() if m not in seen_minors),
+                     key=lambda pg: pg.bus_id)
+    for i, pg in enumerate(missing):
+        b = unplaced[i] if i < len(unplaced) else None
+        inv.gpus.append(Gpu(pg.minor, b.index if b and b.index >= 0 else None, pg.bus_id,
+                            pg.uuid, pg.model,
+                            lost=b.lost if b else f"not reported by {view.name}"))
+    for b in unplaced[len(missing):]:
+        inv.disagreements.append(f"{view.name} reports a lost GPU (index {b.index}) that procfs "
+                                 f"does not list: {b.lost}")
     inv.gpus.sort(key=lambda g: g.minor)
 
     listed: Dict[tuple, Any] = {}

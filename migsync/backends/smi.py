@@ -64,8 +64,13 @@ def probe(binary: Optional[str], timeout: float = 10.0) -> BackendView:
         raise DiscoveryError(f"nvidia-smi not found{' at ' + binary if binary else ''}")
     view = BackendView("nvidia-smi")
     res = _run([path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"], timeout)
-    view.gpus = parse_query_gpu(res.stdout)
-    if res.returncode != 0 and not view.gpus:
+    try:
+        view.gpus = parse_query_gpu(res.stdout)
+    except DiscoveryError:
+        if res.returncode == 0:
+            raise
+        view.gpus = []
+    if res.returncode != 0 and not any(g.lost is None for g in view.gpus):
         raise DiscoveryError(f"nvidia-smi --query-gpu exited {res.returncode}: "
                              f"{runner.first_line(res.stderr or res.stdout)}")
     if not any(g.mig_current for g in view.gpus):

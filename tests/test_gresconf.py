@@ -1,0 +1,126 @@
+import os
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from conftest import CONF
+from migsync import gresconf, slurmconf
+from migsync.errors import ConfigError, MigsyncError
+
+
+def parse(text, path="gres.conf"):
+    return gresconf.parse(text, path)
+
+
+def test_keys_are_case_insensitive_and_continuations_join():
+    conf = gresconf.load(os.path.join(CONF, "continuation-case.gres.conf"))
+    (ln,) = conf.for_node("g-7g")
+    assert ln.type == "7g.80gb"
+    assert ln.multiple_files == ["/dev/nvidia0", "/dev/nvidia-caps/nvidia-cap3",
+                                 "/dev/nvidia-caps/nvidia-cap4"]
+    assert ln.lineno == 2 and ln.device_count == 1
+
+
+def test_lines_for_other_nodes_are_skipped_and_unscoped_lines_apply_to_all():
+    conf = gresconf.load(os.path.join(CONF, "other-nodes.gres.conf"))
+    mine = conf.for_node("c51-g002")
+    assert [ln.lineno for ln in mine] == [3, 4]
+    assert sum(ln.device_count for ln in mine) == 16
+    assert [ln.lineno for ln in conf.for_node("c51-g005")] == [2]
+    assert conf.for_node("c51-g002", "mps")[0].count == 100
+
+
+def test_comments_escaped_hash_and_blank_lines():
+    conf = parse("\n# only a comment\nName=gpu Type=a\\#b File=/dev/nvidia0 # trailing\n\n")
+    assert conf.lines[0].type == "a#b"
+    assert conf.lines[0].files == ["/dev/nvidia0"]
+
+
+def test_file_hostlist_keeps_written_order_and_count_defaults():
+    (ln,) = parse("Name=gpu File=/dev/nvidia[3,1,0]").lines
+    assert ln.files == ["/dev/nvidia3", "/dev/nvidia1", "/dev/nvidia0"]
+    assert ln.device_count == 3
+    (ln,) = parse("Name=gpu Count=4").lines
+    assert ln.device_count == 4
+    (ln,) = parse("Name=gpu Count=2K").lines
+    assert ln.count == 2048
+
+
+def test_crlf_and_bom_are_read(tmp_path):
+    p = tmp_path / "gres.conf"
+    p.write_bytes(b"\xef\xbb\xbfNodeName=n1 Name=gpu File=/dev/nvidia0\r\nName=gpu File=/dev/nvidia1\r\n")
+    conf = gresconf.load(str(p))
+    assert [ln.files for ln in conf.for_node("n1")] == [["/dev/nvidia0"], ["/dev/nvidia1"]]
+
+
+def test_include_reads_relative_to_the_file(tmp_path):
+    (tmp_path / "more.conf").write_text("Name=gpu File=/dev/nvidia1\n")
+    (tmp_path / "gres.conf").write_text("Name=gpu File=/dev/nvidia0\nInclude more.conf\n")
+    conf = gresconf.load(str(tmp_path / "gres.conf"))
+    assert [ln.files[0] for ln in conf.lines] == ["/dev/nvidia0", "/dev/nvidia1"]
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("Name=gpu Bogus=1", "unknown key 'Bogus'"),
+    ("Name=gpu File=/dev/nvidia0 MultipleFiles=/dev/nvidia0,/dev/nvidia1", "exclude each other"),
+    ("Name=gpu MultipleFiles=/dev/nvidia0", "at least two files"),
+    ("Name=gpu File=/dev/nvidia[3-1]", "reversed range"),
+    ("Name=gpu File=/dev/nvidia[0-", "unbalanced"),
+    ("NodeName=n[1-2 Name=gpu", "unbalanced"),
+    ("Name=gpu Type=a Type=b", "given twice"),
+    ("Type=a File=/dev/nvidia0", "must start with"),
+    ("Name=gpu File=nvidia0", "absolute"),
+    ("Name=gpu Count=lots", "whole number"),
+    ("Name=gpu File", "expected key=value"),
+])
+def test_errors_name_file_line_and_fragment(text, needle):
+    with pytest.raises(ConfigError) as exc:
+        parse("# header\n" + text, "/etc/slurm/gres.conf")
+    msg = str(exc.value)
+    assert msg.startswith("/etc/slurm/gres.conf:2: ")
+    assert needle in msg
+    assert "(in '" in msg
+
+
+def test_binary_garbage_is_a_config_error(tmp_path):
+    p = tmp_path / "gres.conf"
+    p.write_bytes(b"Name=gpu\n\x00\x01\x02\xff")
+    with pytest.raises(ConfigError, match="gres.conf:2: binary data"):
+        gresconf.load(str(p))
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        gresconf.load(str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="is a directory"):
+        gresconf.load(str(tmp_path))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("NnaAmMeE=Ffile/dev[]0123456789,-#\\ \n\"Typ.gG")),
+               max_size=120))
+def test_property_parsers_raise_only_typed_errors(text):
+    for mod in (gresconf, slurmconf):
+        try:
+            mod.parse(text, "fuzz.conf")
+        except MigsyncError:
+            pass
+
+
+def test_slurm_conf_gres_default_and_repeated_node_lines():
+    conf = slurmconf.parse(
+        "GresTypes=gpu\nNodeName=DEFAULT Gres=gpu:2\nNodeName=a[1-3] CPUs=4\n"
+        "NodeName=a2 Gres=gpu:1g.10gb:14,gpu:a100:2\n", "slurm.conf")
+    assert conf.gres_types == ["gpu"]
+    specs, where = conf.node_gres("a1")
+    assert [(s.type, s.count) for s in specs] == [(None, 2)]
+    specs, where = conf.node_gres("a2")
+    assert [(s.type, s.count) for s in specs] == [("1g.10gb", 14), ("a100", 2)]
+    assert where == "slurm.conf:4"
+    assert conf.node_gres("zz") is None
+
+
+def test_slurm_conf_gres_without_count_is_an_error():
+    with pytest.raises(ConfigError, match="no count after its last ':'"):
+        slurmconf.parse_gres("gpu:1g.10gb", "slurm.conf:3")
+    assert slurmconf.parse_gres("gpu:a100:no_consume:2")[0].count == 2

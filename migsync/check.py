@@ -146,6 +146,21 @@ def resolve(lines: Sequence[GresLine], inv: Inventory) -> Tuple[List[Configured]
     return out, findings
 
 
+def registered(lines: Sequence[GresLine]) -> List[GresLine]:
+    """The lines slurmctld 22.05 counts as gpu: it matches the GRES name case-sensitively
+    (measured: a Name=GPU line leaves the node INVAL with '0 < N'), though slurmd -G lists it."""
+    return [ln for ln in lines if ln.name == "gpu"]
+
+
+def registered_counts(lines: Sequence[GresLine]) -> Dict[Optional[str], int]:
+    """Per-type gpu count the node registers (types compared case-insensitively, as Slurm does)."""
+    counts: Dict[Optional[str], int] = {}
+    for ln in registered(lines):
+        t = ln.type.lower() if ln.type else None
+        counts[t] = counts.get(t, 0) + ln.device_count
+    return counts
+
+
 def check(inv: Inventory, lines: Sequence[GresLine], slurm_gres: Optional[List[GresSpec]] = None,
           slurm_source: str = "slurm.conf", exists: Callable[[str], bool] = os.path.exists,
           ignore: Sequence[str] = (), hardware_types: Optional[Dict[DeviceKey, str]] = None
@@ -153,6 +168,12 @@ def check(inv: Inventory, lines: Sequence[GresLine], slurm_gres: Optional[List[G
     """All findings for one node. ``exists`` maps a configured path to a stat (rooted in tests)."""
     res = CheckResult()
     findings: List[Finding] = []
+    for ln in lines:
+        if ln.name != "gpu":
+            findings.append(Finding("gres-name-case", f"{ln.source}: Name={ln.name}: slurmctld "
+                                    "counts only Name=gpu (lower case); this line registers no "
+                                    "gpu at all", f"Name={ln.name}", ln.source))
+    lines = registered(lines)
 
     for g in inv.gpus:
         if g.lost:
@@ -226,10 +247,7 @@ def check(inv: Inventory, lines: Sequence[GresLine], slurm_gres: Optional[List[G
 
 def _count_findings(lines: Sequence[GresLine], specs: List[GresSpec], where: str,
                     hw_types: Dict[DeviceKey, str]) -> List[Finding]:
-    gres_by_type: Dict[Optional[str], int] = {}
-    for ln in lines:
-        t = ln.type.lower() if ln.type else None
-        gres_by_type[t] = gres_by_type.get(t, 0) + ln.device_count
+    gres_by_type = registered_counts(lines)
     hw_by_type: Dict[str, int] = {}
     for t in hw_types.values():
         if t:

@@ -63,6 +63,12 @@ class GresConf:
                 continue
             if ln.applies_to(node):
                 out.append(ln)
+        with_files = [ln for ln in out if ln.files or ln.multiple_files]
+        if with_files and len(with_files) != len(out):
+            bad = next(ln for ln in out if not (ln.files or ln.multiple_files))
+            raise ConfigError(f"some {name} lines for {node} have File= and this one does not "
+                              "(slurmd refuses that)", path=bad.path, line=bad.lineno,
+                              fragment=bad.text[:60])
         return out
 
     def autodetect_for(self, node: str) -> Optional[str]:
@@ -90,8 +96,7 @@ def _parse_line(line: LogicalLine) -> GresLine:
         frag = f"{key}={value}"
         if canon is None:
             raise _err(line, f"unknown key {key!r}", frag)
-        if canon in seen:
-            raise _err(line, f"{canon} given twice on one line", frag)
+        # slurmd logs "specified more than once, latest value used" and carries on: so do we.
         seen[canon] = value
         try:
             if canon == "NodeName":
@@ -118,6 +123,10 @@ def _parse_line(line: LogicalLine) -> GresLine:
     if out.multiple_files and len(out.multiple_files) < 2:
         raise _err(line, "MultipleFiles= needs at least two files (use File= for one)",
                    f"MultipleFiles={seen['MultipleFiles']}")
+    if out.count is not None and (out.files or out.multiple_files):
+        if out.count != (len(out.files) if out.files else 1):
+            raise _err(line, "Count= does not match the number of devices File=/MultipleFiles= "
+                       "gives (slurmd: 'count does not match File value')", f"Count={seen['Count']}")
     for f in out.files + out.multiple_files:
         if not f.startswith("/"):
             raise _err(line, "device files must be absolute paths", f)

@@ -143,5 +143,6 @@ FINDING_IDS = {
     "incomplete-device": "a MultipleFiles line lacks the GPU or GI cap of its MIG device",
     "unknown-device": "a configured /dev/nvidia* path matches no GPU or MIG capability",
     "backend-disagrees": "NVML or nvidia-smi and procfs disagree about which instances exist",
+    "gres-name-case": "Name=GPU (not lower-case gpu): slurmctld registers no gpu for the line",
     "gpu-lost": "a GPU could not be read (fell off the bus, NVML error)",
 }

@@ -195,3 +195,9 @@ def test_every_finding_id_is_exercised_here():
     text = open(__file__).read()
     for fid in FINDING_IDS:
         assert f'"{fid}"' in text, fid
+
+
+def test_upper_case_gres_name_registers_nothing(tmp_path):
+    r, doc = check("seven-g", "NodeName=g-7g Name=GPU Type=7g.80gb File=/dev/nvidia-caps/nvidia-cap4\n",
+                   tmp_path, nodename="g-7g")
+    assert ids(doc) == ["gres-name-case", "unconfigured-device"]

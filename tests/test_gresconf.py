@@ -67,7 +67,8 @@ def test_include_reads_relative_to_the_file(tmp_path):
     ("Name=gpu File=/dev/nvidia[3-1]", "reversed range"),
     ("Name=gpu File=/dev/nvidia[0-", "unbalanced"),
     ("NodeName=n[1-2 Name=gpu", "unbalanced"),
-    ("Name=gpu Type=a Type=b", "given twice"),
+    ("Name=gpu File=/dev/nvidia[0-1] Count=3", "does not match the number"),
+    ("Name=gpu MultipleFiles=/dev/nvidia0,/dev/nvidia-caps/nvidia-cap1 Count=2", "does not match"),
     ("Type=a File=/dev/nvidia0", "must start with"),
     ("Name=gpu File=nvidia0", "absolute"),
     ("Name=gpu Count=lots", "whole number"),
@@ -124,3 +125,16 @@ def test_slurm_conf_gres_without_count_is_an_error():
     with pytest.raises(ConfigError, match="no count after its last ':'"):
         slurmconf.parse_gres("gpu:1g.10gb", "slurm.conf:3")
     assert slurmconf.parse_gres("gpu:a100:no_consume:2")[0].count == 2
+
+
+def test_duplicate_key_latest_wins_like_slurmd():
+    (ln,) = parse("Name=gpu Type=a Type=b File=/dev/nvidia0").lines
+    assert ln.type == "b"
+
+
+def test_mixing_lines_with_and_without_file_is_refused_for_the_node():
+    conf = parse("NodeName=a Name=gpu File=/dev/nvidia0\nNodeName=a Name=gpu Count=2\n"
+                 "NodeName=b Name=gpu Count=2\n", "gres.conf")
+    with pytest.raises(ConfigError, match="gres.conf:2: some gpu lines"):
+        conf.for_node("a")
+    assert conf.for_node("b")[0].count == 2

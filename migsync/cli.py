@@ -30,7 +30,9 @@ FLAG_KEYS = {"backend": "backend", "nvidia_smi": "nvidia_smi", "root": "root",
              "timeout": "command_timeout", "deadline": "deadline", "style": "style",
              "reason_prefix": "reason_prefix", "slurm_backend": "slurm_backend",
              "scontrol": "scontrol", "prom_file": "prom_file", "lock_file": "lock_file",
-             "lock_wait": "lock_wait", "cache_file": "cache_file"}
+             "lock_wait": "lock_wait", "cache_file": "cache_file", "drain_flag": "drain",
+             "resume_flag": "resume", "discovery_drain": "drain_on_discovery_failure",
+             "syslog_flag": "syslog", "prestart_block": "prestart_block"}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -80,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", choices=("multiple-files", "file"),
                    help="style of the suggested lines (default multiple-files)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing; use the exit code")
+    p.add_argument("--drain", action="store_true",
+                   help="act on the node like `migsync healthcheck`: drain on a mismatch, "
+                        "resume when fixed (only if migsync drained it)")
     _add_act(p)
 
     p = add("emit", "print gres.conf and slurm.conf Gres= lines for the real hardware",
@@ -107,11 +112,58 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_act(p: argparse.ArgumentParser) -> None:
-    """Placeholder hook so later commands can extend check's flags (see act.py)."""
+    g = p.add_argument_group("acting on the node (drain/resume)")
+    g.add_argument("--reason-prefix", metavar="TEXT",
+                   help="drain reasons start with this; only such reasons are resumed "
+                        "(default 'migsync:')")
+    g.add_argument("--no-drain", dest="drain_flag", action="store_const", const=False,
+                   help="report, but do not drain on a mismatch")
+    g.add_argument("--no-resume", dest="resume_flag", action="store_const", const=False,
+                   help="do not resume a node migsync drained once it is consistent")
+    g.add_argument("--no-drain-on-discovery-failure", dest="discovery_drain",
+                   action="store_const", const=False,
+                   help="do not drain when the GPUs cannot be read (driver gone, GPU lost)")
+    g.add_argument("--slurm-backend", choices=("auto", "pyslurm", "scontrol"),
+                   help="auto: pyslurm when it imports and works, else scontrol")
+    g.add_argument("--scontrol", metavar="PATH", help="scontrol binary (default: PATH, /usr/bin)")
+    g.add_argument("--prom-file", metavar="PATH",
+                   help="write node_exporter textfile metrics here, atomically")
+    g.add_argument("--lock-file", metavar="PATH", help="serialises runs (default /run/migsync.lock)")
+    g.add_argument("--lock-wait", type=float, metavar="SEC",
+                   help="how long to wait for another run (default 10)")
+    g.add_argument("--cache-file", metavar="PATH",
+                   help="what the last full check learned, for the Prolog fast path "
+                        "(default /run/migsync/state.json)")
+    g.add_argument("--no-syslog", dest="syslog_flag", action="store_const", const=False,
+                   help="log to stderr only")
 
 
 def _add_node_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
-    """Commands that act on Slurm are registered by their own modules."""
+    p = add("healthcheck", "check, then drain or resume the node (HealthCheckProgram)",
+            "For slurm.conf HealthCheckProgram= (via hooks/healthcheck). Runs a full check; on a "
+            "mismatch drains the node with a reason starting with the prefix, which `sinfo -R` "
+            "shows; resumes the node once it is consistent, but only if migsync drained it. "
+            "Leaves DOWN nodes and other people's drain reasons alone. Never drains for "
+            "migsync's own errors. Logs to syslog and stderr.")
+    _common(p)
+    _add_act(p)
+
+    p = add("prolog", "fast procfs-only check before each job (Prolog)",
+            "For slurm.conf Prolog= (via hooks/prolog). Reads procfs only (no NVML, no "
+            "nvidia-smi) and reuses the last full check while nothing changed. On a mismatch it "
+            "drains the node with migsync's reason and exits 1, so the job does not start; "
+            "Slurm keeps migsync's reason (measured on 22.05). migsync's own errors exit 0.")
+    _common(p)
+    _add_act(p)
+
+    p = add("prestart", "before slurmd starts: are gres.conf's device files there?",
+            "For a systemd ExecStartPre= drop-in (conf/slurmd-migsync.conf). A gres.conf that "
+            "names a missing device file makes slurmd wait 20 s and die; this reports it and "
+            "drains the node with the reason. It does not block slurmd unless --prestart-block.")
+    _common(p)
+    _add_act(p)
+    p.add_argument("--prestart-block", action="store_const", const=True,
+                   help="exit 1 (so systemd does not start slurmd) on missing device files")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -135,9 +187,29 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-def cmd_check(args: argparse.Namespace, nvml_module: Any = None) -> int:
+def _acting(args: argparse.Namespace, mode: str, nvml_module: Any, pyslurm_module: Any):
+    from . import healthcheck
+    from .logsink import Log
+
+    st = settings_from_args(args)
+    log = Log(st.syslog and mode != "check")
+    report = healthcheck.run(st, "prolog" if mode == "prolog" else "healthcheck", log,
+                             nvml_module, pyslurm_module)
+    return st, report
+
+
+def cmd_check(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
     from . import nodecheck, render
 
+    if args.drain:
+        st, report = _acting(args, "check", nvml_module, pyslurm_module)
+        if args.json:
+            _print_json(report.to_dict())
+        elif not args.quiet and report.outcome is not None:
+            sys.stdout.write(render.check_report(report.outcome))
+        if report.status in ("config_error", "discovery_failed") and report.error:
+            sys.stderr.write(f"migsync: {report.error}\n")
+        return report.exit_code
     st = settings_from_args(args)
     outcome = nodecheck.run(st, nvml_module)
     if args.json:
@@ -147,7 +219,7 @@ def cmd_check(args: argparse.Namespace, nvml_module: Any = None) -> int:
     return EXIT_OK if outcome.result.ok else EXIT_MISMATCH
 
 
-def cmd_emit(args: argparse.Namespace, nvml_module: Any = None) -> int:
+def cmd_emit(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
     from . import nodecheck, render
 
     st = settings_from_args(args)
@@ -159,7 +231,8 @@ def cmd_emit(args: argparse.Namespace, nvml_module: Any = None) -> int:
     return EXIT_OK
 
 
-def cmd_discover(args: argparse.Namespace, nvml_module: Any = None) -> int:
+def cmd_discover(args: argparse.Namespace, nvml_module: Any = None,
+                 pyslurm_module: Any = None) -> int:
     from . import render
     from .discovery import discover
 
@@ -172,7 +245,35 @@ def cmd_discover(args: argparse.Namespace, nvml_module: Any = None) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace, nvml_module: Any = None) -> int:
+def cmd_healthcheck(args: argparse.Namespace, nvml_module: Any = None,
+                    pyslurm_module: Any = None) -> int:
+    st, report = _acting(args, "healthcheck", nvml_module, pyslurm_module)
+    if args.json:
+        _print_json(report.to_dict())
+    return report.exit_code
+
+
+def cmd_prolog(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
+    st, report = _acting(args, "prolog", nvml_module, pyslurm_module)
+    if args.json:
+        _print_json(report.to_dict())
+    if report.check_status == "mismatch":
+        return EXIT_MISMATCH  # the job must not start here, drained by us or not
+    if report.check_status == "discovery_failed" and st.drain_on_discovery_failure:
+        return EXIT_MISMATCH
+    return EXIT_OK  # migsync's own trouble never blocks a job
+
+
+def cmd_prestart(args: argparse.Namespace, nvml_module: Any = None,
+                 pyslurm_module: Any = None) -> int:
+    from . import healthcheck
+    from .logsink import Log
+
+    st = settings_from_args(args)
+    return healthcheck.prestart(st, Log(st.syslog), pyslurm_module)
+
+
+def cmd_demo(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
     from . import demo
 
     return demo.run(sys.stdout)
@@ -180,10 +281,12 @@ def cmd_demo(args: argparse.Namespace, nvml_module: Any = None) -> int:
 
 COMMANDS: Dict[str, Callable[..., int]] = {
     "check": cmd_check, "emit": cmd_emit, "discover": cmd_discover, "demo": cmd_demo,
+    "healthcheck": cmd_healthcheck, "prolog": cmd_prolog, "prestart": cmd_prestart,
 }
 
 
-def main(argv: Optional[List[str]] = None, nvml_module: Any = None) -> int:
+def main(argv: Optional[List[str]] = None, nvml_module: Any = None,
+         pyslurm_module: Any = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -193,7 +296,7 @@ def main(argv: Optional[List[str]] = None, nvml_module: Any = None) -> int:
         parser.print_help()
         return EXIT_CONFIG
     try:
-        return COMMANDS[args.command](args, nvml_module)
+        return COMMANDS[args.command](args, nvml_module, pyslurm_module)
     except MigsyncError as exc:
         sys.stderr.write(f"migsync: {exc}\n")
         return exc.exit_code

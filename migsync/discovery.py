@@ -72,7 +72,7 @@ def merge(view: BackendView, snap: ProcSnapshot) -> Inventory:
 
     listed: Dict[tuple, Any] = {}
     for m in view.migs:
-        minor = index_to_minor.get(m.gpu_index)
+        minor = m.minor if m.minor is not None else index_to_minor.get(m.gpu_index)
         if minor is None:
             inv.disagreements.append(f"{view.name} lists a MIG device on unknown GPU index "
                                      f"{m.gpu_index}")

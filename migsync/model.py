@@ -129,20 +129,20 @@ class Finding:
         return asdict(self)
 
 
-# Every finding id, with what it means; the README table is generated from this.
+# Every finding id, with what it means, most urgent first (the drain reason names the first).
 FINDING_IDS = {
-    "stale-cap": "a configured capability device has no live MIG instance behind it",
     "missing-file": "a configured device file does not exist (slurmd would die at start)",
-    "unconfigured-device": "a real MIG device or GPU is named by no gres.conf line",
-    "type-mismatch": "a configured Type does not match the device (case-insensitive substring)",
+    "stale-cap": "a configured capability device has no live MIG instance behind it",
+    "gpu-lost": "a GPU could not be read (fell off the bus, NVML error)",
     "whole-gpu-mig-on": "a whole GPU is configured while MIG is enabled on it",
     "mig-no-instances": "MIG is enabled on a GPU that has no instances",
-    "mig-pending": "a MIG mode change is pending a GPU reset",
-    "duplicate-device": "one device is configured twice",
+    "unconfigured-device": "a real MIG device or GPU is named by no gres.conf line",
+    "type-mismatch": "a configured Type does not match the device (case-insensitive substring)",
     "gres-count-mismatch": "slurm.conf Gres= count differs from gres.conf or the hardware",
+    "duplicate-device": "one device is configured twice",
     "incomplete-device": "a MultipleFiles line lacks the GPU or GI cap of its MIG device",
     "unknown-device": "a configured /dev/nvidia* path matches no GPU or MIG capability",
-    "backend-disagrees": "NVML or nvidia-smi and procfs disagree about which instances exist",
     "gres-name-case": "Name=GPU (not lower-case gpu): slurmctld registers no gpu for the line",
-    "gpu-lost": "a GPU could not be read (fell off the bus, NVML error)",
+    "mig-pending": "a MIG mode change is pending a GPU reset",
+    "backend-disagrees": "NVML or nvidia-smi and procfs disagree about which instances exist",
 }

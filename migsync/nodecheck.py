@@ -37,18 +37,18 @@ class Outcome:
         }
 
 
-def load_config(settings: Settings, node: str):
-    files = locate.find(settings.gres_conf, settings.slurm_conf)
+def load_config(settings: Settings, node: str, files: Optional[locate.ConfFiles] = None):
+    files = files or locate.find(settings.gres_conf, settings.slurm_conf)
     gconf = gresconf.load(files.gres_conf)
     sconf = slurmconf.load(files.slurm_conf) if files.slurm_conf else None
     return files, gconf, sconf
 
 
 def run(settings: Settings, nvml_module: Any = None, inventory: Optional[Inventory] = None,
-        style: Optional[str] = None) -> Outcome:
+        style: Optional[str] = None, files: Optional[locate.ConfFiles] = None) -> Outcome:
     """Parse first (a config error must not cost a discovery), then discover and compare."""
     node = locate.node_name(settings.node)
-    files, gconf, sconf = load_config(settings, node)
+    files, gconf, sconf = load_config(settings, node, files)
     lines = gconf.for_node(node)
     inv = inventory or discover(settings.root, settings.backend, settings.nvidia_smi or None,
                                 settings.command_timeout, nvml_module)

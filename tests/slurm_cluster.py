@@ -193,7 +193,7 @@ class Cluster:
             k, _, v = tok.partition("=")
             info[k] = v
         reason = out.split("Reason=", 1)[1] if "Reason=" in out else ""
-        info["Reason"] = reason.split(" [", 1)[0].strip() if reason else ""
+        info["Reason"] = reason.strip().rsplit(" [", 1)[0].strip() if reason else ""
         return info
 
     def state(self):

@@ -22,8 +22,9 @@ class BMig:
     gpu_index: int
     gi: int
     ci: int
-    profile: str
+    profile: Optional[str]
     uuid: Optional[str] = None
+    minor: Optional[int] = None  # set by backends that know it (procfs + cache)
 
 
 @dataclass

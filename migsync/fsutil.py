@@ -1,0 +1,54 @@
+"""Atomic file writes: a temp file in the same directory, fsync, rename; optional backup."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from typing import Optional
+
+from .errors import ConfigError
+
+
+def atomic_write(path: str, data: str, mode: int = 0o644, backup: bool = False) -> Optional[str]:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never half of one.
+
+    With ``backup`` the previous file is kept as ``path.bak-<timestamp>``; its name is returned.
+    """
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                   dir=directory)
+    except OSError as exc:
+        raise ConfigError(f"cannot write: {exc.strerror or exc}", path=path) from None
+    saved = None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        if backup and os.path.exists(path):
+            saved = f"{path}.bak-{time.strftime('%Y%m%d-%H%M%S')}"
+            n = 1
+            while os.path.exists(saved):
+                saved = f"{path}.bak-{time.strftime('%Y%m%d-%H%M%S')}.{n}"
+                n += 1
+            shutil.copy2(path, saved)
+        os.replace(tmp, path)
+        tmp = ""
+        try:
+            dfd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write: {exc.strerror or exc}", path=path) from None
+    finally:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+    return saved

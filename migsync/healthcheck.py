@@ -1,0 +1,214 @@
+"""Check, then act on the node: the health check, the Prolog fast path, the slurmd pre-start hook.
+
+Rules (LBNL NHC's etiquette): drain with migsync's prefix; leave DOWN nodes alone; never
+overwrite a reason migsync did not write; resume only a node whose reason is migsync's.
+migsync's own errors (bad config, bugs) never drain: only the node's faults do.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from . import act, emit, locate, nodecheck, prom, runner, slurmctl, state
+from .check import check
+from .discovery import merge
+from .errors import (EXIT_BUSY, EXIT_CONFIG, EXIT_DISCOVERY, EXIT_MISMATCH, EXIT_OK, EXIT_SLURM,
+                     BusyError, ConfigError, DiscoveryError, SlurmError)
+from .lock import RunLock
+from .logsink import Log
+from .model import Finding
+from .procfs import read_snapshot, rooted
+from .settings import Settings
+
+STATUS_EXIT = {"ok": EXIT_OK, "mismatch": EXIT_MISMATCH, "config_error": EXIT_CONFIG,
+               "discovery_failed": EXIT_DISCOVERY, "slurm_error": EXIT_SLURM, "busy": EXIT_BUSY}
+
+
+@dataclass
+class RunReport:
+    node: str
+    status: str = "ok"
+    findings: List[Finding] = field(default_factory=list)
+    error: str = ""
+    decision: Optional[act.Decision] = None
+    outcome: Any = None
+    cached: bool = False
+    slurm_backend: str = ""
+    files: Optional[locate.ConfFiles] = None
+    check_ok: Optional[bool] = None  # the verdict, whatever happened to the drain
+    check_status: str = ""  # status before acting: ok, mismatch, config_error, ...
+
+    @property
+    def exit_code(self) -> int:
+        return STATUS_EXIT[self.status]
+
+    def to_dict(self) -> Dict[str, Any]:
+        doc = self.outcome.to_dict() if self.outcome is not None else {
+            "ok": self.status == "ok", "node": self.node,
+            "findings": [f.to_dict() for f in self.findings]}
+        doc.update({"status": self.status, "error": self.error or None,
+                    "action": self.decision.action if self.decision else None,
+                    "action_why": self.decision.why if self.decision else None,
+                    "drain_reason": self.decision.reason if self.decision else None,
+                    "slurm_backend": self.slurm_backend or None, "from_cache": self.cached})
+        return doc
+
+
+def _problem(report: RunReport, st: Settings) -> Optional[str]:
+    if report.status == "mismatch":
+        return act.reason_for_findings(st.reason_prefix, report.findings)
+    if report.status == "discovery_failed" and st.drain_on_discovery_failure:
+        return act.reason_for_discovery(st.reason_prefix, report.error)
+    return None
+
+
+def _act(report: RunReport, st: Settings, log: Log, pyslurm_module: Any) -> None:
+    if report.status not in ("ok", "mismatch", "discovery_failed"):
+        log.error(f"{report.status}: {report.error} (node left as it is: migsync never drains "
+                  "for its own errors)")
+        return
+    try:
+        slurm_conf = report.files.slurm_conf if report.files else None
+        backend = slurmctl.select(st.slurm_backend, report.node, st.scontrol or None,
+                                  st.command_timeout, pyslurm_module, slurm_conf)
+        report.slurm_backend = backend.name
+        status = backend.status(report.node)
+        decision = act.decide(status, _problem(report, st), st.reason_prefix, st.drain, st.resume)
+        report.decision = decision
+        if decision.action == "drain":
+            backend.drain(report.node, decision.reason)
+            log.warning(f"drained {report.node}: {decision.reason}")
+        elif decision.action == "resume":
+            backend.resume(report.node)
+            log.info(f"resumed {report.node}: {decision.why}")
+        else:
+            log.info(f"{report.node}: {decision.why}")
+    except SlurmError as exc:
+        report.error = (report.error + "; " if report.error else "") + exc.message
+        log.error(f"cannot drain/resume {report.node}: {exc.message}")
+        report.status = "slurm_error"  # check_status keeps the verdict (the Prolog needs it)
+
+
+def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
+    outcome = nodecheck.run(st, nvml_module, files=report.files)
+    report.outcome = outcome
+    report.findings = outcome.result.findings
+    report.status = "ok" if outcome.result.ok else "mismatch"
+    if st.cache_file:
+        fp = state.fingerprint(st.root, [outcome.files.gres_conf, outcome.files.slurm_conf])
+        try:
+            state.save(st.cache_file, report.node, fp, outcome)
+        except ConfigError:
+            pass  # a cache we cannot write only costs the Prolog its fast path
+
+
+def _prolog_check(report: RunReport, st: Settings) -> None:
+    """procfs only: no NVML, no nvidia-smi. Reuse the last verdict while nothing changed."""
+    files = report.files
+    cached = state.load(st.cache_file) if st.cache_file else None
+    if cached and cached.get("node") == report.node:
+        fp = state.fingerprint(st.root, [files.gres_conf, files.slurm_conf])
+        if cached.get("fingerprint") == fp:
+            report.cached = True
+            report.findings = [Finding(**f) for f in cached.get("findings", [])]
+            report.status = "ok" if cached.get("ok") else "mismatch"
+            return
+    from . import gresconf, slurmconf  # parse only when the cache cannot answer
+    gconf = gresconf.load(files.gres_conf)
+    lines = gconf.for_node(report.node)
+    sconf = slurmconf.load(files.slurm_conf) if files.slurm_conf else None
+    snap = read_snapshot(st.root)
+    inv = merge(state.procfs_view(snap, cached), snap)
+    got = sconf.node_gres(report.node) if sconf else None
+    res = check(inv, lines, got[0] if got else None, got[1] if got else "slurm.conf",
+                exists=lambda p: os.path.exists(rooted(st.root, p)), ignore=st.ignore,
+                hardware_types=emit.assign_types(inv, lines))
+    report.findings = res.findings
+    report.status = "ok" if res.ok else "mismatch"
+
+
+def run(st: Settings, mode: str, log: Log, nvml_module: Any = None, pyslurm_module: Any = None,
+        do_act: bool = True) -> RunReport:
+    """mode: 'healthcheck' (full check) or 'prolog' (procfs fast path)."""
+    started = time.time()
+    report = RunReport(locate.node_name(st.node))
+    runner.set_deadline(runner.Deadline(st.deadline * 0.6))  # keep time to drain afterwards
+    try:
+        with RunLock(st.lock_file, st.lock_wait):
+            try:
+                report.files = locate.find(st.gres_conf, st.slurm_conf)
+                if mode == "prolog":
+                    _prolog_check(report, st)
+                else:
+                    _full_check(report, st, nvml_module)
+            except ConfigError as exc:
+                report.status, report.error = "config_error", str(exc)
+            except DiscoveryError as exc:
+                report.status, report.error = "discovery_failed", str(exc)
+            report.check_status = report.status
+            if report.status in ("ok", "mismatch"):
+                report.check_ok = report.status == "ok"
+            runner.set_deadline(runner.Deadline(max(1.0, st.deadline - (time.time() - started))))
+            if report.findings:
+                log.warning(f"{report.node}: {act.summary(report.findings)}")
+            if do_act:
+                _act(report, st, log, pyslurm_module)
+    except BusyError as exc:
+        report.status, report.error = "busy", exc.message
+        log.warning(exc.message)
+    finally:
+        runner.set_deadline(None)
+    if st.prom_file and mode != "prolog":
+        _write_prom(report, st, time.time() - started, log)
+    return report
+
+
+def _write_prom(report: RunReport, st: Settings, duration: float, log: Log) -> None:
+    counts: Dict[str, int] = {}
+    for f in report.findings:
+        counts[f.id] = counts.get(f.id, 0) + 1
+    devices: Dict[str, int] = {}
+    if report.outcome is not None:
+        types = emit.assign_types(report.outcome.inventory, [])
+        for t in types.values():
+            devices[t or "untyped"] = devices.get(t or "untyped", 0) + 1
+    try:
+        prom.write(st.prom_file, prom.render(report.node, report.check_ok, counts, devices, duration,
+                                             time.time(), report.status))
+    except ConfigError as exc:
+        log.error(str(exc))
+
+
+def prestart(st: Settings, log: Log, pyslurm_module: Any = None) -> int:
+    """Before slurmd starts: do the gres.conf files exist? slurmd would wait 20 s and die."""
+    node = locate.node_name(st.node)
+    try:
+        files = locate.find(st.gres_conf, st.slurm_conf)
+        from . import gresconf
+        lines = gresconf.load(files.gres_conf).for_node(node)
+    except ConfigError as exc:
+        log.warning(f"pre-start: {exc} (configless nodes get gres.conf only when slurmd starts)")
+        return EXIT_OK
+    missing = []
+    for ln in lines:
+        for path in ln.multiple_files or ln.files:
+            if not os.path.exists(rooted(st.root, path)) and path not in [m[1] for m in missing]:
+                missing.append((ln.source, path))
+    if not missing:
+        log.info(f"pre-start: all {sum(len(ln.multiple_files or ln.files) for ln in lines)} "
+                 f"device files in {files.gres_conf} exist")
+        return EXIT_OK
+    finding = Finding("missing-file", f"{missing[0][0]}: {missing[0][1]} does not exist (slurmd "
+                      "would wait 20 s and die)", "missing file", missing[0][0], missing[0][1])
+    extra = [Finding("missing-file", f"{src}: {p}", "missing file", src, p) for src, p in missing[1:]]
+    log.error(f"pre-start: {len(missing)} device file(s) named in {files.gres_conf} do not exist: "
+              + ", ".join(p for _, p in missing))
+    report = RunReport(node, "mismatch", [finding] + extra, files=files)
+    runner.set_deadline(runner.Deadline(st.deadline))
+    try:
+        _act(report, st, log, pyslurm_module)
+    finally:
+        runner.set_deadline(None)
+    return EXIT_MISMATCH if st.prestart_block else EXIT_OK

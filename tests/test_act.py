@@ -1,0 +1,242 @@
+"""Drain/resume policy, the Slurm backends (scontrol output parsing, a pyslurm 25.11 fake),
+metrics, the lock and the Prolog's cache. The real-cluster proof is in test_slurm_hooks.py."""
+import os
+import shutil
+import threading
+import time
+
+import pytest
+
+import pyslurm_fake
+from conftest import node, run_cli, smi_args
+from migsync import act, lock, prom, slurmctl
+from migsync.errors import BusyError, SlurmError
+from migsync.model import Finding
+from migsync.slurmctl import NodeStatus
+
+P = "migsync:"
+SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      "migsync", "sample", "seed-node")
+
+
+def st(states, reason=""):
+    return NodeStatus("n1", slurmctl.parse_states(states), reason)
+
+
+def test_reason_puts_the_key_fact_in_the_first_20_characters():
+    f = [Finding("unconfigured-device", "gpu3/gi14/ci0 ...", "gpu3/gi14/ci0 unconfigured"),
+         Finding("stale-cap", "gres.conf:3: /dev/nvidia-caps/nvidia-cap535 is gpu3/gi14/ci0",
+                 "stale cap535", "gres.conf:3")]
+    reason = act.reason_for_findings(P, f)
+    assert reason[:20] == "migsync: stale cap53"  # the most urgent finding leads
+    assert "+1 [stale-cap]" in reason and "\n" not in reason and len(reason) <= act.MAX_REASON
+
+
+@pytest.mark.parametrize("states,reason,problem,want", [
+    ("IDLE", "", "migsync: x", "drain"),
+    ("MIXED", "", "migsync: x", "drain"),
+    ("DOWN", "", "migsync: x", "none"),                      # DOWN nodes are left alone
+    ("DOWN+DRAIN", "migsync: x", None, "none"),
+    ("IDLE+DRAIN", "admin: PSU", "migsync: x", "none"),      # never overwrite others' reasons
+    ("IDLE+DRAIN", "migsync: x", "migsync: x", "none"),      # same findings: no churn
+    ("IDLE+DRAIN", "migsync: old", "migsync: new", "drain"), # findings changed: update
+    ("IDLE+DRAIN", "migsync: x", None, "resume"),            # fixed: resume our own drain
+    ("IDLE+DRAIN", "admin: PSU", None, "none"),              # never resume others' drains
+    ("IDLE+DRAIN", "Prolog error", None, "none"),
+    ("IDLE+DRAIN+INVALID_REG", "migsync: x", None, "none"),  # Slurm refuses resume there
+    ("IDLE", "", None, "none"),
+])
+def test_decide_follows_nhc_etiquette(states, reason, problem, want):
+    assert act.decide(st(states, reason), problem, P).action == want
+
+
+def test_decide_settings_turn_off_drain_and_resume():
+    assert act.decide(st("IDLE"), "migsync: x", P, drain=False).action == "none"
+    assert act.decide(st("IDLE+DRAIN", "migsync: x"), None, P, resume=False).action == "none"
+
+
+def test_parse_scontrol_show_node():
+    text = ("NodeName=gpunode1 Arch=x86_64 State=IDLE+DRAIN ThreadsPerCore=1 Partitions=gpu "
+            "Reason=migsync: stale cap535 [stale-cap] a [b] c [root@2026-11-28T13:34:31]\n")
+    s = slurmctl.parse_show_node(text, "gpunode1")
+    assert s.states == {"IDLE", "DRAIN"} and s.drained and not s.down
+    assert s.reason == "migsync: stale cap535 [stale-cap] a [b] c" and s.reason_user == "root"
+    s = slurmctl.parse_show_node("NodeName=n State=DOWN*+DRAIN Reason=x [slurm@t]", "n")
+    assert s.down and "NOT_RESPONDING" in s.states
+    with pytest.raises(SlurmError):
+        slurmctl.parse_show_node("Node n not found", "n")
+
+
+def test_pyslurm_backend_against_the_25_11_api_fake():
+    nodes = {"n1": {"state": "IDLE", "reason": "", "reason_user": ""}}
+    fake = pyslurm_fake.make(nodes)
+    b = slurmctl.PyslurmBackend(fake)
+    b.drain("n1", "migsync: stale cap535")
+    s = b.status("n1")
+    assert s.drained and s.reason == "migsync: stale cap535" and s.reason_user == "root"
+    b.resume("n1")
+    assert b.status("n1").states == {"IDLE"}
+    with pytest.raises(SlurmError, match="does not exist"):
+        b.status("nope")
+
+
+def test_backend_selection(monkeypatch, tmp_path):
+    fake = pyslurm_fake.make({"n1": {"state": "IDLE", "reason": ""}})
+    assert slurmctl.select("auto", "n1", pyslurm_module=fake).name == "pyslurm"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text("#!/bin/sh\necho NodeName=n1 State=IDLE\n")
+    scontrol.chmod(0o755)
+    # pyslurm present but this node unknown to it (e.g. another cluster): fall back
+    assert slurmctl.select("auto", "zz", str(scontrol), pyslurm_module=fake).name == "scontrol"
+    # pyslurm missing: the real import fails here, so auto means scontrol
+    assert slurmctl.select("auto", "n1", str(scontrol)).name == "scontrol"
+    with pytest.raises(SlurmError, match="pyslurm not usable"):
+        slurmctl.select("pyslurm", "n1")
+    old = type("old", (), {})()  # a pyslurm without the >= 23 API
+    with pytest.raises(SlurmError, match="too old"):
+        slurmctl.select("pyslurm", "n1", pyslurm_module=old)
+    assert slurmctl.select("scontrol", "n1", str(scontrol)).name == "scontrol"
+
+
+def fake_scontrol(tmp_path, state="IDLE", reason="", hang=False, refuse=False):
+    """A scontrol stand-in that records its updates (the real one is in test_slurm_hooks)."""
+    log = tmp_path / "scontrol.log"
+    body = "sleep 60\n" if hang else ""
+    if refuse:
+        body += 'echo "slurm_update error: Access/permission denied" >&2; exit 1\n'
+    s = tmp_path / "scontrol"
+    s.write_text("#!/bin/sh\n" + body +
+                 f'echo "SLURM_CONF=$SLURM_CONF $*" >> {log}\n'
+                 f'[ "$1" = show ] && echo "NodeName=c51-g002 State={state} Reason={reason} [root@t]"\n'
+                 "exit 0\n")
+    s.chmod(0o755)
+    return s, log
+
+
+def hc(tmp_path, *extra, name="seed-lost"):
+    return run_cli("healthcheck", "--json", "--no-syslog", *smi_args(
+        name, os.path.join(SAMPLE, "gres.conf"), os.path.join(SAMPLE, "slurm.conf"), "c51-g002"),
+        "--lock-file", tmp_path / "lock", "--cache-file", tmp_path / "state.json",
+        "--slurm-backend", "scontrol", *extra)
+
+
+def test_healthcheck_drains_with_scontrol_and_points_it_at_the_found_slurm_conf(tmp_path):
+    s, log = fake_scontrol(tmp_path)
+    r = hc(tmp_path, "--scontrol", s, "--prom-file", tmp_path / "m.prom")
+    assert r.code == 1
+    doc = r.json()
+    assert doc["action"] == "drain" and doc["drain_reason"].startswith("migsync: stale cap535")
+    calls = log.read_text().splitlines()
+    assert calls[1].startswith(f"SLURM_CONF={SAMPLE}/slurm.conf update nodename=c51-g002 "
+                               "state=drain reason=migsync: stale cap535")
+    text = (tmp_path / "m.prom").read_text()
+    assert 'migsync_consistent{node="c51-g002"} 0' in text
+    assert 'migsync_findings{node="c51-g002",id="stale-cap"} 1' in text
+    assert 'migsync_devices{node="c51-g002",type="1g.10gb"} 13' in text
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_config_error_never_drains(tmp_path):
+    s, log = fake_scontrol(tmp_path)
+    bad = tmp_path / "gres.conf"
+    bad.write_text("Name=gpu File=/dev/nvidia[\n")
+    r = run_cli("healthcheck", "--no-syslog", *smi_args("seed-lost", bad, nodename="c51-g002"),
+                "--lock-file", tmp_path / "lock", "--slurm-backend", "scontrol", "--scontrol", s)
+    assert r.code == 2
+    assert not log.exists()  # scontrol was never even asked
+    assert "never drains for its own errors" in r.err
+
+
+def test_discovery_failure_drains_with_its_own_reason_unless_disabled(tmp_path, monkeypatch):
+    s, log = fake_scontrol(tmp_path)
+    args = ["healthcheck", "--json", "--no-syslog", "--backend", "nvidia-smi", "--nvidia-smi",
+            "/nonexistent/nvidia-smi", "--root", os.path.join(node("seed"), "root"),
+            "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+            "--lock-file", tmp_path / "lock", "--slurm-backend", "scontrol", "--scontrol", s]
+    r = run_cli(*args)
+    assert r.code == 3 and r.json()["drain_reason"].startswith("migsync: no GPU info [discovery]")
+    r = run_cli(*args, "--no-drain-on-discovery-failure")
+    assert r.code == 3 and r.json()["action"] == "none"
+
+
+def test_scontrol_refusing_or_hanging_is_exit_5_within_the_deadline(tmp_path):
+    s, _ = fake_scontrol(tmp_path, refuse=True)
+    r = hc(tmp_path, "--scontrol", s)
+    assert r.code == 5 and "permission denied" in r.json()["error"]
+    s, _ = fake_scontrol(tmp_path, hang=True)
+    t = time.monotonic()
+    r = hc(tmp_path, "--scontrol", s, "--timeout", "0.5")
+    assert r.code == 5 and "timed out" in r.json()["error"]
+    assert time.monotonic() - t < 10
+
+
+def test_resume_only_our_own_drain(tmp_path):
+    s, log = fake_scontrol(tmp_path, "IDLE+DRAIN", "migsync: stale cap535")
+    r = hc(tmp_path, "--scontrol", s, name="seed")
+    assert r.code == 0 and r.json()["action"] == "resume"
+    log.unlink()
+    s, log = fake_scontrol(tmp_path, "IDLE+DRAIN", "admin: PSU")
+    r = hc(tmp_path, "--scontrol", s, name="seed")
+    assert r.json()["action"] == "none" and "update" not in log.read_text()
+
+
+def test_a_second_run_waits_a_bounded_time_then_exits_busy(tmp_path):
+    path = str(tmp_path / "lock")
+    with lock.RunLock(path, 1):
+        t = time.monotonic()
+        with pytest.raises(BusyError, match="another migsync run"):
+            with lock.RunLock(path, 0.3):
+                pass
+        assert 0.25 < time.monotonic() - t < 3
+        s, log = fake_scontrol(tmp_path)
+        r = hc(tmp_path, "--scontrol", s, "--lock-wait", "0.2")
+        assert r.code == 4 and not log.exists()
+    with lock.RunLock(path, 0):  # released
+        pass
+
+
+def test_prolog_uses_the_cache_and_no_nvidia_smi(tmp_path):
+    s, log = fake_scontrol(tmp_path)
+    d = tmp_path / "n"
+    shutil.copytree(node("seed"), d, symlinks=True)
+    base = ["--root", d / "root", "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+            "--slurm-conf", os.path.join(SAMPLE, "slurm.conf"), "--node", "c51-g002",
+            "--lock-file", tmp_path / "lock", "--cache-file", tmp_path / "state.json",
+            "--slurm-backend", "scontrol", "--scontrol", s, "--no-syslog", "--json"]
+    r = run_cli("healthcheck", "--backend", "nvidia-smi", "--nvidia-smi", d / "nvidia-smi", *base)
+    assert r.code == 0
+    (d / "nvidia-smi").unlink()  # the Prolog must not need it
+    r = run_cli("prolog", *base)
+    assert r.code == 0 and r.json()["from_cache"] is True
+    shutil.rmtree(d / "root/proc/driver/nvidia/capabilities/gpu3/mig/gi14")
+    r = run_cli("prolog", *base)
+    doc = r.json()
+    assert r.code == 1 and doc["from_cache"] is False
+    assert doc["drain_reason"].startswith("migsync: stale cap535")
+
+
+def test_prolog_never_blocks_a_job_for_migsyncs_own_errors(tmp_path):
+    bad = tmp_path / "gres.conf"
+    bad.write_text("Name=gpu Flie=/dev/nvidia0\n")
+    r = run_cli("prolog", "--no-syslog", "--root", os.path.join(node("seed"), "root"),
+                "--gres-conf", bad, "--node", "c51-g002", "--lock-file", tmp_path / "lock",
+                "--cache-file", tmp_path / "state.json")
+    assert r.code == 0 and "unknown key 'Flie'" in r.err
+
+
+def test_prom_render_is_textfile_format():
+    text = prom.render('n"1', True, {"stale-cap": 2}, {"1g.10gb": 3}, 0.1234, 1700000000, "ok")
+    assert 'migsync_consistent{node="n\\"1"} 1' in text
+    assert 'migsync_findings{node="n\\"1",id="stale-cap"} 2' in text
+    assert 'migsync_run_status{node="n\\"1",status="ok"} 1' in text
+    for line in text.splitlines():
+        assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
+
+
+def test_prolog_still_stops_the_job_when_the_drain_itself_fails(tmp_path):
+    s, _ = fake_scontrol(tmp_path, refuse=True)
+    r = run_cli("prolog", "--no-syslog", *smi_args("seed-lost", os.path.join(SAMPLE, "gres.conf"),
+                                                   nodename="c51-g002"),
+                "--lock-file", tmp_path / "lock", "--cache-file", tmp_path / "state.json",
+                "--slurm-backend", "scontrol", "--scontrol", s)
+    assert r.code == 1  # Slurm then drains with 'Prolog error': the job still does not run

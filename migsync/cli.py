@@ -156,6 +156,33 @@ def _add_node_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     _common(p)
     _add_act(p)
 
+    p = add("report", "print this node's report for `migsync merge` (one JSON line)",
+            "Discover the node and print one JSON line (schema migsync-report, version 1): node "
+            "name, GPUs, MIG devices with caps and types (types kept from the node's gres.conf "
+            "where they fit), `slurmd -C` hardware, and the migsync version. Collect with clush, "
+            "pdsh or srun and feed the output to `migsync merge` on the controller.")
+    _common(p)
+    p.add_argument("--pretty", action="store_true", help="indented JSON (merge reads both)")
+    p.add_argument("--no-hardware", action="store_true", help="do not run `slurmd -C`")
+
+    p = add("merge", "merge node reports into one gres.conf (and a slurm.conf include)",
+            "Read reports from files, directories or stdin ('-'), including clush/pdsh output "
+            "('node: ' prefixes), `clush -b` blocks and srun output. Nodes with identical "
+            "layouts share one NodeName= hostlist. Broken or conflicting reports are listed "
+            "and skipped, never merged.")
+    p.add_argument("inputs", nargs="*", default=["-"], metavar="REPORT",
+                   help="report files, directories, or - for stdin (default)")
+    p.add_argument("--style", choices=("multiple-files", "file"), default="multiple-files",
+                   help="gres.conf style, as in emit (default multiple-files)")
+    p.add_argument("--against", metavar="GRES_CONF",
+                   help="compare with the deployed gres.conf: print which nodes change and how, "
+                        "exit 1 when anything changes; its lines for nodes that sent no report "
+                        "are kept")
+    p.add_argument("--write", metavar="PATH", help="write the gres.conf atomically, keeping a "
+                   "backup of the previous file (PATH.bak-<time>)")
+    p.add_argument("--slurm-include", metavar="PATH",
+                   help="also write a slurm.conf include with one NodeName line per group")
+
     p = add("prestart", "before slurmd starts: are gres.conf's device files there?",
             "For a systemd ExecStartPre= drop-in (conf/slurmd-migsync.conf). A gres.conf that "
             "names a missing device file makes slurmd wait 20 s and die; this reports it and "
@@ -273,6 +300,75 @@ def cmd_prestart(args: argparse.Namespace, nvml_module: Any = None,
     return healthcheck.prestart(st, Log(st.syslog), pyslurm_module)
 
 
+def cmd_report(args: argparse.Namespace, nvml_module: Any = None,
+               pyslurm_module: Any = None) -> int:
+    from . import emit, nodecheck, report
+    from .discovery import discover
+    from .errors import ConfigError
+
+    st = settings_from_args(args)
+    from . import locate
+    node = locate.node_name(st.node)
+    try:
+        outcome = nodecheck.run(st, nvml_module)
+        inv, findings = outcome.inventory, [f.to_dict() for f in outcome.result.findings]
+        types = emit.assign_types(inv, nodecheck.load_config(st, node, outcome.files)[1]
+                                  .for_node(node))
+    except ConfigError as exc:
+        sys.stderr.write(f"migsync: note: {exc}; types are the defaults\n")
+        inv = discover(st.root, st.backend, st.nvidia_smi or None, st.command_timeout, nvml_module)
+        findings, types = None, emit.assign_types(inv, [])
+    hw = None if args.no_hardware else report.slurmd_hardware(st.command_timeout)
+    doc = report.build(node, inv, types, hw, findings)
+    if args.pretty:
+        _print_json(doc)
+    else:
+        sys.stdout.write(report.dumps(doc) + "\n")
+    return EXIT_OK
+
+
+def cmd_merge(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
+    from . import gresconf, merge
+    from .errors import ConfigError
+    from .fsutil import atomic_write
+
+    got = merge.collect(args.inputs)
+    for prob in got.problems:
+        sys.stderr.write(f"migsync merge: skipped {prob.where}: {prob.message}\n")
+    for node, where in sorted(got.conflicts.items()):
+        sys.stderr.write(f"migsync merge: skipped {node}: conflicting reports from "
+                         f"{', '.join(where)}\n")
+    if not got.reports:
+        raise ConfigError("no usable node reports in the input")
+    current = gresconf.load(args.against) if args.against else None
+    kept, warnings = merge.kept_lines(current, got.reports)
+    for w in warnings:
+        sys.stderr.write(f"migsync merge: {w}\n")
+    groups = merge.group(got.reports)
+    text = merge.render_gres_conf(groups, args.style, kept, len(got.reports))
+    merged = gresconf.parse(text, "merged gres.conf")
+    code = EXIT_OK
+    if current is not None:
+        changes = merge.diff(current, merged, sorted(got.reports, key=merge.natural_key))
+        if changes:
+            sys.stdout.write("\n".join(changes) + "\n")
+            code = EXIT_MISMATCH
+        sys.stdout.write(f"{len(got.reports)} node(s) in {len(groups)} group(s); "
+                         f"{'changes above' if changes else 'no changes'} against {args.against}\n")
+    if args.write:
+        backup = atomic_write(args.write, text, 0o644, backup=True)
+        sys.stderr.write(f"migsync merge: wrote {args.write}"
+                         + (f" (previous file kept as {backup})" if backup else "") + "\n")
+    elif current is None:
+        sys.stdout.write(text)
+    if args.slurm_include:
+        backup = atomic_write(args.slurm_include, merge.render_slurm_include(groups), 0o644,
+                              backup=True)
+        sys.stderr.write(f"migsync merge: wrote {args.slurm_include}"
+                         + (f" (previous file kept as {backup})" if backup else "") + "\n")
+    return code
+
+
 def cmd_demo(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
     from . import demo
 
@@ -282,6 +378,7 @@ def cmd_demo(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: 
 COMMANDS: Dict[str, Callable[..., int]] = {
     "check": cmd_check, "emit": cmd_emit, "discover": cmd_discover, "demo": cmd_demo,
     "healthcheck": cmd_healthcheck, "prolog": cmd_prolog, "prestart": cmd_prestart,
+    "report": cmd_report, "merge": cmd_merge,
 }
 
 

@@ -53,8 +53,12 @@ def assign_types(inv: Inventory, current: Sequence[GresLine] = ()) -> Dict[Devic
             used.append(ln.type)
     used.sort(key=len, reverse=True)
     types: Dict[DeviceKey, Optional[str]] = {}
+    untyped = {c.key for c in configured if c.key and not c.line.type}
     for key in hardware_devices(inv):
         own = by_device.get(key)
+        if key in untyped:
+            types[key] = None  # the admin left it untyped; an untyped line matches any device
+            continue
         if own and _fits(inv, key, own):
             types[key] = own
             continue
@@ -67,11 +71,13 @@ def _type_part(t: Optional[str]) -> str:
 
 
 def render_gres(inv: Inventory, node: str, style: str = "multiple-files",
-                current: Sequence[GresLine] = ()) -> List[str]:
-    """gres.conf lines for ``node``; feeding them back to check gives no findings."""
+                current: Sequence[GresLine] = (),
+                types: Optional[Dict[DeviceKey, Optional[str]]] = None) -> List[str]:
+    """gres.conf lines for ``node`` (a name or a hostlist); check on them gives no findings."""
     if style not in STYLES:
         raise ValueError(style)
-    types = assign_types(inv, current)
+    if types is None:
+        types = assign_types(inv, current)
     head = f"NodeName={node} Name=gpu"
     lines: List[str] = []
     migs = {m.key: m for m in inv.migs}

@@ -1,0 +1,296 @@
+"""Cluster view: merge node reports into one gres.conf and a slurm.conf include.
+
+Reads what admins already collect with: plain files, directories, stdin, `clush`/`pdsh`
+output (``node: `` prefixes), `clush -b` blocks, and `srun` output (one JSON line per node).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from . import emit, gresconf, hostlist
+from .check import DeviceKey
+from .errors import ConfigError, HostlistError
+from .report import layout_key, to_inventory, validate
+
+_PREFIX = re.compile(r"^([A-Za-z0-9_.\-\[\],]+):\s?(.*)$")
+_SEPARATOR = re.compile(r"^-{5,}\s*$")
+MAX_INPUT = 256 << 20
+
+
+@dataclass
+class Problem:
+    where: str
+    message: str
+
+
+@dataclass
+class Collected:
+    reports: Dict[str, dict] = field(default_factory=dict)
+    problems: List[Problem] = field(default_factory=list)
+    conflicts: Dict[str, List[str]] = field(default_factory=dict)  # node -> sources
+
+
+def natural_key(name: str):
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def _chunks(text: str, source: str) -> List[Tuple[str, str]]:
+    """Split input into (where, text) pieces: one per node prefix, clush -b block, or raw run."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            json.loads(stripped)
+            return [(source, stripped)]
+        except ValueError:
+            pass
+    pieces: Dict[str, List[str]] = {}
+    order: List[str] = []
+    lines = text.splitlines()
+    i = 0
+    block: Optional[str] = None
+    while i < len(lines):
+        line = lines[i]
+        if _SEPARATOR.match(line) and i + 2 < len(lines) and _SEPARATOR.match(lines[i + 2]):
+            block = lines[i + 1].strip().split(" (", 1)[0]  # 'gpu[01-02] (2)' -> 'gpu[01-02]'
+            i += 3
+            continue
+        if block is not None:
+            key, content = block, line
+        elif line.lstrip().startswith(("{", "}", "[", "]", '"')) or not line.strip():
+            key, content = f"{source}", line
+        else:
+            m = _PREFIX.match(line)
+            key, content = (m.group(1), m.group(2)) if m else (f"{source}:{i + 1}", line)
+        if key not in pieces:
+            pieces[key] = []
+            order.append(key)
+        pieces[key].append(content)
+        i += 1
+    return [(k, "\n".join(pieces[k])) for k in order]
+
+
+def _decode_all(text: str) -> Tuple[List[dict], str]:
+    """Every JSON object in ``text``; the first stretch of non-JSON text, if any."""
+    dec = json.JSONDecoder()
+    objs, pos, junk = [], 0, ""
+    while pos < len(text):
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            break
+        if text[pos] != "{":
+            end = text.find("\n", pos)
+            end = len(text) if end < 0 else end
+            junk = junk or text[pos:end].strip()
+            pos = end
+            continue
+        try:
+            obj, pos = dec.raw_decode(text, pos)
+            objs.append(obj)
+        except ValueError as exc:
+            junk = junk or f"invalid JSON ({exc.msg})"
+            end = text.find("\n", pos)
+            pos = len(text) if end < 0 else end
+    return objs, junk
+
+
+def _read_source(path: str) -> Iterable[Tuple[str, str]]:
+    if path == "-":
+        import sys
+        yield "stdin", sys.stdin.read(MAX_INPUT)
+        return
+    if os.path.isdir(path):
+        for name in sorted(os.listdir(path)):
+            full = os.path.join(path, name)
+            if os.path.isfile(full) and not name.startswith("."):
+                yield from _read_source(full)
+        return
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as fh:
+            yield path, fh.read(MAX_INPUT)
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", path=path) from None
+
+
+def collect(paths: Iterable[str]) -> Collected:
+    out = Collected()
+    sources: Dict[str, List[str]] = {}
+    for path in paths:
+        for source, text in _read_source(path):
+            for where, chunk in _chunks(text, source):
+                objs, junk = _decode_all(chunk)
+                if junk and not objs:
+                    out.problems.append(Problem(where, f"no report: {junk[:120]}"))
+                    continue
+                for obj in objs:
+                    try:
+                        doc = validate(obj)
+                    except ConfigError as exc:
+                        out.problems.append(Problem(where, exc.message))
+                        continue
+                    node = doc["node"]
+                    sources.setdefault(node, []).append(where)
+                    prev = out.reports.get(node)
+                    if prev is not None and layout_key(prev) != layout_key(doc):
+                        out.conflicts[node] = sources[node]
+                    elif node not in out.conflicts:
+                        out.reports[node] = doc
+    for node in out.conflicts:
+        out.reports.pop(node, None)
+    return out
+
+
+@dataclass
+class Group:
+    nodes: List[str]
+    doc: dict  # one representative report: the layout is the same for all
+    reports: Dict[str, dict] = field(default_factory=dict)  # per node (hardware may differ)
+
+    @property
+    def hostlist(self) -> str:
+        return hostlist.fold(self.nodes)
+
+
+def group(reports: Dict[str, dict]) -> List[Group]:
+    by_key: Dict[str, Group] = {}
+    for node in sorted(reports, key=natural_key):
+        doc = reports[node]
+        key = layout_key(doc)
+        if key not in by_key:
+            by_key[key] = Group([], doc)
+        by_key[key].nodes.append(node)
+        by_key[key].reports[node] = doc
+    return sorted(by_key.values(), key=lambda g: natural_key(g.nodes[0]))
+
+
+def _summary(types: Dict[DeviceKey, Optional[str]]) -> str:
+    counts = emit.gres_counts(types)
+    return ", ".join(f"{n} x {t or 'untyped'}" for t, n in counts) or "no GPUs"
+
+
+def render_group(g: Group, style: str) -> List[str]:
+    inv, types = to_inventory(g.doc)
+    head = f"# {g.hostlist} ({len(g.nodes)} node{'s' if len(g.nodes) != 1 else ''}): {_summary(types)}"
+    return [head] + emit.render_gres(inv, g.hostlist, style, types=types)
+
+
+def kept_lines(current: Optional[gresconf.GresConf], reported: Dict[str, dict]) -> Tuple[List[str], List[str]]:
+    """Lines of the current file for nodes nobody reported (NodeName narrowed to them)."""
+    kept, warnings = [], []
+    if current is None:
+        return kept, warnings
+    for ln in current.lines:
+        is_gpu = (ln.name or "").lower() == "gpu"
+        if ln.nodes is None:
+            if is_gpu:
+                warnings.append(f"{ln.source}: a gpu line without NodeName= applies to every "
+                                "node; dropped (the merged lines replace it)")
+            else:
+                kept.append(ln.text)
+            continue
+        if not is_gpu:
+            kept.append(ln.text)
+            continue
+        try:
+            names = hostlist.expand(ln.nodes)
+        except HostlistError as exc:
+            warnings.append(f"{ln.source}: NodeName= cannot be expanded ({exc.message}); dropped")
+            continue
+        rest = [n for n in names if n not in reported]
+        if rest:
+            text = re.sub(r"(?i)^\s*nodename=\S+", f"NodeName={hostlist.fold(rest)}", ln.text)
+            kept.append(text)
+    return kept, warnings
+
+
+def render_gres_conf(groups: List[Group], style: str, kept: List[str], n_reports: int) -> str:
+    out = [f"# gres.conf generated by migsync merge --style {style} from {n_reports} node "
+           f"report(s), {time.strftime('%Y-%m-%d %H:%M:%S')}",
+           "# Configless: this one file serves every node; each slurmd applies its own NodeName lines."]
+    for g in groups:
+        out.append("")
+        out += render_group(g, style)
+    if kept:
+        out += ["", "# kept from the current gres.conf (nodes that sent no report)"] + kept
+    return "\n".join(out) + "\n"
+
+
+def _hardware_fields(hw: Optional[str]) -> Dict[str, str]:
+    return dict(kv.split("=", 1) for kv in (hw or "").split() if "=" in kv)
+
+
+def render_slurm_include(groups: List[Group]) -> str:
+    """Complete NodeName lines: slurm.conf 22.05 refuses a node defined twice
+    ('Duplicated NodeHostName'), so these replace the site's own lines for these nodes."""
+    rows: Dict[Tuple[str, str], List[str]] = {}
+    mem: Dict[Tuple[str, str], List[int]] = {}
+    for g in groups:
+        _, types = to_inventory(g.doc)
+        gres = emit.render_slurm_gres(types)
+        for node in g.nodes:
+            hw = _hardware_fields(g.reports[node].get("hardware"))
+            real = hw.pop("RealMemory", None)
+            key = (gres, " ".join(f"{k}={v}" for k, v in hw.items()))
+            rows.setdefault(key, []).append(node)
+            if real and real.isdigit():
+                mem.setdefault(key, []).append(int(real))
+    out = ["# slurm.conf include generated by migsync merge. Put `Include <this file>` in",
+           "# slurm.conf (configless ships it when it sits beside slurm.conf) and remove these",
+           "# nodes' own NodeName lines: Slurm refuses a node defined twice."]
+    for (gres, hw), nodes in sorted(rows.items(), key=lambda kv: natural_key(kv[1][0])):
+        nodes.sort(key=natural_key)
+        parts = [f"NodeName={hostlist.fold(nodes)}"]
+        if hw:
+            parts.append(hw)
+            if len(mem.get((gres, hw), [])) == len(nodes):
+                parts.append(f"RealMemory={min(mem[(gres, hw)])}")
+        else:
+            out.append("# no `slurmd -C` facts in these reports: add CPUs/RealMemory yourself")
+        if gres:
+            parts.append(f"Gres={gres}")
+        out.append(" ".join(parts))
+    return "\n".join(out) + "\n"
+
+
+def _unit_text(ln: gresconf.GresLine, files: Tuple[str, ...]) -> str:
+    t = f"Type={ln.type} " if ln.type else ""
+    key = "MultipleFiles" if len(files) > 1 else "File"
+    return f"{t}{key}={','.join(files)}"
+
+
+def node_units(conf: gresconf.GresConf, node: str) -> List[str]:
+    units = []
+    for ln in conf.for_node(node):
+        if ln.name != "gpu":
+            continue
+        for files in ([tuple(ln.multiple_files)] if ln.multiple_files else [(f,) for f in ln.files]):
+            units.append(_unit_text(ln, files))
+    return units
+
+
+def diff(current: gresconf.GresConf, merged: gresconf.GresConf, nodes: List[str]) -> List[str]:
+    """Per node: device units removed and added; nodes with the same change are folded."""
+    changes: Dict[str, List[str]] = {}
+    for node in nodes:
+        old, new = node_units(current, node), node_units(merged, node)
+        if sorted(old) == sorted(new):
+            continue
+        removed = [u for u in old if u not in new]
+        added = [u for u in new if u not in old]
+        if not old:
+            text = f"  + {len(new)} device(s); the current file has no gpu lines for it"
+        else:
+            text = "\n".join([f"  - {u}" for u in removed] + [f"  + {u}" for u in added]) or \
+                "  (same devices, new order)"
+        changes.setdefault(text, []).append(node)
+    out = []
+    for text, who in changes.items():
+        out.append(f"{hostlist.fold(sorted(who, key=natural_key))} ({len(who)} node"
+                   f"{'s' if len(who) != 1 else ''}):")
+        out.append(text)
+    return out

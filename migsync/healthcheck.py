@@ -153,7 +153,9 @@ def run(st: Settings, mode: str, log: Log, nvml_module: Any = None, pyslurm_modu
             runner.set_deadline(runner.Deadline(max(1.0, st.deadline - (time.time() - started))))
             if report.findings:
                 log.warning(f"{report.node}: {act.summary(report.findings)}")
-            if do_act:
+            # A Prolog runs on a node that is taking jobs, so it is not drained: on a clean
+            # verdict there is nothing to resume and Slurm need not be asked (it costs ms/job).
+            if do_act and not (mode == "prolog" and report.status == "ok"):
                 _act(report, st, log, pyslurm_module)
     except BusyError as exc:
         report.status, report.error = "busy", exc.message

@@ -37,7 +37,7 @@ def _cpu_line():
 
 class Cluster:
     def __init__(self, base, gres_conf, node_gres, configless=False, extra_conf="",
-                 health_check=None, prolog=None, interval=5):
+                 health_check=None, prolog=None, interval=5, node_include=None):
         self.base = str(base)
         self.configless = configless
         self.etc = os.path.join(self.base, "etc")
@@ -51,6 +51,7 @@ class Cluster:
         self.health_check = health_check
         self.prolog = prolog
         self.interval = interval
+        self.node_include = node_include  # a file with the node's complete NodeName line
         self.procs = {}
         self.links = []
         for d in ("etc", "munge", "state", "spool", "log", "run"):
@@ -86,8 +87,11 @@ class Cluster:
             lines.append(f"Prolog={self.prolog}")
         lines.append(self.extra_conf)
         gres = f" Gres={self.node_gres}" if self.node_gres else ""
-        lines.append(f"NodeName={NODE} NodeAddr=127.0.0.1 {_cpu_line()} RealMemory=1000{gres} "
-                     "State=UNKNOWN")
+        if self.node_include:
+            lines.append(f"Include {self.node_include}")
+        else:
+            lines.append(f"NodeName={NODE} NodeAddr=127.0.0.1 {_cpu_line()} RealMemory=1000{gres} "
+                         "State=UNKNOWN")
         lines.append(f"PartitionName=gpu Nodes={NODE} Default=YES MaxTime=INFINITE State=UP")
         with open(self.slurm_conf, "w") as fh:
             fh.write("\n".join(lines) + "\n")

@@ -1,0 +1,181 @@
+"""Cluster view: node reports merged into one gres.conf, diffed, written, and checked per node."""
+import json
+import os
+
+import pytest
+
+from conftest import CONF, node, run_cli, smi_args
+from migsync import report
+
+SAMPLE_GRES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "migsync", "sample", "seed-node", "gres.conf")
+
+# Heterogeneous cluster: several MIG layouts, whole-GPU nodes, typed and untyped GPUs.
+CLUSTER = {
+    "gpu01": ("seed", SAMPLE_GRES), "gpu02": ("seed", SAMPLE_GRES), "gpu03": ("seed", SAMPLE_GRES),
+    "gpu04": ("seed-lost", SAMPLE_GRES),
+    "h200-01": ("h200-mixed", os.path.join(CONF, "h200-autodetect-style.gres.conf")),
+    "h200-02": ("h200-mixed", os.path.join(CONF, "h200-autodetect-style.gres.conf")),
+    "mig7g": ("seven-g", None),
+    "minor1": ("minor-not-index", None),
+}
+
+
+def untyped_conf(tmp_path):
+    p = tmp_path / "untyped.gres.conf"
+    p.write_text("Name=gpu File=/dev/nvidia[0-1]\n")  # whole GPUs, no Type
+    return str(p)
+
+
+def node_report(name, layout, gres=None, tmp_path=None):
+    args = ["report", "--no-hardware", *smi_args(layout, gres, nodename=name)]
+    if gres is None:
+        args += ["--gres-conf", os.path.join(CONF, "mig-empty.gres.conf")]
+    r = run_cli(*args)
+    assert r.code == 0, r.err
+    return r.out.strip()
+
+
+@pytest.fixture
+def reports(tmp_path):
+    h200 = tmp_path / "h200.gres.conf"  # the site's typed lines, for both H200 nodes
+    h200.write_text(open(os.path.join(CONF, "h200-autodetect-style.gres.conf")).read()
+                    .replace("NodeName=h200-01", "NodeName=h200-[01-02]"))
+    out = {name: node_report(name, layout, str(h200) if name.startswith("h200") else gres)
+           for name, (layout, gres) in CLUSTER.items()}
+    out["plain01"] = node_report("plain01", "seed", untyped_conf(tmp_path))
+    return out
+
+
+def test_report_schema(reports):
+    doc = json.loads(reports["gpu01"])
+    assert doc["schema"] == "migsync-report" and doc["schema_version"] == 1
+    assert doc["node"] == "gpu01" and doc["migsync_version"]
+    kinds = [d["kind"] for d in doc["devices"]]
+    assert kinds.count("gpu") == 2 and kinds.count("mig") == 14
+    assert report.validate(doc) is doc
+
+
+def merged(tmp_path, text, *args):
+    src = tmp_path / "in.txt"
+    src.write_text(text)
+    return run_cli("merge", src, *args)
+
+
+def test_identical_nodes_fold_into_one_hostlist_and_every_node_checks_clean(tmp_path, reports):
+    pdsh = "".join(f"{n}: {line}\n" for n, line in reports.items())
+    r = merged(tmp_path, pdsh)
+    assert r.code == 0, r.err
+    assert "# gpu[01-03] (3 nodes): 2 x a100, 14 x 1g.10gb" in r.out
+    assert "NodeName=gpu[01-03] Name=gpu Type=a100 File=/dev/nvidia[0-1]" in r.out
+    assert "NodeName=h200-[01-02] Name=gpu Type=nvidia_h200_1c.3g.71gb MultipleFiles=" in r.out
+    assert "NodeName=plain01 Name=gpu File=/dev/nvidia[0-1]" in r.out  # untyped stays untyped
+    gres = tmp_path / "cluster.gres.conf"
+    gres.write_text(r.out)
+    for name, (layout, _) in list(CLUSTER.items()) + [("plain01", ("seed", None))]:
+        c = run_cli("check", *smi_args(layout, gres, nodename=name))
+        assert c.code == 0, (name, c.out)
+
+
+def test_file_style_and_slurm_include(tmp_path, reports):
+    pdsh = "".join(f"{n}: {line}\n" for n, line in reports.items())
+    inc = tmp_path / "gres-nodes.conf"
+    r = merged(tmp_path, pdsh, "--style", "file", "--slurm-include", inc)
+    assert "NodeName=gpu[01-03] Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap[337," in r.out
+    text = inc.read_text()
+    assert "NodeName=gpu[01-03] Gres=gpu:a100:2,gpu:1g.10gb:14" in text
+    assert "NodeName=gpu04 Gres=gpu:a100:2,gpu:1g.10gb:13" in text
+    assert "NodeName=plain01 Gres=gpu:2" in text
+
+
+def test_include_has_complete_node_lines_from_slurmd_c(tmp_path, reports):
+    docs = []
+    for i, (n, mem) in enumerate([("gpu01", 515275), ("gpu02", 515200), ("gpu03", 515275)]):
+        d = json.loads(reports[n])
+        d["hardware"] = f"CPUs=64 Boards=1 SocketsPerBoard=2 CoresPerSocket=16 ThreadsPerCore=2 RealMemory={mem}"
+        docs.append(json.dumps(d))
+    inc = tmp_path / "inc.conf"
+    merged(tmp_path, "\n".join(docs) + "\n", "--slurm-include", inc)
+    assert ("NodeName=gpu[01-03] CPUs=64 Boards=1 SocketsPerBoard=2 CoresPerSocket=16 "
+            "ThreadsPerCore=2 RealMemory=515200 Gres=gpu:a100:2,gpu:1g.10gb:14") in inc.read_text()
+
+
+def test_clush_b_blocks_srun_lines_and_pretty_files(tmp_path, reports):
+    clush_b = "".join(f"---------------\n{n}\n---------------\n{line}\n" for n, line in
+                      list(reports.items())[:3])
+    r = merged(tmp_path, clush_b)
+    assert r.code == 0 and "NodeName=gpu[01-03]" in r.out
+    srun = "\n".join(list(reports.values())[:3]) + "\n"
+    assert "NodeName=gpu[01-03]" in merged(tmp_path, srun).out
+    d = tmp_path / "reports"
+    d.mkdir()
+    for n, line in reports.items():
+        (d / f"{n}.json").write_text(json.dumps(json.loads(line), indent=2))
+    r = run_cli("merge", d)
+    assert r.code == 0 and "NodeName=gpu[01-03]" in r.out and "NodeName=mig7g" in r.out
+
+
+def test_broken_and_conflicting_reports_are_listed_and_skipped(tmp_path, reports):
+    other = json.loads(reports["gpu04"])
+    other["node"] = "gpu01"  # gpu01 reported twice, with different layouts
+    lost = json.loads(reports["mig7g"])
+    lost["gpus"][0]["lost"] = "NVML: GPU is lost"
+    newer = json.loads(reports["minor1"])
+    newer["schema_version"] = 99
+    text = "".join([
+        f"gpu01: {reports['gpu01']}\n", f"gpu01b: {json.dumps(other)}\n",
+        f"gpu02: {reports['gpu02']}\n",
+        "gpu05: ssh: connect to host gpu05 port 22: Connection timed out\n",
+        'gpu06: {"schema": "migsync-report", "schema_version": 1, "node": "gpu06", "gpus": [\n',
+        f"mig7g: {json.dumps(lost)}\n", f"minor1: {json.dumps(newer)}\n",
+        'gpu08: {"hello": 1}\n'])
+    r = merged(tmp_path, text)
+    assert r.code == 0
+    assert "NodeName=gpu02 " in r.out and "gpu01" not in r.out.replace("gpu01b", "")
+    err = r.err
+    assert "skipped gpu01: conflicting reports from gpu01, gpu01b" in err
+    assert "skipped gpu05: no report: ssh: connect" in err
+    assert "skipped gpu06: no report: invalid JSON" in err
+    assert "skipped mig7g: not a migsync report: GPU 0 was lost" in err
+    assert "skipped minor1: not a migsync report: schema_version 99 is newer" in err
+    assert "skipped gpu08: not a migsync report: schema is None" in err
+
+
+def test_no_usable_reports_is_exit_2(tmp_path):
+    r = merged(tmp_path, "gpu01: Permission denied\n")
+    assert r.code == 2 and "no usable node reports" in r.err
+
+
+def test_against_prints_which_nodes_change_and_keeps_unreported_nodes(tmp_path, reports):
+    current = tmp_path / "gres.conf"
+    current.write_text(
+        "NodeName=gpu[01-04] Name=gpu Type=a100 File=/dev/nvidia[0-1]\n"
+        "NodeName=gpu[01-04] Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap[337,346,355,"
+        "364,373,382,391,472,481,490,508,517,526,535]\n"
+        "NodeName=gpu[05-06] Name=gpu Type=a100 File=/dev/nvidia[0-3]\n"
+        "Name=mps Count=100\n")
+    pdsh = "".join(f"{n}: {reports[n]}\n" for n in ("gpu01", "gpu02", "gpu03", "gpu04"))
+    out = tmp_path / "new.gres.conf"
+    r = merged(tmp_path, pdsh, "--style", "file", "--against", current, "--write", out)
+    assert r.code == 1
+    assert "gpu04 (1 node):\n  - Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap535\n" in r.out
+    assert "gpu[01-03]" not in r.out.split("4 node(s)")[0]  # unchanged nodes are not listed
+    text = out.read_text()
+    assert "NodeName=gpu[05-06] Name=gpu Type=a100 File=/dev/nvidia[0-3]" in text  # kept
+    assert "Name=mps Count=100" in text
+    # nothing changes the second time
+    r = merged(tmp_path, pdsh, "--style", "file", "--against", out)
+    assert r.code == 0 and "no changes" in r.out
+
+
+def test_write_is_atomic_and_keeps_a_backup(tmp_path, reports):
+    target = tmp_path / "gres.conf"
+    target.write_text("# the old file\n")
+    r = merged(tmp_path, reports["gpu01"] + "\n", "--write", target)
+    assert r.code == 0 and "previous file kept as" in r.err
+    backups = [f for f in os.listdir(tmp_path) if f.startswith("gres.conf.bak-")]
+    assert len(backups) == 1 and (tmp_path / backups[0]).read_text() == "# the old file\n"
+    assert "NodeName=gpu01" in target.read_text()
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    r = merged(tmp_path, reports["gpu01"] + "\n", "--write", tmp_path / "nodir" / "x" / "g.conf")
+    assert r.code == 0  # missing directories are created

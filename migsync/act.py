@@ -5,7 +5,10 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 from .model import FINDING_IDS, Finding
-from .slurmctl import NodeStatus
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .slurmctl import NodeStatus
 
 MAX_REASON = 200
 
@@ -34,11 +37,11 @@ def reason_for_discovery(prefix: str, message: str) -> str:
     return _clean(f"{prefix} no GPU info [discovery] {message}")[:MAX_REASON]
 
 
-def is_ours(status: NodeStatus, prefix: str) -> bool:
+def is_ours(status: "NodeStatus", prefix: str) -> bool:
     return status.reason.startswith(prefix)
 
 
-def decide(status: NodeStatus, problem: Optional[str], prefix: str, drain: bool = True,
+def decide(status: "NodeStatus", problem: Optional[str], prefix: str, drain: bool = True,
            resume: bool = True) -> Decision:
     """``problem`` is the drain reason when the node is bad, None when it is consistent."""
     if status.down:

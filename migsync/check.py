@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .gresconf import GresLine
-from .model import DEV_CAP, DEV_NVIDIA, Finding, Inventory, MigDevice, autodetect_gpu_type
+from .model import DEV_CAP, DEV_NVIDIA, Finding, Inventory, autodetect_gpu_type
 from .slurmconf import GresSpec
 
 DeviceKey = Tuple  # ('gpu', minor) or ('mig', minor, gi, ci)
@@ -44,7 +44,7 @@ def device_type_string(inv: Inventory, key: DeviceKey) -> Optional[str]:
     base = autodetect_gpu_type(gpu.name)
     if key[0] == "gpu":
         return base
-    mig = _mig_by_key(inv).get(key[1:])
+    mig = inv.mig(key[1:])
     if mig is None or not mig.profile:
         return None
     return f"{base}_{mig.profile.lower()}"
@@ -56,10 +56,6 @@ def type_fits(inv: Inventory, key: DeviceKey, type_name: str) -> Optional[bool]:
     if full is None:
         return None
     return type_name.lower() in full
-
-
-def _mig_by_key(inv: Inventory) -> Dict[Tuple[int, int, int], MigDevice]:
-    return {m.key: m for m in inv.migs}
 
 
 def _label(key: DeviceKey) -> str:

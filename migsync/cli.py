@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any, Callable, Dict, List, Optional
@@ -61,7 +60,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="ignore a finding id (repeatable); see the README for the ids")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The whole CLI, or with ``only`` just that command (a Prolog pays for one, not nine)."""
     parser = argparse.ArgumentParser(
         prog="migsync", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Check that Slurm's gres.conf matches this node's real NVIDIA MIG devices, "
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        if only is not None and name != only:
+            return argparse.ArgumentParser(add_help=False)  # built, never attached
         p = sub.add_parser(name, help=help_text, description=description, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         return p
@@ -210,6 +212,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def _print_json(obj: Any) -> None:
+    import json
+
     json.dump(obj, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
 
@@ -384,7 +388,8 @@ COMMANDS: Dict[str, Callable[..., int]] = {
 
 def main(argv: Optional[List[str]] = None, nvml_module: Any = None,
          pyslurm_module: Any = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its one-line usage error

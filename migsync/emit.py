@@ -30,15 +30,14 @@ def _fits(inv: Inventory, key: DeviceKey, type_name: str) -> bool:
     if not type_fits(inv, key, type_name):
         return False
     if key[0] == "mig":
-        mig = next(m for m in inv.migs if m.key == key[1:])
+        mig = inv.mig(key[1:])
         return bool(mig.profile) and mig.profile.lower() in type_name.lower()
     return not _PROFILE_RE.search(type_name)
 
 
 def default_type(inv: Inventory, key: DeviceKey) -> Optional[str]:
     if key[0] == "mig":
-        mig = next(m for m in inv.migs if m.key == key[1:])
-        return mig.profile
+        return inv.mig(key[1:]).profile
     gpu = inv.gpu(key[1])
     return short_gpu_type(gpu.name) if gpu and gpu.name else None
 

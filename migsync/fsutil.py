@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from typing import Optional
 
@@ -15,6 +13,9 @@ def atomic_write(path: str, data: str, mode: int = 0o644, backup: bool = False) 
 
     With ``backup`` the previous file is kept as ``path.bak-<timestamp>``; its name is returned.
     """
+    import shutil
+    import tempfile
+
     directory = os.path.dirname(os.path.abspath(path)) or "."
     try:
         os.makedirs(directory, exist_ok=True)

@@ -83,7 +83,9 @@ def _err(line: LogicalLine, msg: str, fragment: str) -> ConfigError:
     return ConfigError(msg, path=line.path, line=line.lineno, fragment=fragment)
 
 
-def _parse_line(line: LogicalLine) -> GresLine:
+def _parse_line(line: LogicalLine, node: Optional[str] = None) -> GresLine:
+    """Parse one line. With ``node``, lines for other nodes get their keys checked (slurmd
+    rejects unknown keys anywhere) but their device hostlists are not expanded."""
     out = GresLine(line.path, line.lineno, line.text)
     seen: Dict[str, str] = {}
     pairs = tokens(line)
@@ -91,6 +93,22 @@ def _parse_line(line: LogicalLine) -> GresLine:
     if first not in ("NodeName", "Name", "AutoDetect"):
         raise _err(line, "a gres.conf line must start with NodeName=, Name= or AutoDetect=",
                    line.text[:60])
+    if node is not None and first == "NodeName":
+        try:
+            other = not hostlist.contains(pairs[0][1], node)
+        except HostlistError as exc:
+            raise _err(line, f"NodeName=: {exc.message}", f"{pairs[0][0]}={pairs[0][1]}") from None
+        if other:
+            for key, value in pairs:
+                canon = KEYS.get(key.lower())
+                if canon is None:
+                    raise _err(line, f"unknown key {key!r}", f"{key}={value}")
+                if canon == "Name":
+                    out.name = value
+                elif canon == "Type":
+                    out.type = value
+            out.nodes = pairs[0][1]
+            return out
     for key, value in pairs:
         canon = KEYS.get(key.lower())
         frag = f"{key}={value}"
@@ -135,18 +153,37 @@ def _parse_line(line: LogicalLine) -> GresLine:
     return out
 
 
-def parse(text: str, path: str, _depth: int = 0) -> GresConf:
+def parse(text: str, path: str, _depth: int = 0, node: Optional[str] = None) -> GresConf:
+    """Parse gres.conf text. ``node`` limits the full work to that node's lines (scale)."""
     conf = GresConf(path)
     for line in logical_lines(text, path):
         head = line.text.split(None, 1)
+        if node is not None and len(head) == 2 and _other_node(head, node):
+            continue  # keys valid, NodeName excludes this node: nothing else to learn here
         if head[0].lower() == "include":
-            conf.lines.extend(_include(line, head, path, _depth).lines)
+            conf.lines.extend(_include(line, head, path, _depth, node).lines)
             continue
-        conf.lines.append(_parse_line(line))
+        conf.lines.append(_parse_line(line, node))
     return conf
 
 
-def _include(line: LogicalLine, head: List[str], path: str, depth: int) -> GresConf:
+def _other_node(head: List[str], node: str) -> bool:
+    """Fast path for a 10,000-node file: a plain `NodeName=x key=value ...` line for another
+    node whose keys are all known. Anything unusual goes through the full parser."""
+    first = head[0]
+    if first[:9].lower() != "nodename=" or '"' in head[1] or "[" in first:
+        return False
+    if node in first[9:].split(","):
+        return False
+    for word in head[1].split():
+        key, sep, _ = word.partition("=")
+        if not sep or key.lower() not in KEYS:
+            return False
+    return True
+
+
+def _include(line: LogicalLine, head: List[str], path: str, depth: int,
+             node: Optional[str] = None) -> GresConf:
     if len(head) < 2:
         raise _err(line, "Include needs a file name", line.text)
     if depth >= MAX_INCLUDE_DEPTH:
@@ -154,8 +191,8 @@ def _include(line: LogicalLine, head: List[str], path: str, depth: int) -> GresC
     target = head[1].strip()
     if not os.path.isabs(target):
         target = os.path.join(os.path.dirname(path), target)
-    return parse(read_text(target), target, depth + 1)
+    return parse(read_text(target), target, depth + 1, node)
 
 
-def load(path: str) -> GresConf:
-    return parse(read_text(path), path)
+def load(path: str, node: Optional[str] = None) -> GresConf:
+    return parse(read_text(path), path, node=node)

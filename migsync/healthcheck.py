@@ -11,15 +11,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from . import act, emit, locate, nodecheck, prom, runner, slurmctl, state
-from .check import check
-from .discovery import merge
+from . import act, locate, runner, state
 from .errors import (EXIT_BUSY, EXIT_CONFIG, EXIT_DISCOVERY, EXIT_MISMATCH, EXIT_OK, EXIT_SLURM,
                      BusyError, ConfigError, DiscoveryError, SlurmError)
 from .lock import RunLock
 from .logsink import Log
 from .model import Finding
-from .procfs import read_snapshot, rooted
+from .procfs import rooted
 from .settings import Settings
 
 STATUS_EXIT = {"ok": EXIT_OK, "mismatch": EXIT_MISMATCH, "config_error": EXIT_CONFIG,
@@ -65,6 +63,8 @@ def _problem(report: RunReport, st: Settings) -> Optional[str]:
 
 
 def _act(report: RunReport, st: Settings, log: Log, pyslurm_module: Any) -> None:
+    from . import slurmctl
+
     if report.status not in ("ok", "mismatch", "discovery_failed"):
         log.error(f"{report.status}: {report.error} (node left as it is: migsync never drains "
                   "for its own errors)")
@@ -92,6 +92,8 @@ def _act(report: RunReport, st: Settings, log: Log, pyslurm_module: Any) -> None
 
 
 def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
+    from . import nodecheck
+
     outcome = nodecheck.run(st, nvml_module, files=report.files)
     report.outcome = outcome
     report.findings = outcome.result.findings
@@ -115,8 +117,12 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
             report.findings = [Finding(**f) for f in cached.get("findings", [])]
             report.status = "ok" if cached.get("ok") else "mismatch"
             return
-    from . import gresconf, slurmconf  # parse only when the cache cannot answer
-    gconf = gresconf.load(files.gres_conf)
+    # parse and compare only when the cache cannot answer
+    from . import emit, gresconf, slurmconf
+    from .check import check
+    from .discovery import merge
+    from .procfs import read_snapshot
+    gconf = gresconf.load(files.gres_conf, report.node)
     lines = gconf.for_node(report.node)
     sconf = slurmconf.load(files.slurm_conf) if files.slurm_conf else None
     snap = read_snapshot(st.root)
@@ -168,6 +174,8 @@ def run(st: Settings, mode: str, log: Log, nvml_module: Any = None, pyslurm_modu
 
 
 def _write_prom(report: RunReport, st: Settings, duration: float, log: Log) -> None:
+    from . import emit, prom
+
     counts: Dict[str, int] = {}
     for f in report.findings:
         counts[f.id] = counts.get(f.id, 0) + 1
@@ -189,7 +197,7 @@ def prestart(st: Settings, log: Log, pyslurm_module: Any = None) -> int:
     try:
         files = locate.find(st.gres_conf, st.slurm_conf)
         from . import gresconf
-        lines = gresconf.load(files.gres_conf).for_node(node)
+        lines = gresconf.load(files.gres_conf, node).for_node(node)
     except ConfigError as exc:
         log.warning(f"pre-start: {exc} (configless nodes get gres.conf only when slurmd starts)")
         return EXIT_OK

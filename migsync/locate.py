@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -76,5 +75,5 @@ def node_name(explicit: str = "", configured: str = "", env: Optional[dict] = No
     env = os.environ if env is None else env
     name = explicit or configured or env.get("SLURMD_NODENAME", "")
     if not name:
-        name = socket.gethostname().split(".", 1)[0]
+        name = os.uname().nodename.split(".", 1)[0]
     return name

@@ -96,6 +96,13 @@ class Inventory:
     def migs_of(self, minor: int) -> List[MigDevice]:
         return [m for m in self.migs if m.parent_minor == minor]
 
+    def mig(self, key: Tuple[int, int, int]) -> Optional[MigDevice]:
+        """The MIG device (minor, gi, ci); an index is built on first use."""
+        index = self.__dict__.get("_mig_index")
+        if index is None or len(index) != len(self.migs):
+            index = self.__dict__["_mig_index"] = {m.key: m for m in self.migs}
+        return index.get(key)
+
     def to_dict(self) -> dict:
         return {
             "backend": self.backend,

@@ -39,7 +39,7 @@ class Outcome:
 
 def load_config(settings: Settings, node: str, files: Optional[locate.ConfFiles] = None):
     files = files or locate.find(settings.gres_conf, settings.slurm_conf)
-    gconf = gresconf.load(files.gres_conf)
+    gconf = gresconf.load(files.gres_conf, node)
     sconf = slurmconf.load(files.slurm_conf) if files.slurm_conf else None
     return files, gconf, sconf
 
@@ -63,5 +63,5 @@ def run(settings: Settings, nvml_module: Any = None, inventory: Optional[Invento
                    exists=lambda p: os.path.exists(rooted(settings.root, p)),
                    ignore=settings.ignore, hardware_types=types)
     return Outcome(node, files, inv, result,
-                   emit.render_gres(inv, node, style or settings.style, lines),
+                   emit.render_gres(inv, node, style or settings.style, lines, types),
                    emit.render_slurm_line(node, types), in_conf)

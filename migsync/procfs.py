@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 from .errors import DiscoveryError
 
@@ -13,8 +13,6 @@ GPUS_DIR = NV_PROC + "/gpus"
 CAPS_DIR = NV_PROC + "/capabilities"
 MIG_MINORS = "/proc/driver/nvidia-caps/mig-minors"
 
-_GI_NAME = re.compile(r"^gpu(\d+)/gi(\d+)/access$")
-_CI_NAME = re.compile(r"^gpu(\d+)/gi(\d+)/ci(\d+)/access$")
 
 
 @dataclass
@@ -92,25 +90,52 @@ def read_gpus(root: str) -> Dict[int, ProcGpu]:
     return gpus
 
 
-def parse_mig_minors(text: str, path: str = MIG_MINORS) -> Dict[int, Tuple[int, int, Optional[int]]]:
+_ENTRY = re.compile(r"^gpu(\d+)/gi(\d+)/(?:ci(\d+)/)?access (\d+)[ \t]*$", re.M)
+_OTHER = re.compile(r"^(?!gpu)[ \t]*\S.*$", re.M)
+
+
+def parse_mig_minors(text: str, path: str = MIG_MINORS,
+                     gpus: Optional[Iterable[int]] = None) -> Dict[int, Tuple[int, int, Optional[int]]]:
+    """``gpu<m>/gi<g>/access <n>`` and ``gpu<m>/gi<g>/ci<c>/access <n>`` lines -> cap table.
+
+    The driver prints all 32 GPUs (~4,300 lines) on every read. With ``gpus`` only their
+    entries are read (one regex pass); without, the whole table is read and checked, and a
+    malformed line is named.
+    """
     table: Dict[int, Tuple[int, int, Optional[int]]] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2 or not parts[1].isdigit():
-            raise DiscoveryError(f"{path}:{lineno}: expected '<name> <minor>' (in {line[:60]!r})")
-        name, minor = parts[0], int(parts[1])
-        m = _CI_NAME.match(name)
-        if m:
-            table[minor] = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
-            continue
-        m = _GI_NAME.match(name)
-        if m:
-            table[minor] = (int(m.group(1)), int(m.group(2)), None)
+    if gpus is not None:
+        wanted = "|".join(str(g) for g in sorted(set(gpus)))
+        if not wanted:
+            return table
+        pattern = re.compile(rf"^gpu({wanted})/gi(\d+)/(?:ci(\d+)/)?access (\d+)[ \t]*$", re.M)
+        for gpu, gi, ci, minor in pattern.findall(text):
+            table[int(minor)] = (int(gpu), int(gi), int(ci) if ci else None)
+        if not table:
+            raise DiscoveryError(f"{path}: empty or truncated (no entries for gpu "
+                                 f"{wanted.replace('|', ', ')})")
+        return table
+    entries = _ENTRY.findall(text)
+    others = _OTHER.findall(text)  # 'config 1', 'monitor 2'
+    n_gpu = text.count("\ngpu") + text.startswith("gpu")
+    if n_gpu != len(entries) or len(text.split()) != 2 * (len(entries) + len(others)) or any(
+            len(ln.split()) != 2 or not ln.split()[1].isdigit() for ln in others):
+        _find_bad_line(text, path)
+    for gpu, gi, ci, minor in entries:
+        table[int(minor)] = (int(gpu), int(gi), int(ci) if ci else None)
     if not table:
         raise DiscoveryError(f"{path}: empty or truncated (no gpu/gi entries)")
     return table
+
+
+def _find_bad_line(text: str, path: str) -> None:
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if line.startswith("gpu") and not _ENTRY.match(line):
+            raise DiscoveryError(f"{path}:{lineno}: unexpected entry (in {line[:60]!r})")
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise DiscoveryError(f"{path}:{lineno}: expected '<name> <minor>' (in {line[:60]!r})")
 
 
 def _dir_ints(path: str, prefix: str):
@@ -147,7 +172,7 @@ def read_snapshot(root: str, gpu_minors=None) -> ProcSnapshot:
     if not found_any:
         return snap
     mm_path = rooted(root, MIG_MINORS)
-    snap.cap_table = parse_mig_minors(_read(mm_path), mm_path)
+    snap.cap_table = parse_mig_minors(_read(mm_path), mm_path, minors)
     by_name = {v: k for k, v in snap.cap_table.items()}
     for minor in minors:
         mig_dir = os.path.join(caps_base, f"gpu{minor}", "mig")

@@ -64,7 +64,8 @@ def logical_lines(text: str, path: str) -> Iterator[LogicalLine]:
         if len(raw) > MAX_LINE:
             raise ConfigError(f"line longer than {MAX_LINE} characters", path=path,
                               line=lineno, fragment=raw[:60])
-        line = _strip_comment(raw.rstrip("\r"))
+        raw = raw.rstrip("\r")
+        line = _strip_comment(raw) if "#" in raw else raw
         stripped = line.rstrip()
         trailing = len(stripped) - len(stripped.rstrip("\\"))
         if not pending:
@@ -87,6 +88,17 @@ def tokens(line: LogicalLine) -> List[Tuple[str, str]]:
     """Split a logical line into (key, value) pairs; values may be double-quoted."""
     out: List[Tuple[str, str]] = []
     text, i, n = line.text, 0, len(line.text)
+    if '"' not in text:  # the common case: plain key=value words
+        for word in text.split():
+            key, sep, value = word.partition("=")
+            if not sep:
+                raise ConfigError(f"expected key=value, got {key!r}", path=line.path,
+                                  line=line.lineno, fragment=key)
+            if not key:
+                raise ConfigError("'=' without a key", path=line.path, line=line.lineno,
+                                  fragment=word)
+            out.append((key, value))
+        return out
     while i < n:
         while i < n and text[i].isspace():
             i += 1

@@ -5,36 +5,32 @@ is unchanged, the Prolog reuses the last verdict without parsing or discovering 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any, Dict, Iterable, Optional
 
 from . import __version__
-from .backends import BackendView, BGpu, BMig
-from .fsutil import atomic_write
-from .procfs import CAPS_DIR, GPUS_DIR, ProcSnapshot, rooted
+from .procfs import CAPS_DIR, GPUS_DIR, rooted
 
 FORMAT = 1
 
 
 def fingerprint(root: str, files: Iterable[Optional[str]]) -> str:
-    h = hashlib.sha256()
+    """The capability tree's listing and the config files' stat, as one string (a few KB)."""
+    parts = []
     for base in (rooted(root, GPUS_DIR), rooted(root, CAPS_DIR)):
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()
-            h.update(dirpath.encode())
-            for name in sorted(filenames):
-                h.update(b"/" + name.encode())
+            parts.append(dirpath[len(base):] + ":" + ",".join(sorted(filenames)))
     for path in files:
         if not path:
             continue
         try:
             st = os.stat(path)
-            h.update(f"{path}:{st.st_mtime_ns}:{st.st_size}:{st.st_ino}".encode())
+            parts.append(f"{path}:{st.st_mtime_ns}:{st.st_size}:{st.st_ino}")
         except OSError:
-            h.update(f"{path}:missing".encode())
-    return h.hexdigest()
+            parts.append(f"{path}:missing")
+    return "|".join(parts)
 
 
 def save(path: str, node: str, fp: str, outcome) -> None:
@@ -48,6 +44,8 @@ def save(path: str, node: str, fp: str, outcome) -> None:
                  for g in inv.gpus if g.minor >= 0 and not g.lost],
         "profiles": {f"{m.parent_minor}/{m.gi}/{m.ci}": m.profile for m in inv.migs},
     }
+    from .fsutil import atomic_write
+
     atomic_write(path, json.dumps(doc, indent=1) + "\n", 0o644)
 
 
@@ -62,8 +60,10 @@ def load(path: str) -> Optional[Dict[str, Any]]:
     return doc
 
 
-def procfs_view(snap: ProcSnapshot, cached: Optional[Dict[str, Any]]) -> BackendView:
+def procfs_view(snap, cached: Optional[Dict[str, Any]]):
     """A backend view from procfs plus the last full check's names, modes and profiles."""
+    from .backends import BackendView, BGpu, BMig
+
     view = BackendView("procfs")
     by_bus = {g.get("bus_id"): g for g in (cached or {}).get("gpus", [])}
     profiles = (cached or {}).get("profiles", {})

@@ -63,7 +63,12 @@ def probe(binary: Optional[str], timeout: float = 10.0) -> BackendView:
     if path is None:
         raise DiscoveryError(f"nvidia-smi not found{' at ' + binary if binary else ''}")
     view = BackendView("nvidia-smi")
-    res = _run([path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"], timeout)
+    # Both at once: on a MIG node the second is needed anyway, and start-up dominates.
+    try:
+        res, lci = runner.run_all([[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
+                                   [path, "mig", "-lci"]], timeout)
+    except CommandError as exc:
+        raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
     try:
         view.gpus = parse_query_gpu(res.stdout)
     except DiscoveryError:
@@ -75,7 +80,7 @@ def probe(binary: Optional[str], timeout: float = 10.0) -> BackendView:
                              f"{runner.first_line(res.stderr or res.stdout)}")
     if not any(g.mig_current for g in view.gpus):
         return view
-    res = _run([path, "mig", "-lci"], timeout)
+    res = lci
     view.migs = parse_lci(res.stdout)
     if res.returncode != 0 and not view.migs and not _NO_INSTANCES.search(res.stdout + res.stderr):
         raise DiscoveryError(f"nvidia-smi mig -lci exited {res.returncode}: "
@@ -85,9 +90,3 @@ def probe(binary: Optional[str], timeout: float = 10.0) -> BackendView:
                              f"instances found' message: {runner.first_line(res.stdout)}")
     return view
 
-
-def _run(argv, timeout):
-    try:
-        return runner.run(argv, timeout=timeout)
-    except CommandError as exc:
-        raise DiscoveryError(f"nvidia-smi: {exc.message}") from None

@@ -1,3 +1,3 @@
-from .cli import main
+from .cli import main_exit
 
-raise SystemExit(main())
+main_exit()

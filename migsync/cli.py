@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from . import __version__
 from .errors import (EXIT_CONFIG, EXIT_INTERNAL, EXIT_MISMATCH, EXIT_OK, MigsyncError,
-                     UsageError)
+                     Terminated)
 from .settings import Settings
 
 EPILOG = """\
@@ -405,6 +405,9 @@ def main(argv: Optional[List[str]] = None, nvml_module: Any = None,
     except KeyboardInterrupt:
         sys.stderr.write("migsync: interrupted\n")
         return 130
+    except Terminated:
+        sys.stderr.write("migsync: terminated (SIGTERM); nothing was left half-written\n")
+        return 143
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # a bug: say so in one line, never act on it
@@ -415,6 +418,13 @@ def main(argv: Optional[List[str]] = None, nvml_module: Any = None,
         return EXIT_INTERNAL
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main_exit() -> None:
-    """Console-script entry point."""
+    """Console-script and `python -m migsync` entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     sys.exit(main())

@@ -70,6 +70,12 @@ class SlurmError(MigsyncError):
     exit_code = EXIT_SLURM
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (slurmd's 60 s kill, systemd stop). A BaseException, so that only
+    cli.main catches it; the finally blocks on the way kill child process groups and remove
+    temp files."""
+
+
 class CommandError(MigsyncError):
     """An external command failed or timed out; callers rewrap it with context."""
 

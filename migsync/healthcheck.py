@@ -66,8 +66,9 @@ def _act(report: RunReport, st: Settings, log: Log, pyslurm_module: Any) -> None
     from . import slurmctl
 
     if report.status not in ("ok", "mismatch", "discovery_failed"):
-        log.error(f"{report.status}: {report.error} (node left as it is: migsync never drains "
-                  "for its own errors)")
+        log.error(report.error)
+        log.info(f"{report.node} left as it is: migsync never drains for its own errors "
+                 f"({report.status})")
         return
     try:
         slurm_conf = report.files.slurm_conf if report.files else None
@@ -142,7 +143,7 @@ def run(st: Settings, mode: str, log: Log, nvml_module: Any = None, pyslurm_modu
     report = RunReport(locate.node_name(st.node))
     runner.set_deadline(runner.Deadline(st.deadline * 0.6))  # keep time to drain afterwards
     try:
-        with RunLock(st.lock_file, st.lock_wait):
+        with RunLock(st.lock_file, min(st.lock_wait, st.deadline * 0.3)):
             try:
                 report.files = locate.find(st.gres_conf, st.slurm_conf)
                 if mode == "prolog":
@@ -153,6 +154,7 @@ def run(st: Settings, mode: str, log: Log, nvml_module: Any = None, pyslurm_modu
                 report.status, report.error = "config_error", str(exc)
             except DiscoveryError as exc:
                 report.status, report.error = "discovery_failed", str(exc)
+                log.error(report.error)
             report.check_status = report.status
             if report.status in ("ok", "mismatch"):
                 report.check_ok = report.status == "ok"

@@ -181,19 +181,22 @@ def read_snapshot(root: str, gpu_minors=None) -> ProcSnapshot:
             access = os.path.join(gi_dir, "access")
             if not os.path.exists(access):
                 continue
-            snap.gi_caps[(minor, gi)] = _cap_minor(by_name, (minor, gi, None), access, mm_path)
+            snap.gi_caps[(minor, gi)] = _cap_minor(by_name, (minor, gi, None), access, mm_path,
+                                                   snap.cap_table)
             for ci in _dir_ints(gi_dir, "ci"):
                 ci_access = os.path.join(gi_dir, f"ci{ci}", "access")
                 if os.path.exists(ci_access):
                     snap.ci_caps[(minor, gi, ci)] = _cap_minor(by_name, (minor, gi, ci),
-                                                               ci_access, mm_path)
+                                                               ci_access, mm_path, snap.cap_table)
     return snap
 
 
-def _cap_minor(by_name, key, access_path: str, mm_path: str) -> int:
+def _cap_minor(by_name, key, access_path: str, mm_path: str, table=None) -> int:
     if key in by_name:
         return by_name[key]
     fallback = _file_minor(access_path)
+    if fallback is not None and table is not None:
+        table[fallback] = key  # a short mig-minors: the capability file knows the number
     if fallback is None:
         label = f"gpu{key[0]}/gi{key[1]}" + (f"/ci{key[2]}" if key[2] is not None else "")
         raise DiscoveryError(f"{mm_path}: no entry for {label}, and {access_path} "

@@ -203,8 +203,9 @@ if mode == "json":
 else:
     from migsync import merge
     got = merge.collect([path])
-    text = merge.render_gres_conf(merge.group(got.reports), "multiple-files", [], len(got.reports))
-    merge.render_slurm_include(merge.group(got.reports))
+    groups = merge.group(got)
+    text = merge.render_gres_conf(groups, "multiple-files", [], len(got.reports))
+    merge.render_slurm_include(groups)
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 

@@ -348,7 +348,7 @@ def cmd_merge(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module:
     kept, warnings = merge.kept_lines(current, got.reports)
     for w in warnings:
         sys.stderr.write(f"migsync merge: {w}\n")
-    groups = merge.group(got.reports)
+    groups = merge.group(got)
     text = merge.render_gres_conf(groups, args.style, kept, len(got.reports))
     merged = gresconf.parse(text, "merged gres.conf")
     code = EXIT_OK

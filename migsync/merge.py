@@ -29,8 +29,18 @@ class Problem:
 
 
 @dataclass
+class Entry:
+    key: str  # layout_key: nodes with equal keys get the same gres.conf lines
+    hardware: Optional[str]
+
+
+@dataclass
 class Collected:
-    reports: Dict[str, dict] = field(default_factory=dict)
+    """Per node only its layout key and hardware; one report per distinct layout. 10,000
+    nodes of a few layouts then cost a few reports of memory, not 10,000."""
+
+    reports: Dict[str, Entry] = field(default_factory=dict)
+    layouts: Dict[str, dict] = field(default_factory=dict)
     problems: List[Problem] = field(default_factory=list)
     conflicts: Dict[str, List[str]] = field(default_factory=dict)  # node -> sources
 
@@ -133,13 +143,14 @@ def collect(paths: Iterable[str]) -> Collected:
                     except ConfigError as exc:
                         out.problems.append(Problem(where, exc.message))
                         continue
-                    node = doc["node"]
+                    node, key = doc["node"], layout_key(doc)
                     sources.setdefault(node, []).append(where)
                     prev = out.reports.get(node)
-                    if prev is not None and layout_key(prev) != layout_key(doc):
+                    if prev is not None and prev.key != key:
                         out.conflicts[node] = sources[node]
                     elif node not in out.conflicts:
-                        out.reports[node] = doc
+                        out.reports[node] = Entry(key, doc.get("hardware"))
+                        out.layouts.setdefault(key, doc)
     for node in out.conflicts:
         out.reports.pop(node, None)
     return out
@@ -149,22 +160,21 @@ def collect(paths: Iterable[str]) -> Collected:
 class Group:
     nodes: List[str]
     doc: dict  # one representative report: the layout is the same for all
-    reports: Dict[str, dict] = field(default_factory=dict)  # per node (hardware may differ)
+    hardware: Dict[str, Optional[str]] = field(default_factory=dict)  # per node
 
     @property
     def hostlist(self) -> str:
         return hostlist.fold(self.nodes)
 
 
-def group(reports: Dict[str, dict]) -> List[Group]:
+def group(got: Collected) -> List[Group]:
     by_key: Dict[str, Group] = {}
-    for node in sorted(reports, key=natural_key):
-        doc = reports[node]
-        key = layout_key(doc)
-        if key not in by_key:
-            by_key[key] = Group([], doc)
-        by_key[key].nodes.append(node)
-        by_key[key].reports[node] = doc
+    for node in sorted(got.reports, key=natural_key):
+        entry = got.reports[node]
+        if entry.key not in by_key:
+            by_key[entry.key] = Group([], got.layouts[entry.key])
+        by_key[entry.key].nodes.append(node)
+        by_key[entry.key].hardware[node] = entry.hardware
     return sorted(by_key.values(), key=lambda g: natural_key(g.nodes[0]))
 
 
@@ -179,7 +189,7 @@ def render_group(g: Group, style: str) -> List[str]:
     return [head] + emit.render_gres(inv, g.hostlist, style, types=types)
 
 
-def kept_lines(current: Optional[gresconf.GresConf], reported: Dict[str, dict]) -> Tuple[List[str], List[str]]:
+def kept_lines(current: Optional[gresconf.GresConf], reported) -> Tuple[List[str], List[str]]:
     """Lines of the current file for nodes nobody reported (NodeName narrowed to them)."""
     kept, warnings = [], []
     if current is None:
@@ -233,7 +243,7 @@ def render_slurm_include(groups: List[Group]) -> str:
         _, types = to_inventory(g.doc)
         gres = emit.render_slurm_gres(types)
         for node in g.nodes:
-            hw = _hardware_fields(g.reports[node].get("hardware"))
+            hw = _hardware_fields(g.hardware[node])
             real = hw.pop("RealMemory", None)
             key = (gres, " ".join(f"{k}={v}" for k, v in hw.items()))
             rows.setdefault(key, []).append(node)

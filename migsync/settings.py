@@ -49,16 +49,12 @@ def _load_toml(path: str) -> Dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - exercised on older Pythons only
         import tomli as tomllib
+    from .slurmsyntax import read_text  # the same one-line errors as for Slurm's files
+
+    text = read_text(path)
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError("config file not found", path=path) from None
-    except PermissionError:
-        raise ConfigError("permission denied", path=path) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror or exc}", path=path) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", path=path) from None
 
 

@@ -8,6 +8,10 @@ from typing import List, Optional, Tuple
 from .errors import ConfigError
 
 CONFIGLESS_DIR = "/run/slurm/conf"
+# Where slurmd keeps configless files when /run/slurm/conf is gone (it is on tmpfs: before
+# slurmd's first start after a boot): <SlurmdSpoolDir>/conf-cache, upstream's and Debian's
+# default SlurmdSpoolDir.
+CONF_CACHES = ("/var/spool/slurmd/conf-cache", "/var/lib/slurm/slurmd/conf-cache")
 DEFAULT_DIR = "/etc/slurm"
 
 
@@ -31,6 +35,7 @@ def candidate_dirs(slurm_conf_env: Optional[str]) -> List[Tuple[str, str]]:
         dirs.append((os.path.dirname(slurm_conf_env) or ".", "$SLURM_CONF"))
     dirs.append((CONFIGLESS_DIR, "configless"))
     dirs.append((DEFAULT_DIR, DEFAULT_DIR))
+    dirs += [(d, "configless conf-cache") for d in CONF_CACHES]
     return dirs
 
 

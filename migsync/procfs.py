@@ -168,11 +168,11 @@ def read_snapshot(root: str, gpu_minors=None) -> ProcSnapshot:
     minors = sorted(set(snap.gpus) | set(_dir_ints(caps_base, "gpu")))
     if gpu_minors is not None:
         minors = [m for m in minors if m in gpu_minors]
-    found_any = any(os.path.isdir(os.path.join(caps_base, f"gpu{m}", "mig")) for m in minors)
-    if not found_any:
-        return snap
     mm_path = rooted(root, MIG_MINORS)
-    snap.cap_table = parse_mig_minors(_read(mm_path), mm_path, minors)
+    # The driver prints the whole table whenever nvidia-caps is loaded (driver >= 450), MIG
+    # or not; without it, the capability files' own DeviceFileMinor lines are the numbers.
+    if os.path.exists(mm_path) and minors:
+        snap.cap_table = parse_mig_minors(_read(mm_path), mm_path, minors)
     by_name = {v: k for k, v in snap.cap_table.items()}
     for minor in minors:
         mig_dir = os.path.join(caps_base, f"gpu{minor}", "mig")

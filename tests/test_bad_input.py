@@ -205,6 +205,7 @@ def test_symlink_loop_or_missing_spool_dir_at_run_slurm_conf(tmp_path, monkeypat
         os.symlink(tmp_path / "spool" / "conf-cache", link)
     monkeypatch.setattr(locate, "CONFIGLESS_DIR", str(link))
     monkeypatch.setattr(locate, "DEFAULT_DIR", str(tmp_path / "etc-slurm"))
+    monkeypatch.setattr(locate, "CONF_CACHES", ())
     r = run_cli("check", "--root", os.path.join(node("seed"), "root"))
     assert r.code == 2 and "gres.conf not found" in r.err and "Traceback" not in r.err
 

@@ -20,6 +20,7 @@ def fake_dirs(tmp_path, monkeypatch):
     etc.mkdir()
     monkeypatch.setattr(locate, "CONFIGLESS_DIR", str(configless))
     monkeypatch.setattr(locate, "DEFAULT_DIR", str(etc))
+    monkeypatch.setattr(locate, "CONF_CACHES", (str(tmp_path / "spool" / "conf-cache"),))
     return configless, etc
 
 
@@ -54,6 +55,16 @@ def test_etc_slurm_is_the_last_resort(fake_dirs):
     shutil.copy(os.path.join(SAMPLE, "gres.conf"), etc / "gres.conf")
     r = run_cli("check", "--json", "--node", "c51-g002", *smi_args("seed"))
     assert r.json()["files"]["gres_conf"] == str(etc / "gres.conf")
+
+
+def test_conf_cache_is_found_when_run_slurm_conf_is_gone(fake_dirs, tmp_path, monkeypatch):
+    cache = tmp_path / "spool" / "conf-cache"
+    cache.mkdir(parents=True)
+    shutil.copy(os.path.join(SAMPLE, "gres.conf"), cache / "gres.conf")
+    shutil.copy(os.path.join(SAMPLE, "slurm.conf"), cache / "slurm.conf")
+    r = run_cli("check", "--json", "--node", "c51-g002", *smi_args("seed"))
+    assert r.code == 0
+    assert r.json()["files"]["found_by"] == "configless conf-cache"
 
 
 def test_no_gres_conf_anywhere_is_exit_2(fake_dirs):

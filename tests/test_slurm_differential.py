@@ -40,7 +40,7 @@ def devdir(tmp_path):
 
 
 def migsync_counts(path):
-    return registered_counts(gresconf.load(path).for_node(NODE))
+    return registered_counts(gresconf.load(path, NODE).for_node(NODE))  # as check reads it
 
 
 def gres_spec(counts):

@@ -92,6 +92,11 @@ def _act(report: RunReport, st: Settings, log: Log, pyslurm_module: Any) -> None
         report.status = "slurm_error"  # check_status keeps the verdict (the Prolog needs it)
 
 
+def _settings_key(st: Settings) -> str:
+    """Settings that change a verdict: a cached verdict made under others is not reused."""
+    return f"root={st.root};ignore={','.join(sorted(st.ignore))}"
+
+
 def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
     from . import nodecheck
 
@@ -100,7 +105,8 @@ def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
     report.findings = outcome.result.findings
     report.status = "ok" if outcome.result.ok else "mismatch"
     if st.cache_file:
-        fp = state.fingerprint(st.root, [outcome.files.gres_conf, outcome.files.slurm_conf])
+        fp = state.fingerprint(st.root, [outcome.files.gres_conf, outcome.files.slurm_conf],
+                               _settings_key(st))
         try:
             state.save(st.cache_file, report.node, fp, outcome)
         except ConfigError:
@@ -112,7 +118,7 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
     files = report.files
     cached = state.load(st.cache_file) if st.cache_file else None
     if cached and cached.get("node") == report.node:
-        fp = state.fingerprint(st.root, [files.gres_conf, files.slurm_conf])
+        fp = state.fingerprint(st.root, [files.gres_conf, files.slurm_conf], _settings_key(st))
         if cached.get("fingerprint") == fp:
             report.cached = True
             report.findings = [Finding(**f) for f in cached.get("findings", [])]

@@ -5,7 +5,7 @@ import fcntl
 import os
 import time
 
-from .errors import BusyError
+from .errors import BusyError, ConfigError
 
 
 class RunLock:
@@ -21,7 +21,8 @@ class RunLock:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise BusyError(f"cannot open lock file {self.path}: {exc.strerror or exc}") from None
+            raise ConfigError(f"cannot open the lock file: {exc.strerror or exc} (run as root, "
+                              "or set lock_file / --lock-file)", path=self.path) from None
         end = time.monotonic() + self.wait
         while True:
             try:

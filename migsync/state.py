@@ -15,9 +15,9 @@ from .procfs import CAPS_DIR, GPUS_DIR, rooted
 FORMAT = 1
 
 
-def fingerprint(root: str, files: Iterable[Optional[str]]) -> str:
+def fingerprint(root: str, files: Iterable[Optional[str]], extra: str = "") -> str:
     """The capability tree's listing and the config files' stat, as one string (a few KB)."""
-    parts = []
+    parts = [extra]
     for base in (rooted(root, GPUS_DIR), rooted(root, CAPS_DIR)):
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()

@@ -240,3 +240,23 @@ def test_prolog_still_stops_the_job_when_the_drain_itself_fails(tmp_path):
                 "--lock-file", tmp_path / "lock", "--cache-file", tmp_path / "state.json",
                 "--slurm-backend", "scontrol", "--scontrol", s)
     assert r.code == 1  # Slurm then drains with 'Prolog error': the job still does not run
+
+
+def test_prolog_does_not_reuse_a_verdict_made_under_other_settings(tmp_path):
+    s, _ = fake_scontrol(tmp_path)
+    base = ["--root", os.path.join(node("seed-lost"), "root"),
+            "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+            "--lock-file", tmp_path / "lock", "--cache-file", tmp_path / "state.json",
+            "--slurm-backend", "scontrol", "--scontrol", s, "--no-syslog", "--json"]
+    r = run_cli("healthcheck", "--backend", "nvidia-smi", "--nvidia-smi",
+                os.path.join(node("seed-lost"), "nvidia-smi"), *base)
+    assert r.code == 1
+    r = run_cli("prolog", *base, "--ignore", "stale-cap")
+    assert r.code == 0 and r.json()["from_cache"] is False
+
+
+def test_a_lock_file_that_cannot_be_opened_is_a_config_error(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    r = hc(tmp_path, "--lock-file", blocker / "lock", name="seed")
+    assert r.code == 2 and "cannot open the lock file" in r.err

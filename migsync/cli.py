@@ -238,9 +238,7 @@ def cmd_check(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module:
             _print_json(report.to_dict())
         elif not args.quiet and report.outcome is not None:
             sys.stdout.write(render.check_report(report.outcome))
-        if report.status in ("config_error", "discovery_failed") and report.error:
-            sys.stderr.write(f"migsync: {report.error}\n")
-        return report.exit_code
+        return report.exit_code  # errors were already logged to stderr
     st = settings_from_args(args)
     outcome = nodecheck.run(st, nvml_module)
     if args.json:
@@ -310,14 +308,14 @@ def cmd_report(args: argparse.Namespace, nvml_module: Any = None,
     from .discovery import discover
     from .errors import ConfigError
 
-    st = settings_from_args(args)
     from . import locate
+
+    st = settings_from_args(args)
     node = locate.node_name(st.node)
     try:
         outcome = nodecheck.run(st, nvml_module)
-        inv, findings = outcome.inventory, [f.to_dict() for f in outcome.result.findings]
-        types = emit.assign_types(inv, nodecheck.load_config(st, node, outcome.files)[1]
-                                  .for_node(node))
+        inv, types = outcome.inventory, outcome.types
+        findings = [f.to_dict() for f in outcome.result.findings]
     except ConfigError as exc:
         sys.stderr.write(f"migsync: note: {exc}; types are the defaults\n")
         inv = discover(st.root, st.backend, st.nvidia_smi or None, st.command_timeout, nvml_module)

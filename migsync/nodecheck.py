@@ -22,6 +22,7 @@ class Outcome:
     gres_lines: List[str] = field(default_factory=list)  # what emit suggests
     slurm_line: str = ""
     node_in_slurm_conf: Optional[bool] = None
+    types: dict = field(default_factory=dict)  # device key -> Type the suggestion uses
 
     def to_dict(self) -> dict:
         return {
@@ -64,4 +65,4 @@ def run(settings: Settings, nvml_module: Any = None, inventory: Optional[Invento
                    ignore=settings.ignore, hardware_types=types)
     return Outcome(node, files, inv, result,
                    emit.render_gres(inv, node, style or settings.style, lines, types),
-                   emit.render_slurm_line(node, types), in_conf)
+                   emit.render_slurm_line(node, types), in_conf, types)

@@ -138,6 +138,8 @@ class Cluster:
 
     def _link_default_munge(self):
         os.makedirs(os.path.dirname(MUNGE_DEFAULT_SOCK), exist_ok=True)
+        if os.path.exists(MUNGE_DEFAULT_SOCK) and not os.path.islink(MUNGE_DEFAULT_SOCK):
+            raise RuntimeError(f"a real munged owns {MUNGE_DEFAULT_SOCK}; not touching it")
         if os.path.lexists(MUNGE_DEFAULT_SOCK):
             os.unlink(MUNGE_DEFAULT_SOCK)
         os.symlink(self.sock, MUNGE_DEFAULT_SOCK)

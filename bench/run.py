@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -221,7 +220,6 @@ def merge_bench(tmp, node_dir, n):
     with open(path, "w") as fh:
         for i in range(n):
             doc["node"] = f"gpu{i:05d}"
-            doc["devices"][0]["type"] = f"1g.10gb" if i % layouts else "1g.10gb"
             doc["gpus"][0]["name"] = f"NVIDIA H100 80GB HBM3 rev{i % layouts}"
             fh.write(f"gpu{i:05d}: {json.dumps(doc, separators=(',', ':'))}\n")
     child = MERGE_CHILD.format(repo=REPO)

@@ -1,7 +1,7 @@
 """Build the node's Inventory: a backend (NVML or nvidia-smi) for names and profiles, procfs for truth."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from .backends import BackendView
 from .errors import DiscoveryError

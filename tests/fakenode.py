@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 
 SMI_SCRIPT = """#!/bin/sh

@@ -10,7 +10,6 @@ import types
 
 import pynvml  # the real module provides the exception classes and constants
 
-from fakenode import CI_PROFILE_ID  # noqa: F401  (documents where layouts come from)
 
 
 class _Pci:

@@ -2,7 +2,6 @@
 metrics, the lock and the Prolog's cache. The real-cluster proof is in test_slurm_hooks.py."""
 import os
 import shutil
-import threading
 import time
 
 import pytest

@@ -2,7 +2,6 @@
 import os
 import shutil
 
-import pytest
 
 import nvml_fake
 from conftest import CONF, node, run_cli, smi_args

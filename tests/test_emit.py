@@ -3,7 +3,7 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import CONF, node, run_cli, smi_args
+from conftest import CONF, run_cli, smi_args
 from fakenode import LAYOUTS, ci_cap, gi_cap
 from migsync import emit, gresconf, slurmconf
 from migsync.check import check

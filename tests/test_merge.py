@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import CONF, node, run_cli, smi_args
+from conftest import CONF, run_cli, smi_args
 from migsync import report
 
 SAMPLE_GRES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

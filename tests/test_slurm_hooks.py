@@ -73,7 +73,7 @@ class FakeNode:
 
 def write_config(tmp, fake, cluster, configless):
     cfg = tmp / "migsync.toml"
-    lines = [f'backend = "nvidia-smi"', f'nvidia_smi = "{fake.dir}/nvidia-smi"',
+    lines = ['backend = "nvidia-smi"', f'nvidia_smi = "{fake.dir}/nvidia-smi"',
              f'root = "{fake.root}"', f'lock_file = "{tmp}/migsync.lock"',
              f'cache_file = "{tmp}/state.json"', f'prom_file = "{tmp}/migsync.prom"',
              "deadline = 20.0", "lock_wait = 5.0"]

@@ -112,6 +112,14 @@ def write_node(layout, out):
         fh.write("\n")
 
 
+def _rows(rows, sep):
+    """Real nvidia-smi prints a separator line after every row of -lgi and -lci."""
+    out = []
+    for row in rows:
+        out += [row, sep]
+    return out
+
+
 def _write_smi(layout, out):
     smi = os.path.join(out, "smi")
     rows = []
@@ -139,7 +147,7 @@ def _write_smi(layout, out):
         text = "\n".join(["+" + "-" * 55 + "+", "| GPU instances:" + " " * 40 + "|",
                           "| GPU   Name             Profile  Instance   Placement  |",
                           "|                          ID       ID       Start:Size |",
-                          "|" + "=" * 55 + "|"] + lgi + ["+" + "-" * 55 + "+"])
+                          "|" + "=" * 55 + "|"] + _rows(lgi, "+" + "-" * 55 + "+"))
         _write(os.path.join(smi, "lgi.txt"), text + "\n")
         _write(os.path.join(smi, "lgi.rc"), "0\n")
     else:
@@ -150,7 +158,7 @@ def _write_smi(layout, out):
                           "| GPU     GPU       Name             Profile   Instance   Placement  |",
                           "|       Instance                       ID        ID       Start:Size |",
                           "|         ID                                                         |",
-                          "|" + "=" * 68 + "|"] + lci + [sep])
+                          "|" + "=" * 68 + "|"] + _rows(lci, sep))
         _write(os.path.join(smi, "lci.txt"), text + "\n")
         _write(os.path.join(smi, "lci.rc"), "0\n")
     else:

@@ -136,3 +136,16 @@ def test_empty_mig_minors_is_a_discovery_error():
         procfs.parse_mig_minors("config 1\nmonitor 2\n", "mig-minors")
     with pytest.raises(DiscoveryError, match="mig-minors:2"):
         procfs.parse_mig_minors("config 1\ngpu0/gi1/acc", "mig-minors")
+
+
+@pytest.mark.parametrize("name,rows", [
+    # drivers before the placement column; a 3g GI split into three 1c CIs
+    ("lci-old-driver-no-placement.txt", [(0, 1, 0, "1c.3g.20gb"), (0, 1, 1, "1c.3g.20gb"),
+                                         (0, 1, 2, "1c.3g.20gb")]),
+    # H100: a 1g CI whose CI profile id is 7, not 0
+    ("lci-h100-profile-id-7.txt", [(0, 6, 0, "1g.24gb")]),
+])
+def test_lci_formats_seen_in_the_wild(name, rows):
+    path = os.path.join(os.path.dirname(__file__), "data", "smi", name)
+    got = smi.parse_lci(open(path).read())
+    assert [(m.gpu_index, m.gi, m.ci, m.profile) for m in got] == rows

@@ -142,8 +142,8 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
     report.status = "ok" if res.ok else "mismatch"
 
 
-def run(st: Settings, mode: str, log: Log, nvml_module: Any = None, pyslurm_module: Any = None,
-        do_act: bool = True) -> RunReport:
+def run(st: Settings, mode: str, log: Log, nvml_module: Any = None,
+        pyslurm_module: Any = None) -> RunReport:
     """mode: 'healthcheck' (full check) or 'prolog' (procfs fast path)."""
     started = time.time()
     report = RunReport(locate.node_name(st.node))
@@ -169,7 +169,7 @@ def run(st: Settings, mode: str, log: Log, nvml_module: Any = None, pyslurm_modu
                 log.warning(f"{report.node}: {act.summary(report.findings)}")
             # A Prolog runs on a node that is taking jobs, so it is not drained: on a clean
             # verdict there is nothing to resume and Slurm need not be asked (it costs ms/job).
-            if do_act and not (mode == "prolog" and report.status == "ok"):
+            if not (mode == "prolog" and report.status == "ok"):
                 _act(report, st, log, pyslurm_module)
     except BusyError as exc:
         report.status, report.error = "busy", exc.message

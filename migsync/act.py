@@ -21,7 +21,10 @@ class Decision:
 
 
 def _clean(text: str) -> str:
-    return " ".join(text.split())
+    """One line, and no double quotes: scontrol strips them (measured: a reason ending in
+    '"q"' is stored as '"q'), and a reason that does not read back the same would be
+    rewritten on every run."""
+    return " ".join(text.replace('"', "'").split())
 
 
 def reason_for_findings(prefix: str, findings: Sequence[Finding]) -> str:

@@ -29,6 +29,8 @@ def test_reason_puts_the_key_fact_in_the_first_20_characters():
     reason = act.reason_for_findings(P, f)
     assert reason[:20] == "migsync: stale cap53"  # the most urgent finding leads
     assert "+1 [stale-cap]" in reason and "\n" not in reason and len(reason) <= act.MAX_REASON
+    quoted = act.reason_for_findings(P, [Finding("type-mismatch", 'Type="x" does not match', "type x")])
+    assert '"' not in quoted  # scontrol would strip it, and the reason would never read back
 
 
 @pytest.mark.parametrize("states,reason,problem,want", [

@@ -165,3 +165,17 @@ def test_python_dash_m_and_help_teach():
                        text=True, env={"PYTHONPATH": ROOT_DIR, "PATH": os.environ["PATH"]})
     assert r.returncode == 0
     assert "exit codes:" in r.stdout and "/run/slurm/conf" in r.stdout
+
+
+def test_readme_documents_every_command_and_flag():
+    from migsync import cli
+    text = open(os.path.join(ROOT_DIR, "README.md")).read()
+    text += open(os.path.join(ROOT_DIR, "conf", "migsync.toml")).read()
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, sp in sub.choices.items():
+        assert f"migsync {name}" in text, name
+        for action in sp._actions:
+            for opt in action.option_strings:
+                if opt.startswith("--") and opt != "--help":
+                    assert opt in text, f"{name} {opt}"

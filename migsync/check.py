@@ -78,7 +78,7 @@ def resolve(lines: Sequence[GresLine], inv: Inventory) -> Tuple[List[Configured]
         if not units:
             findings.append(Finding("unknown-device", f"{ln.source}: gpu line has no File= or "
                                     "MultipleFiles=, so Slurm cannot bind it to a device",
-                                    "no File=", ln.source))
+                                    "unknown dev no File=", ln.source))
             continue
         for files in units:
             conf = Configured(ln, files)
@@ -90,7 +90,7 @@ def resolve(lines: Sequence[GresLine], inv: Inventory) -> Tuple[List[Configured]
                     ci_caps.append((path, entry))
             if len(ci_caps) > 1:
                 findings.append(Finding("unknown-device", f"{ln.source}: one device names "
-                                        f"{len(ci_caps)} compute-instance caps", "2 CIs/device",
+                                        f"{len(ci_caps)} compute-instance caps", "unknown dev 2 CIs",
                                         ln.source))
                 continue
             if ci_caps:
@@ -112,7 +112,7 @@ def resolve(lines: Sequence[GresLine], inv: Inventory) -> Tuple[List[Configured]
                                          [f"has foreign {f}" for f in extra])
                         findings.append(Finding("incomplete-device",
                                                 f"{ln.source}: {mig.label}: {what}",
-                                                f"{mig.label} files", ln.source))
+                                                f"incomplete {mig.label}", ln.source))
                 continue
             if len(files) == 1:
                 path = files[0]
@@ -124,7 +124,7 @@ def resolve(lines: Sequence[GresLine], inv: Inventory) -> Tuple[List[Configured]
                     if gpu.mig_current:
                         findings.append(Finding(
                             "whole-gpu-mig-on", f"{ln.source}: {path} is a whole GPU but MIG is "
-                            f"enabled on gpu{gpu.minor}", f"gpu{gpu.minor} MIG on", ln.source, path))
+                            f"enabled on gpu{gpu.minor}", f"MIG on gpu{gpu.minor}", ln.source, path))
                     continue
                 if entry and entry[1] is not None:
                     gminor, gi, _ = entry[1]
@@ -133,12 +133,12 @@ def resolve(lines: Sequence[GresLine], inv: Inventory) -> Tuple[List[Configured]
                         "stale-cap" if not live_gi else "unknown-device",
                         f"{ln.source}: {path} is the GPU-instance cap of gpu{gminor}/gi{gi}"
                         + ("" if live_gi else ", which does not exist")
-                        + "; configure its compute-instance cap", f"GI cap{entry[0]}",
+                        + "; configure its compute-instance cap", (f"stale GI cap{entry[0]}" if not live_gi else f"unknown dev GI cap{entry[0]}"),
                         ln.source, path))
                     continue
             findings.append(Finding("unknown-device", f"{ln.source}: {', '.join(files)} matches "
                                     "no GPU or MIG compute instance on this node",
-                                    "unknown device", ln.source, files[0]))
+                                    "unknown dev", ln.source, files[0]))
     return out, findings
 
 
@@ -174,21 +174,21 @@ def check(inv: Inventory, lines: Sequence[GresLine], slurm_gres: Optional[List[G
     for g in inv.gpus:
         if g.lost:
             label = f"gpu{g.minor}" if g.minor >= 0 else (g.bus_id or f"index {g.index}")
-            findings.append(Finding("gpu-lost", f"{label}: {g.lost}", f"{label} lost"))
+            findings.append(Finding("gpu-lost", f"{label}: {g.lost}", f"lost {label}"))
     for text in inv.disagreements:
-        findings.append(Finding("backend-disagrees", text, "backend vs procfs"))
+        findings.append(Finding("backend-disagrees", text, "smi!=procfs"))
     for g in inv.gpus:
         if g.lost:
             continue
         if g.mig_current and not inv.migs_of(g.minor):
             findings.append(Finding("mig-no-instances", f"gpu{g.minor}: MIG is enabled but no "
                                     "instances exist (recreate them, e.g. nvidia-mig-parted)",
-                                    f"gpu{g.minor} no MIG"))
+                                    f"no MIG inst gpu{g.minor}"))
         if (g.mig_current is not None and g.mig_pending is not None
                 and g.mig_current != g.mig_pending):
             want = "enable" if g.mig_pending else "disable"
             findings.append(Finding("mig-pending", f"gpu{g.minor}: MIG {want} is pending a GPU "
-                                    "reset", f"gpu{g.minor} MIG pending"))
+                                    "reset", f"MIG pending gpu{g.minor}"))
 
     checked_paths = set()
     for ln in lines:
@@ -197,7 +197,7 @@ def check(inv: Inventory, lines: Sequence[GresLine], slurm_gres: Optional[List[G
                 checked_paths.add(path)
                 if not exists(path):
                     findings.append(Finding("missing-file", f"{ln.source}: {path} does not exist "
-                                            "(slurmd would fail to start)", "missing file",
+                                            "(slurmd would fail to start)", f"no devfile {os.path.basename(path)}",
                                             ln.source, path))
 
     configured, resolve_findings = resolve(lines, inv)
@@ -211,27 +211,27 @@ def check(inv: Inventory, lines: Sequence[GresLine], slurm_gres: Optional[List[G
         if c.key in seen:
             findings.append(Finding("duplicate-device", f"{c.line.source}: {_label(c.key)} is "
                                     f"already configured at {seen[c.key]}",
-                                    f"{_label(c.key)} twice", c.line.source))
+                                    f"dup {_label(c.key)}", c.line.source))
             continue
         seen[c.key] = c.line.source
         if c.line.type and type_fits(inv, c.key, c.line.type) is False:
             findings.append(Finding("type-mismatch", f"{c.line.source}: Type={c.line.type} does "
                                     f"not match {_label(c.key)} "
                                     f"({device_type_string(inv, c.key)})",
-                                    f"type {c.line.type}", c.line.source))
+                                    f"bad Type {c.line.type}", c.line.source))
 
     for g in inv.gpus:
         if g.lost or g.minor < 0:
             continue
         if not g.mig_current and ("gpu", g.minor) not in seen:
             findings.append(Finding("unconfigured-device", f"gpu{g.minor} ({g.path}) is named by "
-                                    "no gres.conf line", f"gpu{g.minor} unconfigured"))
+                                    "no gres.conf line", f"unconf gpu{g.minor}"))
     for m in inv.migs:
         if ("mig",) + m.key not in seen:
             profile = m.profile or "profile unknown"
             findings.append(Finding("unconfigured-device", f"{m.label} ({profile}, {m.files[2]}) "
                                     "is named by no gres.conf line",
-                                    f"{m.label} unconfigured"))
+                                    f"unconf {m.label}"))
 
     if slurm_gres is not None:
         findings.extend(_count_findings(lines, slurm_gres, slurm_source, hardware_types or {}))
@@ -259,20 +259,20 @@ def _count_findings(lines: Sequence[GresLine], specs: List[GresSpec], where: str
             hw = f", hardware {hw_by_type[t]}" if t in hw_by_type else ""
             out.append(Finding("gres-count-mismatch", f"{where}: Gres=gpu:{spec.type}:{spec.count}"
                                f" but gres.conf gives {have}{hw}",
-                               f"gpu:{spec.type} {spec.count}!={have}", where))
+                               f"Gres count gpu:{spec.type} {spec.count}!={have}", where))
     for spec in untyped:
         if typed:
             continue
         if spec.count != total:
             out.append(Finding("gres-count-mismatch", f"{where}: Gres=gpu:{spec.count} but "
-                               f"gres.conf gives {total}", f"gpu {spec.count}!={total}", where))
+                               f"gres.conf gives {total}", f"Gres count gpu {spec.count}!={total}", where))
     if typed:
         for t, n in gres_by_type.items():
             if t is not None and t not in typed and n:
                 out.append(Finding("gres-count-mismatch", f"{where}: gres.conf gives {n} gpu:{t} "
                                    "but slurm.conf Gres= has no such type",
-                                   f"gpu:{t} not in Gres", where))
+                                   f"Gres count gpu:{t} missing", where))
     elif not gpu_specs and total:
         out.append(Finding("gres-count-mismatch", f"{where}: gres.conf gives {total} gpu but the "
-                           "node's slurm.conf line has no Gres=gpu", "no Gres=gpu", where))
+                           "node's slurm.conf line has no Gres=gpu", "Gres count no Gres=gpu", where))
     return out

@@ -219,8 +219,10 @@ def prestart(st: Settings, log: Log, pyslurm_module: Any = None) -> int:
                  f"device files in {files.gres_conf} exist")
         return EXIT_OK
     finding = Finding("missing-file", f"{missing[0][0]}: {missing[0][1]} does not exist (slurmd "
-                      "would wait 20 s and die)", "missing file", missing[0][0], missing[0][1])
-    extra = [Finding("missing-file", f"{src}: {p}", "missing file", src, p) for src, p in missing[1:]]
+                      "would wait 20 s and die)", f"no devfile {os.path.basename(missing[0][1])}",
+                      missing[0][0], missing[0][1])
+    extra = [Finding("missing-file", f"{src}: {p}", f"no devfile {os.path.basename(p)}", src, p)
+             for src, p in missing[1:]]
     log.error(f"pre-start: {len(missing)} device file(s) named in {files.gres_conf} do not exist: "
               + ", ".join(p for _, p in missing))
     report = RunReport(node, "mismatch", [finding] + extra, files=files)

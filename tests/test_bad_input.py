@@ -238,7 +238,7 @@ def test_nvml_gpu_is_lost_for_one_gpu(tmp_path, scontrol):
     assert r.code == 1
     assert [f["id"] for f in doc["findings"]] == ["gpu-lost"]
     assert doc["findings"][0]["message"].startswith("gpu2: NVML:")
-    assert doc["drain_reason"].startswith("migsync: gpu2 lost [gpu-lost]")
+    assert doc["drain_reason"].startswith("migsync: lost gpu2 [gpu-lost]")
 
 
 @pytest.mark.parametrize("body,pattern", [

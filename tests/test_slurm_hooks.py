@@ -225,4 +225,4 @@ def test_prestart_hook_drains_for_missing_device_files_without_blocking(make_clu
     assert r.returncode == 0
     assert "nvidia-cap9999" in r.stderr and "do not exist" in r.stderr
     reason = cluster.node_info()["Reason"]
-    assert reason.startswith("migsync: missing file") and "nvidia-cap9999" in reason
+    assert reason.startswith("migsync: no devfile nvidia-cap9999") and "[missing-file]" in reason

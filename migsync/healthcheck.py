@@ -124,22 +124,19 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
             report.findings = [Finding(**f) for f in cached.get("findings", [])]
             report.status = "ok" if cached.get("ok") else "mismatch"
             return
-    # parse and compare only when the cache cannot answer
-    from . import emit, gresconf, slurmconf
-    from .check import check
+    # The cache cannot answer: the same check as the health check's, on procfs plus what
+    # the last full check learned (names, MIG modes, profiles).
+    from . import nodecheck
     from .discovery import merge
     from .procfs import read_snapshot
-    gconf = gresconf.load(files.gres_conf, report.node)
-    lines = gconf.for_node(report.node)
-    sconf = slurmconf.load(files.slurm_conf) if files.slurm_conf else None
-    snap = read_snapshot(st.root)
-    inv = merge(state.procfs_view(snap, cached), snap)
-    got = sconf.node_gres(report.node) if sconf else None
-    res = check(inv, lines, got[0] if got else None, got[1] if got else "slurm.conf",
-                exists=lambda p: os.path.exists(rooted(st.root, p)), ignore=st.ignore,
-                hardware_types=emit.assign_types(inv, lines))
-    report.findings = res.findings
-    report.status = "ok" if res.ok else "mismatch"
+
+    def procfs_inventory():
+        snap = read_snapshot(st.root)
+        return merge(state.procfs_view(snap, cached), snap)
+
+    outcome = nodecheck.run(st, files=files, discover_fn=procfs_inventory)
+    report.findings = outcome.result.findings
+    report.status = "ok" if outcome.result.ok else "mismatch"
 
 
 def run(st: Settings, mode: str, log: Log, nvml_module: Any = None,

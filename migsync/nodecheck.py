@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 from . import __version__, emit, gresconf, locate, slurmconf
 from .check import CheckResult, check
@@ -45,14 +45,20 @@ def load_config(settings: Settings, node: str, files: Optional[locate.ConfFiles]
     return files, gconf, sconf
 
 
-def run(settings: Settings, nvml_module: Any = None, inventory: Optional[Inventory] = None,
-        style: Optional[str] = None, files: Optional[locate.ConfFiles] = None) -> Outcome:
-    """Parse first (a config error must not cost a discovery), then discover and compare."""
+def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None,
+        files: Optional[locate.ConfFiles] = None,
+        discover_fn: Optional[Callable[[], Inventory]] = None) -> Outcome:
+    """Parse first (a config error must not cost a discovery), then discover and compare.
+
+    ``discover_fn`` replaces the NVML/nvidia-smi discovery (the Prolog reads procfs only)."""
     node = locate.node_name(settings.node)
     files, gconf, sconf = load_config(settings, node, files)
     lines = gconf.for_node(node)
-    inv = inventory or discover(settings.root, settings.backend, settings.nvidia_smi or None,
-                                settings.command_timeout, nvml_module)
+    if discover_fn is not None:
+        inv = discover_fn()
+    else:
+        inv = discover(settings.root, settings.backend, settings.nvidia_smi or None,
+                       settings.command_timeout, nvml_module)
     types = emit.assign_types(inv, lines)
     slurm_gres, where, in_conf = None, "slurm.conf", None
     if sconf is not None:

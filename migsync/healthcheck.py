@@ -179,15 +179,14 @@ def run(st: Settings, mode: str, log: Log, nvml_module: Any = None,
 
 
 def _write_prom(report: RunReport, st: Settings, duration: float, log: Log) -> None:
-    from . import emit, prom
+    from . import prom
 
     counts: Dict[str, int] = {}
     for f in report.findings:
         counts[f.id] = counts.get(f.id, 0) + 1
     devices: Dict[str, int] = {}
-    if report.outcome is not None:
-        types = emit.assign_types(report.outcome.inventory, [])
-        for t in types.values():
+    if report.outcome is not None:  # the Types the check chose, the site's names kept
+        for t in report.outcome.types.values():
             devices[t or "untyped"] = devices.get(t or "untyped", 0) + 1
     try:
         prom.write(st.prom_file, prom.render(report.node, report.check_ok, counts, devices, duration,

@@ -261,3 +261,15 @@ def test_a_lock_file_that_cannot_be_opened_is_a_config_error(tmp_path):
     blocker.write_text("")
     r = hc(tmp_path, "--lock-file", blocker / "lock", name="seed")
     assert r.code == 2 and "cannot open the lock file" in r.err
+
+
+def test_metrics_count_devices_by_the_sites_own_type_names(tmp_path):
+    s, _ = fake_scontrol(tmp_path)
+    from conftest import CONF
+    r = run_cli("healthcheck", "--no-syslog", *smi_args(
+        "h200-mixed", os.path.join(CONF, "h200-autodetect-style.gres.conf"), nodename="h200-01"),
+        "--lock-file", tmp_path / "lock", "--cache-file", tmp_path / "state.json",
+        "--slurm-backend", "scontrol", "--scontrol", s, "--prom-file", tmp_path / "m.prom")
+    assert r.code == 0, r.err
+    text = (tmp_path / "m.prom").read_text()
+    assert 'migsync_devices{node="h200-01",type="nvidia_h200_1c.3g.71gb"} 3' in text

@@ -19,6 +19,26 @@ def node(name):
     return os.path.join(NODES, name)
 
 
+SLURM_LOCK = os.environ.get("MIGSYNC_SLURM_TEST_LOCK", "/tmp/migsync-slurm-tests.lock")
+
+
+@pytest.fixture(autouse=True)
+def _one_real_slurm_at_a_time(request):
+    """Real-Slurm tests use the machine's /dev, /run/slurm/conf and munge's default socket:
+    two test runs on one machine (two checkouts) must not interleave them."""
+    if request.node.get_closest_marker("slurm") is None:
+        yield
+        return
+    import fcntl
+
+    with open(SLURM_LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 @pytest.fixture(autouse=True)
 def _isolate(monkeypatch, tmp_path):
     """No test reads the machine's /etc/migsync, SLURM_CONF or node name by accident."""

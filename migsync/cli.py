@@ -130,7 +130,8 @@ def _add_act(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scontrol", metavar="PATH", help="scontrol binary (default: PATH, /usr/bin)")
     g.add_argument("--prom-file", metavar="PATH",
                    help="write node_exporter textfile metrics here, atomically")
-    g.add_argument("--lock-file", metavar="PATH", help="serialises runs (default /run/migsync.lock)")
+    g.add_argument("--lock-file", metavar="PATH", help="serialises runs (default /run/migsync/lock; "
+                   "its directory must exist and be root's alone)")
     g.add_argument("--lock-wait", type=float, metavar="SEC",
                    help="how long to wait for another run (default 10)")
     g.add_argument("--cache-file", metavar="PATH",

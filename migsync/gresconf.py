@@ -125,9 +125,9 @@ def _parse_line(line: LogicalLine, node: Optional[str] = None) -> GresLine:
             elif canon == "Type":
                 out.type = value
             elif canon == "File":
-                out.files = hostlist.expand(value)
+                out.files = hostlist.expand(value, hostlist.MAX_DEVICE_NAMES)
             elif canon == "MultipleFiles":
-                out.multiple_files = hostlist.expand(value)
+                out.multiple_files = hostlist.expand(value, hostlist.MAX_DEVICE_NAMES)
             elif canon == "Count":
                 out.count = parse_count(value, line, key)
             elif canon == "AutoDetect":
@@ -195,4 +195,7 @@ def _include(line: LogicalLine, head: List[str], path: str, depth: int,
 
 
 def load(path: str, node: Optional[str] = None) -> GresConf:
-    return parse(read_text(path), path, node=node)
+    from .bounded import session  # one budget for the file, its Includes and hostlists
+
+    with session():
+        return parse(read_text(path), path, node=node)

@@ -178,4 +178,5 @@ def test_write_is_atomic_and_keeps_a_backup(tmp_path, reports):
     assert "NodeName=gpu01" in target.read_text()
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
     r = merged(tmp_path, reports["gpu01"] + "\n", "--write", tmp_path / "nodir" / "x" / "g.conf")
-    assert r.code == 0  # missing directories are created
+    # issue 14: a missing directory is named, never created silently
+    assert r.code == 2 and "nodir/x: directory does not exist" in r.err

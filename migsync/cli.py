@@ -19,6 +19,7 @@ exit codes:
   3  discovery failed (no driver, NVML error, nvidia-smi failed or timed out)
   4  another migsync run holds the lock (healthcheck, prolog)
   5  Slurm could not be queried or updated (scontrol failed or timed out)
+  74 output could not be written (stdout closed, broken pipe, disk full)
 
 Start with `migsync demo`; see `migsync COMMAND --help` for each command.
 """
@@ -209,6 +210,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         values["ignore"] = list(st.ignore) + list(args.ignore)
     if values:
         settings_mod.apply(st, values, "command line")
+    from . import runner
+
+    runner.set_deadline(runner.Deadline(st.deadline))  # every command honours --deadline
     return st
 
 
@@ -284,14 +288,30 @@ def cmd_healthcheck(args: argparse.Namespace, nvml_module: Any = None,
 
 
 def cmd_prolog(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
-    st, report = _acting(args, "prolog", nvml_module, pyslurm_module)
-    if args.json:
-        _print_json(report.to_dict())
-    if report.check_status == "mismatch":
-        return EXIT_MISMATCH  # the job must not start here, drained by us or not
-    if report.check_status == "discovery_failed" and st.drain_on_discovery_failure:
-        return EXIT_MISMATCH
-    return EXIT_OK  # migsync's own trouble never blocks a job
+    """Exit 1 only for the node's own fault (a mismatch, unreadable GPUs when those drain):
+    any fault of migsync's own (settings, lock, cache, state directory, output, a bug) is
+    logged and exits 0, because a failing Prolog refuses the job and drains the node."""
+    code = EXIT_OK
+    try:
+        st, report = _acting(args, "prolog", nvml_module, pyslurm_module)
+        if report.check_status == "mismatch":
+            code = EXIT_MISMATCH  # the job must not start here, drained by us or not
+        elif report.check_status == "discovery_failed" and st.drain_on_discovery_failure:
+            code = EXIT_MISMATCH
+        if args.json:
+            _print_json(report.to_dict())
+            sys.stdout.flush()
+    except Exception as exc:  # noqa: BLE001 - the Prolog's contract: never block for our faults
+        _prolog_own_fault(exc)
+    return code
+
+
+def _prolog_own_fault(exc: BaseException) -> None:
+    from .logsink import Log
+
+    what = str(exc) if isinstance(exc, MigsyncError) else \
+        f"internal error: {type(exc).__name__}: {exc}"
+    Log(True).error(f"prolog: {what}; the job is not blocked by migsync's own error")
 
 
 def cmd_prestart(args: argparse.Namespace, nvml_module: Any = None,
@@ -385,36 +405,88 @@ COMMANDS: Dict[str, Callable[..., int]] = {
 }
 
 
+class _Stdout:
+    """stdout whose write errors are typed: a closed stdout, a broken pipe or a full disk
+    becomes one line and exit 74, never exit 0 or an "Exception ignored" trace."""
+
+    def __init__(self, stream: Any):
+        self.stream = stream
+
+    def _fail(self, exc: Optional[OSError]) -> None:
+        from .errors import OutputError
+
+        why = "it is closed" if exc is None else (exc.strerror or str(exc))
+        raise OutputError(f"cannot write to stdout: {why}") from None
+
+    def write(self, text: str) -> int:
+        if self.stream is None:
+            self._fail(None)
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError) as exc:
+            self._fail(exc if isinstance(exc, OSError) else None)
+        return 0
+
+    def flush(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.flush()
+        except (OSError, ValueError) as exc:
+            self._fail(exc if isinstance(exc, OSError) else None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _say(text: str) -> None:
+    """One line on stderr; a closed or full stderr cannot turn an error into a traceback."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: Optional[List[str]] = None, nvml_module: Any = None,
          pyslurm_module: Any = None) -> int:
+    from . import runner
+    from .sanitize import clean
+
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+    saved = sys.stdout
+    sys.stdout = _Stdout(saved)
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed its one-line usage error
-        return EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
-    if not args.command:
-        parser.print_help()
-        return EXIT_CONFIG
-    try:
-        return COMMANDS[args.command](args, nvml_module, pyslurm_module)
-    except MigsyncError as exc:
-        sys.stderr.write(f"migsync: {exc}\n")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("migsync: interrupted\n")
-        return 130
-    except Terminated:
-        sys.stderr.write("migsync: terminated (SIGTERM); nothing was left half-written\n")
-        return 143
-    except BrokenPipeError:
-        return EXIT_OK
-    except Exception as exc:  # a bug: say so in one line, never act on it
-        if os.environ.get("MIGSYNC_DEBUG"):
-            raise
-        sys.stderr.write(f"migsync: internal error: {type(exc).__name__}: {exc} "
-                         "(set MIGSYNC_DEBUG=1 for a traceback; please report it)\n")
-        return EXIT_INTERNAL
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # argparse already printed its one-line usage error
+            return EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
+        if not args.command:
+            parser.print_help()
+            return EXIT_CONFIG
+        try:
+            code = COMMANDS[args.command](args, nvml_module, pyslurm_module)
+            sys.stdout.flush()
+            return code
+        except MigsyncError as exc:
+            _say(f"migsync: {clean(str(exc))}\n")
+            return exc.exit_code
+        except KeyboardInterrupt:
+            _say("migsync: interrupted\n")
+            return 130
+        except Terminated:
+            _say("migsync: terminated (SIGTERM); nothing was left half-written\n")
+            return 143
+        except Exception as exc:  # a bug: say so in one line, never act on it
+            if os.environ.get("MIGSYNC_DEBUG"):
+                raise
+            _say(f"migsync: internal error: {type(exc).__name__}: {clean(str(exc), 300)} "
+                 "(set MIGSYNC_DEBUG=1 for a traceback; please report it)\n")
+            return EXIT_INTERNAL
+    finally:
+        sys.stdout = saved
+        runner.set_deadline(None)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -426,4 +498,20 @@ def main_exit() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _on_sigterm)
-    sys.exit(main())
+    code = main()
+    if sys.stdout is not None:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            if code == EXIT_OK:
+                _say("migsync: cannot write to stdout\n")
+                code = 74
+        # Whatever is still buffered must not fail again at interpreter exit ("Exception
+        # ignored ... BrokenPipeError"): point fd 1 at /dev/null for that last flush.
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+        except (OSError, ValueError):
+            pass
+    sys.exit(code)

@@ -67,6 +67,8 @@ def merge(view: BackendView, snap: ProcSnapshot) -> Inventory:
         if b is None:
             inv.disagreements.append(f"procfs lists GPU {pg.bus_id} (minor {pg.minor}) but "
                                      f"{view.name} does not")
+        elif b.index >= 0:
+            index_to_minor[b.index] = pg.minor
         inv.gpus.append(Gpu(pg.minor, b.index if b and b.index >= 0 else None, pg.bus_id,
                             pg.uuid, pg.model,
                             lost=b.lost if b else f"not reported by {view.name}"))

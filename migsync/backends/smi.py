@@ -135,8 +135,8 @@ def probe(binary: Optional[str], timeout: float = 10.0) -> BackendView:
                                    [path, "mig", "-lci"]], timeout)
     except CommandError as exc:
         raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
-    view.gpus = parse_query_gpu(res.stdout) if res.returncode == 0 else []
     _complete(res, "--query-gpu")
+    view.gpus = parse_query_gpu(res.stdout)
     if not view.gpus:
         raise DiscoveryError("nvidia-smi --query-gpu printed no GPUs (exit 0, empty output)")
     if not any(g.mig_current for g in view.gpus):

@@ -670,3 +670,88 @@ def test_a_fifo_or_device_as_settings_or_slurm_conf_is_refused(tmp_path, scontro
 
 
 import json  # noqa: E402  (used by the issue-12 tests above)
+
+
+# --- issue 12: fuzzing recorded discovery data --------------------------------------------
+
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as hst  # noqa: E402
+
+_LCI_PROFILE = re.compile(r"MIG \S+")
+FUZZ_FILES = [
+    "root/proc/driver/nvidia-caps/mig-minors",
+    "root/proc/driver/nvidia/gpus/0000:17:00.0/information",
+    "root/proc/driver/nvidia/gpus/0000:ca:00.0/information",
+    "root/proc/driver/nvidia/gpus/0000:e3:00.0/information",
+    "root/proc/driver/nvidia/capabilities/gpu2/mig/gi7/access",
+    "root/proc/driver/nvidia/capabilities/gpu2/mig/gi7/ci0/access",
+    "root/proc/driver/nvidia/capabilities/gpu3/mig/gi14/access",
+    "smi/query-gpu.csv",
+    "smi/lci.txt",
+]
+
+
+def _zones(rel, data):
+    """Byte ranges a flip may touch: everything but free text whose change is a different,
+    self-consistent GPU (a GPU name, a MIG profile name), which may rightly be a mismatch."""
+    text = data.decode("latin-1")
+    if rel.endswith("query-gpu.csv"):  # index, bus id, UUID: not the name or modes
+        out, pos = [], 0
+        for line in text.splitlines(keepends=True):
+            parts = line.split(", ")
+            n = len(", ".join(parts[:3])) if len(parts) >= 4 else len(line)
+            out.append((pos, pos + n))
+            pos += len(line)
+        return out
+    if rel.endswith("lci.txt"):  # rows, except the profile name
+        out, pos = [], 0
+        for line in text.splitlines(keepends=True):
+            m = _LCI_PROFILE.search(line)
+            if m and line.startswith("|"):
+                out += [(pos, pos + m.start()), (pos + m.end(), pos + len(line))]
+            pos += len(line)
+        return out
+    if rel.endswith("information"):  # all but the Model line
+        out, pos = [], 0
+        for line in text.splitlines(keepends=True):
+            if not line.startswith("Model:"):
+                out.append((pos, pos + len(line)))
+            pos += len(line)
+        return out
+    return [(0, len(data))]
+
+
+@hsettings(max_examples=150, deadline=None, database=None,
+           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(which=hst.sampled_from(FUZZ_FILES), kind=hst.sampled_from(["flip", "truncate", "duplicate"]),
+       at=hst.integers(min_value=0, max_value=1 << 20),
+       byte=hst.sampled_from(b"0123456789abcdefxX:,.| \n/-["))
+def test_fuzzed_discovery_data_never_yields_a_mismatch(which, kind, at, byte):
+    """The consistent seed node (exit 0), one recorded file mutated by a byte flip,
+    truncation or a duplicated line: the verdict is consistent (0) or a discovery failure
+    (3), never a mismatch (1), never a crash."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        d = os.path.join(tmp, "node")
+        shutil.copytree(node("seed"), d, symlinks=True)
+        path = os.path.join(d, which)
+        data = open(path, "rb").read()
+        if kind == "flip":
+            zones = [z for z in _zones(which, data) if z[1] > z[0]]
+            lo, hi = zones[at % len(zones)]
+            i = lo + (at // len(zones)) % (hi - lo)
+            if data[i] == byte:
+                return
+            data = data[:i] + bytes([byte]) + data[i + 1:]
+        elif kind == "truncate":
+            data = data[:at % len(data)]
+        else:
+            lines = data.splitlines(keepends=True)
+            i = at % len(lines)
+            data = b"".join(lines[:i + 1] + [lines[i]] + lines[i + 1:])
+        with open(path, "wb") as fh:
+            fh.write(data)
+        r = run_cli("check", "--quiet", "--backend", "nvidia-smi", "--nvidia-smi",
+                    os.path.join(d, "nvidia-smi"), "--root", os.path.join(d, "root"),
+                    "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002")
+        assert r.code in (0, 3), (which, kind, r.code, r.err, data[-200:])
+        assert "Traceback" not in r.err and "internal error" not in r.err

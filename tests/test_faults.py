@@ -243,11 +243,9 @@ def test_prolog_hook_ignores_every_corrupt_cache(tmp_path, name):
     state.mkdir(mode=0o755)
     cache = good_cache(tmp_path, state)
     CACHE_CORRUPTIONS[name](cache)
-    t = time.monotonic()
-    r = prolog_hook(tmp_path, state, "seed-lost")
+    r = prolog_hook(tmp_path, state, "seed-lost")  # a FIFO or /dev/zero would hang: timeout
     assert r.returncode == 1, (name, r.stderr)
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr
-    assert time.monotonic() - t < 30
     r = prolog_hook(tmp_path, state, "seed")
     assert r.returncode == 0, (name, r.stderr)
 

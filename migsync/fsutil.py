@@ -7,7 +7,6 @@ a predictable name or creates a missing parent silently.
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 import time
 from typing import Optional
@@ -146,6 +145,8 @@ def atomic_write(path: str, data: str, mode: int = 0o644, backup: bool = False,
             fh.flush()
             os.fsync(fh.fileno())
         if backup and st is not None:
+            import secrets  # only merge keeps backups: not paid for by every Prolog
+
             saved = f"{path}.bak-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
             os.link(path, saved, follow_symlinks=False)  # EEXIST, never a write through a link
         os.replace(tmp, path)

@@ -755,3 +755,21 @@ def test_fuzzed_discovery_data_never_yields_a_mismatch(which, kind, at, byte):
                     "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002")
         assert r.code in (0, 3), (which, kind, r.code, r.err, data[-200:])
         assert "Traceback" not in r.err and "internal error" not in r.err
+
+
+def test_missing_directories_of_prom_and_lock_files_are_named_never_created(tmp_path, scontrol):
+    d = node("seed")
+    r = run_cli("healthcheck", "--no-syslog", "--backend", "nvidia-smi", "--nvidia-smi",
+                os.path.join(d, "nvidia-smi"), "--root", os.path.join(d, "root"),
+                "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                "--lock-file", tmp_path / "lock", "--prom-file", tmp_path / "no" / "dir" / "m.prom",
+                "--slurm-backend", "scontrol", "--scontrol", scontrol[0])
+    assert r.code == 0 and f"{tmp_path}/no/dir: directory does not exist" in r.err
+    assert not (tmp_path / "no").exists()
+    r = run_cli("healthcheck", "--no-syslog", "--backend", "nvidia-smi", "--nvidia-smi",
+                os.path.join(d, "nvidia-smi"), "--root", os.path.join(d, "root"),
+                "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                "--lock-file", tmp_path / "run" / "lock", "--slurm-backend", "scontrol",
+                "--scontrol", scontrol[0])
+    assert r.code == 2 and f"{tmp_path}/run: cannot open the lock file" in r.err
+    assert not (tmp_path / "run").exists()

@@ -154,7 +154,6 @@ def good_cache(tmp_path, state):
     never make the Prolog believe anything; the mismatched node must still be refused."""
     r = prolog_hook(tmp_path, state, "seed")  # a cache miss: procfs check, no cache written
     assert r.returncode == 0, r.stderr
-    from migsync import cli  # noqa: F401 - ensure importable
     code = subprocess.run([sys.executable, "-m", "migsync", "healthcheck", "--no-syslog",
                            "--backend", "nvidia-smi", "--nvidia-smi",
                            os.path.join(node("seed"), "nvidia-smi"), "--root",
@@ -338,3 +337,42 @@ def test_output_errors_are_errors(tmp_path, how, cmd):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("migsync: cannot write to stdout"), err
     assert "Exception ignored" not in err and "Traceback" not in err
+
+
+# --- issue 12: reading the real Slurm's answers -----------------------------------------
+
+@pytest.mark.slurm
+def test_reasons_read_back_equal_from_the_real_slurm_by_json_and_one_liner(tmp_path):
+    """The real slurmctld: what drain() writes, status() reads back equal, by JSON and by
+    `-o`, also with a Comment= after it; so the next run does not rewrite it."""
+    import shutil
+    import slurm_cluster
+    from migsync import act, slurmctl
+    from migsync.model import Finding
+
+    why = slurm_cluster.available()
+    if why:
+        pytest.skip(why)
+    cluster = slurm_cluster.Cluster(tmp_path / "slurm", "", "")
+    cluster.start()
+    try:
+        n = slurm_cluster.NODE
+        f = Finding("type-mismatch", 'gres.conf:3: Type="1g.10gb\x1b[31m" [x@y] \t does not match',
+                    "type 1g.10gb")
+        reason = act.reason_for_findings("migsync:", [f] * 3)
+        one = slurmctl.ScontrolBackend(shutil.which("scontrol"), 10, cluster.slurm_conf)
+        one.json = False
+        js = slurmctl.ScontrolBackend(shutil.which("scontrol"), 10, cluster.slurm_conf)
+        one.drain(n, reason)
+        for comment in (None, "Reason=forged [root@2026-01-01T00:00:00] x"):
+            if comment:
+                cluster.scontrol("update", f"nodename={n}", f"comment={comment}")
+            for backend in (one, js):
+                st = backend.status(n)
+                assert st.drained and st.reason == reason, (backend.json, st, reason)
+                assert act.decide(st, reason, "migsync:").action == "none"  # no churn
+        one.resume(n)
+        cluster.wait_state("idle")
+        assert not js.status(n).drained and not one.status(n).drained
+    finally:
+        cluster.stop()

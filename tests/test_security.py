@@ -256,7 +256,6 @@ def test_a_symlinked_prom_target_is_refused(tmp_path, scontrol, state_dir):
 
 
 def reports_file(tmp_path, *docs):
-    from migsync import report as report_mod
     d = tmp_path / "reports"
     d.mkdir()
     os.chown(d, NOBODY, NOBODY)

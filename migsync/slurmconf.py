@@ -101,7 +101,12 @@ def parse(text: str, path: str, _depth: int = 0) -> SlurmConf:
             target = head[1].strip()
             if not os.path.isabs(target):
                 target = os.path.join(os.path.dirname(path), target)
-            sub = parse(read_text(target), target, _depth + 1)
+            try:
+                text = read_text(target)
+            except ConfigError as exc:  # name the including line too
+                raise ConfigError(f"Include {target}: {exc.message}", path=path,
+                                  line=line.lineno, fragment=line.text) from None
+            sub = parse(text, target, _depth + 1)
             conf.params.update(sub.params)
             conf.node_lines.extend(sub.node_lines)
             continue

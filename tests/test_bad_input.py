@@ -42,7 +42,7 @@ GRES_CASES = {
     "gres-no-equals.conf": (2, r"^{f}:1: expected key=value, got '/dev/nvidia0'"),
     "gres-bad-nodename.conf": (2, r"^{f}:1: NodeName=: unbalanced"),
     "gres-include-loop.conf": (2, r"Include nested too deeply \(a loop\?\)"),
-    "gres-include-missing.conf": (2, r"^/nonexistent/gres-extra.conf: file not found"),
+    "gres-include-missing.conf": (2, r"^{f}:1: Include /nonexistent/gres-extra.conf: file not found"),
     "gres-mixed-file-nofile.conf": (2, r"^{f}:2: some gpu lines for c51-g002 have File="),
     # a file cut after a continuation: slurmd reads a gpu line without File=, so do we
     "gres-truncated-continuation.conf": (1, None),

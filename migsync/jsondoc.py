@@ -79,6 +79,12 @@ def outcome(command: str, oc) -> Dict[str, Any]:
     doc["inventory"] = inventory(oc.inventory)
     doc["suggested"] = {"style": oc.style, "gres_conf": list(oc.gres_lines),
                         "slurm_conf": oc.slurm_line}
+    ad = getattr(oc, "autodetect", None)
+    if ad is not None:  # an addition of check's own: what AutoDetect registers here
+        doc["autodetect"] = {
+            "value": ad.setting.value, "source": ad.setting.source, "plugin": ad.plugin,
+            "records": None if ad.records is None else [
+                {"type": r.type, "files": list(r.files)} for r in ad.records]}
     return doc
 
 

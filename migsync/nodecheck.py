@@ -25,6 +25,7 @@ class Outcome:
     node_in_slurm_conf: Optional[bool] = None
     types: dict = field(default_factory=dict)  # device key -> Type the suggestion uses
     style: str = "multiple-files"  # the style of gres_lines
+    autodetect: Any = None  # autodetect.View when gres.conf's AutoDetect is NVIDIA's
 
     def to_dict(self) -> dict:
         return {
@@ -45,6 +46,19 @@ def load_config(settings: Settings, node: str, files: Optional[locate.ConfFiles]
     gconf = gresconf.load(files.gres_conf, node)
     sconf = slurmconf.load(files.slurm_conf) if files.slurm_conf else None
     return files, gconf, sconf
+
+
+def autodetect_view(settings: Settings, gconf, sconf, node: str, inv: Inventory):
+    """What AutoDetect adds on this node, or None when it is off (the common case: no
+    plugin-directory lookup then)."""
+    from . import autodetect, runner
+
+    setting = autodetect.setting_for(gconf.lines, node)
+    if setting.value not in autodetect.OURS:
+        return None
+    plugin_dir = autodetect.find_plugin_dir(sconf.params.get("plugindir") if sconf else None,
+                                            settings.root, runner.find_program("slurmd"))
+    return autodetect.view(setting, inv, plugin_dir)
 
 
 def require_node(sconf, node: str) -> None:
@@ -112,9 +126,10 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
         in_conf = got is not None
         if got is not None:
             slurm_gres, where = got
+    ad = autodetect_view(settings, gconf, sconf, node, inv)
     result = check(inv, lines, slurm_gres, where,
                    exists=lambda p: os.path.exists(rooted(settings.root, p)),
-                   ignore=settings.ignore, hardware_types=types)
+                   ignore=settings.ignore, hardware_types=types, autodetected=ad)
     style = style or emit.choose_style(settings.style, lines)
     return Outcome(node, files, inv, result, emit.render_gres(inv, node, style, lines, types),
-                   emit.render_slurm_line(node, types), in_conf, types, style)
+                   emit.render_slurm_line(node, types), in_conf, types, style, ad)

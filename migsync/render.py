@@ -41,6 +41,14 @@ def check_report(outcome) -> str:
            f"  slurm.conf: {outcome.files.slurm_conf or '(not found: Gres= counts not checked)'}",
            f"  hardware:   {len(inv.gpus)} GPU(s), {n_mig_gpus} with MIG, "
            f"{len(inv.migs)} MIG device(s) via {inv.backend}"]
+    ad = getattr(outcome, "autodetect", None)
+    if ad is not None:
+        if ad.records is not None:
+            out.append(f"  AutoDetect: {ad.setting.value} ({ad.setting.source}): slurmd's "
+                       f"{ad.plugin} autodetection registers {len(ad.records)} device(s)")
+        else:
+            out.append(f"  AutoDetect: {ad.setting.value} ({ad.setting.source}): detects "
+                       "nothing here (see the finding)")
     for f in res.findings:
         out.append(f"  {f.id:<20} {f.message}")
     for f in res.ignored:

@@ -346,3 +346,31 @@ def test_emit_to_a_file_then_check_that_file_exits_0(nowhere, tmp_path, node_dir
         assert r.code == 1 and ids == {"mig-no-instances", "mig-pending"}, r.out
     else:
         assert r.code == 0, r.out
+
+
+# ---- 8. MIG UUIDs from nvidia-smi -L, only where -L ties them to one device --------------------
+
+def test_mig_uuids_from_nvidia_smi_list_only_where_the_profile_is_unique_on_its_gpu():
+    doc = run_cli("discover", "--json", *smi_args("h200-mixed")).json()
+    got = {(m["gi"], m["ci"]): m["uuid"] for m in doc["inventory"]["mig_devices"]}
+    # layout.json: gi3 is the GPU's only 2g.35gb; gi2 has three 1c.3g.71gb CIs and gi9/gi10
+    # two 1g.18gb: -L does not say which of those is which, so they get none
+    assert got == {(2, 0): None, (2, 1): None, (2, 2): None,
+                   (3, 0): "MIG-5a1c0de0-0003-0000-0000-0000000300000000",
+                   (9, 0): None, (10, 0): None}
+    doc = run_cli("discover", "--json", *smi_args("seven-g")).json()
+    assert [m["uuid"] for m in doc["inventory"]["mig_devices"]] == [
+        "MIG-5a1c0de0-0000-0000-0000-0000000000000000"]
+
+
+def test_mig_uuids_from_nvml_are_exact():
+    import nvml_fake
+
+    layout = os.path.join(node("seed"), "layout.json")
+    doc = run_cli("discover", "--json", "--backend", "nvml", "--root",
+                  os.path.join(node("seed"), "root"), nvml=nvml_fake.make(layout)).json()
+    want = {(i["gi"], c["ci"]): c["uuid"] for g in json.load(open(layout))["gpus"] if g["minor"] == 2
+            for i in g["instances"] for c in i["cis"]}
+    got = {(m["gi"], m["ci"]): m["uuid"] for m in doc["inventory"]["mig_devices"]
+           if m["parent_minor"] == 2}
+    assert got == want and len(got) == 7

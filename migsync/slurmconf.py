@@ -59,11 +59,17 @@ class SlurmConf:
             return None
         value = keys.get("gres", "")
         where = self.path
+        src: Tuple[str, Optional[int]] = (self.path, None)
         for nl in self.node_lines:
             if "gres" in nl.keys and (nl.nodes.lower() == "default"
                                       or hostlist.contains(nl.nodes, node)):
-                where = f"{os.path.basename(nl.path)}:{nl.lineno}"
-        return parse_gres(value, where), where
+                where = f"{os.path.basename(nl.path)}:{nl.lineno}"  # short, for findings
+                src = (nl.path, nl.lineno)
+        try:
+            return parse_gres(value, where), where
+        except ConfigError as exc:  # errors name the file as given, like every other error
+            raise ConfigError(exc.message, path=src[0], line=src[1],
+                              fragment=exc.fragment) from None
 
 
 def parse_gres(value: str, where: str = "Gres") -> List[GresSpec]:

@@ -52,9 +52,9 @@ GRES_CASES = {
     "gres-duplicated-key.conf": (0, None),  # slurmd: 'specified more than once, latest value used'
 }
 SLURM_CASES = {
-    "slurm-gres-no-count.conf": (2, r"^slurm-gres-no-count.conf:2: Gres entry 'gpu:1g.10gb' has no count"),
+    "slurm-gres-no-count.conf": (2, r"^{f}:2: Gres entry 'gpu:1g.10gb' has no count"),
     "slurm-bad-nodename.conf": (2, r"^{f}:2: NodeName=: unbalanced"),
-    "slurm-gres-too-many-fields.conf": (2, r"too many ':' fields"),
+    "slurm-gres-too-many-fields.conf": (2, r"^{f}:\d+: Gres entry has too many ':' fields"),
 }
 TOML_CASES = {
     "migsync-unknown-key.toml": (2, r"^{f}: unknown key 'bakend' \(in 'bakend'\)"),

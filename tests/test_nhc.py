@@ -16,6 +16,7 @@ import subprocess
 
 import pytest
 
+import nhcdir
 import slurm_cluster
 from conftest import node, run_cli
 from migsync import act
@@ -23,25 +24,7 @@ from migsync.slurmctl import NodeStatus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _nhc_dir():
-    """$MIGSYNC_NHC_DIR, else shared/ beside the clone; from a git worktree, beside its main
-    checkout (a worktree's .git is a file 'gitdir: <main>/.git/worktrees/<name>')."""
-    if os.environ.get("MIGSYNC_NHC_DIR"):
-        return os.path.abspath(os.environ["MIGSYNC_NHC_DIR"])
-    tail = os.path.join("..", "shared", "vendor", "nhc")
-    first = os.path.abspath(os.path.join(REPO, tail))
-    try:
-        with open(os.path.join(REPO, ".git")) as fh:
-            gitdir = fh.read().split("gitdir:", 1)[1].strip()
-    except (OSError, IndexError):
-        return first
-    main = os.path.dirname(os.path.dirname(os.path.dirname(gitdir)))
-    other = os.path.abspath(os.path.join(main, tail))
-    return first if os.path.isdir(first) or not os.path.isdir(other) else other
-
-
-NHC_DIR = _nhc_dir()
+NHC_DIR = nhcdir.nhc_dir()
 CHECK_FILE = os.path.join(REPO, "conf", "nhc", "migsync.nhc")
 HOOKS = os.path.join(REPO, "hooks")
 N = slurm_cluster.NODE

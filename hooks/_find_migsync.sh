@@ -38,14 +38,22 @@ else
     fi
 fi
 
-# The interpreter imports migsync.cli from $src (if any) or its own site-packages, nothing
-# else; a failure to start is one line and exit 70, never a traceback.
+# The interpreter imports migsync from $src (if any) or its own site-packages, nothing
+# else; a failure to start is one line and exit 70, never a traceback. The Prolog goes
+# through migsync.fastprolog: a still-valid clean verdict answers without loading the CLI.
 MIGSYNC_BOOT='import sys
 src = sys.argv.pop(1)
 if src:
     sys.path.insert(0, src)
 try:
-    from migsync.cli import main_exit
+    if sys.argv[1:2] == ["prolog"]:
+        try:
+            from migsync.fastprolog import main as main_exit
+            del sys.argv[1]
+        except ImportError:
+            from migsync.cli import main_exit
+    else:
+        from migsync.cli import main_exit
 except BaseException as exc:
     sys.stderr.write("migsync hook: cannot start migsync with %s: %s: %s\n"
                      % (sys.executable, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ""))

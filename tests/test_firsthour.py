@@ -313,6 +313,8 @@ def test_nothing_in_the_repository_points_outside_it():
         path = os.path.join(REPO, f)
         if not os.path.isfile(path) or f.startswith("tests/data/") or f.endswith(".json"):
             continue
+        if f in ("tests/test_nhc.py", "tests/nhcdir.py"):
+            continue  # the real NHC is a vendored test dependency beside the clone (CI)
         try:
             text = open(path, encoding="utf-8").read()
         except UnicodeDecodeError:

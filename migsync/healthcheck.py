@@ -103,11 +103,22 @@ def _settings_key(st: Settings) -> str:
     return f"root={st.root};ignore={','.join(sorted(st.ignore))}"
 
 
-def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
-    from . import bounded, nodecheck
+def _conf_paths(report: RunReport):
+    return [report.files.gres_conf, report.files.slurm_conf] if report.files else []
 
-    with bounded.session() as budget:  # collects every config file read, Includes too
-        outcome = nodecheck.run(st, nvml_module, files=report.files)
+
+def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
+    from . import bounded, fastprolog, nodecheck
+
+    before = fastprolog.inputs(st.root)  # read before the check: a change during it is seen
+    try:
+        with bounded.session() as budget:  # collects every config file read, Includes too
+            outcome = nodecheck.run(st, nvml_module, files=report.files)
+    except BaseException:
+        fastprolog.save(st, before, False, ())  # no clean verdict: the Prolog hit must not answer
+        raise
+    read = sorted(set(budget.paths) | {p for p in _conf_paths(report) if p})
+    fastprolog.save(st, before, outcome.result.ok, read)
     report.outcome = outcome
     report.findings = outcome.result.findings
     report.status = "ok" if outcome.result.ok else "mismatch"
@@ -123,7 +134,10 @@ def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
 
 def _prolog_check(report: RunReport, st: Settings) -> None:
     """procfs only: no NVML, no nvidia-smi. Reuse the last verdict while nothing changed."""
+    from . import fastprolog
+
     files = report.files
+    before = fastprolog.inputs(st.root)
     cached = state.load(st.cache_file) if st.cache_file else None
     if cached and cached.get("node") == report.node:
         read = set(cached.get("files", [])) | {p for p in (files.gres_conf, files.slurm_conf) if p}
@@ -132,6 +146,7 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
             report.cached = True
             report.findings = [Finding(**f) for f in cached.get("findings", [])]
             report.status = "ok" if cached.get("ok") else "mismatch"
+            fastprolog.save(st, before, report.status == "ok", sorted(read))
             return
     # The cache cannot answer: the same check as the health check's, on procfs plus what
     # the last full check learned (names, MIG modes, profiles).
@@ -143,9 +158,15 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
         snap = read_snapshot(st.root)
         return merge(state.procfs_view(snap, cached), snap)
 
-    outcome = nodecheck.run(st, files=files, discover_fn=procfs_inventory)
+    from . import bounded
+
+    with bounded.session() as budget:  # every config file read, Includes too
+        outcome = nodecheck.run(st, files=files, discover_fn=procfs_inventory)
     report.findings = outcome.result.findings
     report.status = "ok" if outcome.result.ok else "mismatch"
+    # The same inputs give the same verdict: later Prologs may answer from it until they change.
+    fastprolog.save(st, before, outcome.result.ok,
+                    sorted(set(budget.paths) | {p for p in _conf_paths(report) if p}))
 
 
 def _check(report: RunReport, st: Settings, mode: str, log: Log, nvml_module: Any) -> None:

@@ -20,6 +20,7 @@ from migsync import locate
 HERE = os.path.dirname(os.path.abspath(__file__))
 BAD = os.path.join(HERE, "data", "bad")
 SAMPLE = os.path.join(os.path.dirname(HERE), "migsync", "sample", "seed-node")
+SAMPLE_SLURM = os.path.join(SAMPLE, "slurm.conf")
 
 # name -> (exit code, message regex). {f} is the bad file's path.
 GRES_CASES = {
@@ -42,7 +43,7 @@ GRES_CASES = {
     "gres-no-equals.conf": (2, r"^{f}:1: expected key=value, got '/dev/nvidia0'"),
     "gres-bad-nodename.conf": (2, r"^{f}:1: NodeName=: unbalanced"),
     "gres-include-loop.conf": (2, r"Include nested too deeply \(a loop\?\)"),
-    "gres-include-missing.conf": (2, r"^/nonexistent/gres-extra.conf: file not found"),
+    "gres-include-missing.conf": (2, r"^{f}:1: Include /nonexistent/gres-extra.conf: file not found"),
     "gres-mixed-file-nofile.conf": (2, r"^{f}:2: some gpu lines for c51-g002 have File="),
     # a file cut after a continuation: slurmd reads a gpu line without File=, so do we
     "gres-truncated-continuation.conf": (1, None),
@@ -52,9 +53,9 @@ GRES_CASES = {
     "gres-duplicated-key.conf": (0, None),  # slurmd: 'specified more than once, latest value used'
 }
 SLURM_CASES = {
-    "slurm-gres-no-count.conf": (2, r"^slurm-gres-no-count.conf:2: Gres entry 'gpu:1g.10gb' has no count"),
+    "slurm-gres-no-count.conf": (2, r"^{f}:2: Gres entry 'gpu:1g.10gb' has no count"),
     "slurm-bad-nodename.conf": (2, r"^{f}:2: NodeName=: unbalanced"),
-    "slurm-gres-too-many-fields.conf": (2, r"too many ':' fields"),
+    "slurm-gres-too-many-fields.conf": (2, r"^{f}:\d+: Gres entry has too many ':' fields"),
 }
 TOML_CASES = {
     "migsync-unknown-key.toml": (2, r"^{f}: unknown key 'bakend' \(in 'bakend'\)"),
@@ -76,7 +77,9 @@ def scontrol(tmp_path):
 
 def healthcheck(tmp_path, scontrol, *args, seed="seed", smi=None, root=None):
     d = node(seed)
-    return run_cli("healthcheck", "--no-syslog", "--backend", "nvidia-smi",
+    # an explicit slurm.conf: another checkout's configless test may own /run/slurm/conf
+    return run_cli("healthcheck", "--no-syslog", "--slurm-conf", SAMPLE_SLURM,
+                   "--backend", "nvidia-smi",
                    "--nvidia-smi", smi or os.path.join(d, "nvidia-smi"),
                    "--root", root or os.path.join(d, "root"), "--node", "c51-g002",
                    "--lock-file", tmp_path / "lock", "--cache-file", tmp_path / "state.json",
@@ -233,7 +236,8 @@ def test_nvidia_smi_garbage_failure_and_hang(tmp_path, scontrol, body, code, pat
 
 def test_nvml_gpu_is_lost_for_one_gpu(tmp_path, scontrol):
     fake = nvml_fake.make(os.path.join(node("seed"), "layout.json"), lost={2})
-    r = run_cli("healthcheck", "--no-syslog", "--json", "--backend", "nvml", "--root",
+    r = run_cli("healthcheck", "--no-syslog", "--json", "--slurm-conf", SAMPLE_SLURM,
+                "--backend", "nvml", "--root",
                 os.path.join(node("seed"), "root"), "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
                 "--node", "c51-g002", "--lock-file", tmp_path / "lock", "--cache-file",
                 tmp_path / "s.json", "--slurm-backend", "scontrol", "--scontrol", scontrol[0], nvml=fake)
@@ -408,7 +412,8 @@ def test_error_fields_make_that_gpu_lost_and_name_nothing_after_the_error(tmp_pa
     d = smi_node(tmp_path, edit={QUERY: edit})
     r = run_cli("check", "--json", *["--backend", "nvidia-smi", "--nvidia-smi", d / "nvidia-smi",
                                      "--root", d / "root", "--gres-conf",
-                                     os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002"])
+                                     os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                                     "--slurm-conf", SAMPLE_SLURM])
     doc = r.json()
     assert r.code == 1 and [f["id"] for f in doc["findings"]] == ["gpu-lost"], doc["findings"]
     assert doc["findings"][0]["message"].startswith("gpu3:")
@@ -420,7 +425,7 @@ def test_na_mig_mode_is_a_gpu_without_mig_not_a_lost_gpu(tmp_path, scontrol):
     d = smi_node(tmp_path, edit={QUERY: lambda t: t.replace("Disabled, Disabled", "[N/A], [N/A]")})
     r = run_cli("check", "--json", "--backend", "nvidia-smi", "--nvidia-smi", d / "nvidia-smi",
                 "--root", d / "root", "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
-                "--node", "c51-g002")
+                "--node", "c51-g002", "--slurm-conf", SAMPLE_SLURM)
     assert r.code == 0, r.out
     gpus = r.json()["inventory"]["gpus"]
     assert [g["lost"] for g in gpus] == [None] * 4 and gpus[0]["mig_current"] is None
@@ -428,7 +433,7 @@ def test_na_mig_mode_is_a_gpu_without_mig_not_a_lost_gpu(tmp_path, scontrol):
                                                                    "[Unknown Error], Disabled", 1)})
     r = run_cli("check", "--json", "--backend", "nvidia-smi", "--nvidia-smi", d / "nvidia-smi",
                 "--root", d / "root", "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
-                "--node", "c51-g002")
+                "--node", "c51-g002", "--slurm-conf", SAMPLE_SLURM)
     assert r.code == 1 and [f["id"] for f in r.json()["findings"]] == ["gpu-lost"]
 
 
@@ -523,6 +528,7 @@ def hc_lost(tmp_path, s, *extra):
     return run_cli("healthcheck", "--json", "--no-syslog", "--backend", "nvidia-smi",
                    "--nvidia-smi", os.path.join(d, "nvidia-smi"), "--root", os.path.join(d, "root"),
                    "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                   "--slurm-conf", SAMPLE_SLURM,
                    "--lock-file", tmp_path / "lock", "--cache-file", tmp_path / "state.json",
                    "--slurm-backend", "scontrol", "--scontrol", s, *extra)
 
@@ -602,6 +608,7 @@ def test_24_11_keeps_the_old_reason_after_resume_and_that_is_not_a_drain(tmp_pat
     r = run_cli("healthcheck", "--json", "--no-syslog", "--backend", "nvidia-smi",
                 "--nvidia-smi", os.path.join(d, "nvidia-smi"), "--root", os.path.join(d, "root"),
                 "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                   "--slurm-conf", SAMPLE_SLURM,
                 "--lock-file", tmp_path / "lock", "--slurm-backend", "scontrol", "--scontrol", s)
     assert r.code == 0 and r.json()["action"] == "none"
     assert "update" not in log.read_text()
@@ -752,7 +759,8 @@ def test_fuzzed_discovery_data_never_yields_a_mismatch(which, kind, at, byte):
             fh.write(data)
         r = run_cli("check", "--quiet", "--backend", "nvidia-smi", "--nvidia-smi",
                     os.path.join(d, "nvidia-smi"), "--root", os.path.join(d, "root"),
-                    "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002")
+                    "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                   "--slurm-conf", SAMPLE_SLURM)
         assert r.code in (0, 3), (which, kind, r.code, r.err, data[-200:])
         assert "Traceback" not in r.err and "internal error" not in r.err
 
@@ -762,6 +770,7 @@ def test_missing_directories_of_prom_and_lock_files_are_named_never_created(tmp_
     r = run_cli("healthcheck", "--no-syslog", "--backend", "nvidia-smi", "--nvidia-smi",
                 os.path.join(d, "nvidia-smi"), "--root", os.path.join(d, "root"),
                 "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                   "--slurm-conf", SAMPLE_SLURM,
                 "--lock-file", tmp_path / "lock", "--prom-file", tmp_path / "no" / "dir" / "m.prom",
                 "--slurm-backend", "scontrol", "--scontrol", scontrol[0])
     assert r.code == 0 and f"{tmp_path}/no/dir: directory does not exist" in r.err
@@ -769,6 +778,7 @@ def test_missing_directories_of_prom_and_lock_files_are_named_never_created(tmp_
     r = run_cli("healthcheck", "--no-syslog", "--backend", "nvidia-smi", "--nvidia-smi",
                 os.path.join(d, "nvidia-smi"), "--root", os.path.join(d, "root"),
                 "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                   "--slurm-conf", SAMPLE_SLURM,
                 "--lock-file", tmp_path / "run" / "lock", "--slurm-backend", "scontrol",
                 "--scontrol", scontrol[0])
     assert r.code == 2 and f"{tmp_path}/run: cannot open the lock file" in r.err

@@ -11,7 +11,10 @@ from conftest import node
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(REPO, "migsync", "sample", "seed-node")
-ENV = {"PYTHONPATH": REPO, "MIGSYNC_CONFIG": os.devnull, "PATH": "/usr/bin:/bin"}
+# SLURM_CONF: an explicit slurm.conf, since another checkout's configless test may own
+# /run/slurm/conf while this runs
+ENV = {"PYTHONPATH": REPO, "MIGSYNC_CONFIG": os.devnull, "PATH": "/usr/bin:/bin",
+       "SLURM_CONF": os.path.join(SAMPLE, "slurm.conf")}
 
 
 def script(path, body):
@@ -143,7 +146,8 @@ def prolog_hook(tmp_path, state, seed="seed-lost", *extra, env=None):
             "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
             "--lock-file", str(state / "lock"), "--cache-file", str(state / "state.json"),
             "--slurm-backend", "scontrol", "--scontrol", str(s), *extra]
-    e = {"SLURMD_NODENAME": "c51-g002", "MIGSYNC_CONFIG": os.devnull}
+    e = {"SLURMD_NODENAME": "c51-g002", "MIGSYNC_CONFIG": os.devnull,
+         "SLURM_CONF": os.path.join(SAMPLE, "slurm.conf")}
     e.update(env or {})
     return subprocess.run([HOOK, *args], env=e, capture_output=True, text=True, timeout=60,
                           cwd="/")
@@ -314,7 +318,7 @@ CHECK = [sys.executable, "-m", "migsync", "check", "--backend", "nvidia-smi", "-
 
 @pytest.mark.parametrize("how", ["closed", "dev-full", "broken-pipe"])
 @pytest.mark.parametrize("cmd", [CHECK, CHECK[:3] + ["emit"] + CHECK[4:],
-                                 CHECK[:3] + ["discover"] + CHECK[4:]])
+                                 CHECK[:3] + ["discover"] + CHECK[4:10]])
 def test_output_errors_are_errors(tmp_path, how, cmd):
     if how == "closed":
         r = subprocess.run(cmd, env=ENV, stdout=None, stderr=subprocess.PIPE, text=True,

@@ -42,7 +42,8 @@ def open_up(path):
 
 def migsync(*args, env=None, timeout=60):
     """migsync as root, in a process of its own, as slurmd would start it."""
-    e = {"PYTHONPATH": REPO, "MIGSYNC_CONFIG": os.devnull, "PATH": "/usr/bin:/bin"}
+    e = {"PYTHONPATH": REPO, "MIGSYNC_CONFIG": os.devnull, "PATH": "/usr/bin:/bin",
+         "SLURM_CONF": os.path.join(SAMPLE, "slurm.conf")}  # not the machine's /run/slurm/conf
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "migsync", *map(str, args)], env=e, cwd="/",
                           capture_output=True, text=True, timeout=timeout)

@@ -407,3 +407,31 @@ def test_control_characters_never_reach_a_drain_reason_or_the_log(tmp_path, scon
     update = [ln for ln in scontrol[1].read_text().splitlines() if ln.startswith("update")]
     assert update and "\x1b" not in update[0] and "\x07" not in update[0]
     assert "\x1b" not in r.stderr and "\x07" not in r.stderr
+
+
+# --- the installed Prolog's cache hit (migsync.fastprolog) ---------------------------------
+
+from test_fastprolog import healthcheck as fp_healthcheck, prolog as fp_prolog, site  # noqa: E402,F401
+
+
+@pytest.mark.parametrize("how", ["dir-world-writable", "dir-owned-by-nobody", "sidecar-nobodys",
+                                 "sidecar-0644", "sidecar-symlink"])
+def test_the_prolog_hit_believes_only_roots_own_sidecar(site, how):
+    assert fp_healthcheck(site).returncode == 0 and site.sidecar.exists()
+    assert "migsync.cli" not in fp_prolog(site)[1]  # a hit, as long as nothing is odd
+    run = site.sidecar.parent
+    if how == "dir-world-writable":
+        os.chmod(run, 0o777)
+    elif how == "dir-owned-by-nobody":
+        os.chown(run, NOBODY, NOBODY)
+    elif how == "sidecar-nobodys":
+        os.chown(site.sidecar, NOBODY, NOBODY)
+    elif how == "sidecar-0644":
+        os.chmod(site.sidecar, 0o644)
+    else:
+        real = site.tmp / "elsewhere.hit"
+        os.rename(site.sidecar, real)
+        os.symlink(real, site.sidecar)
+    code, mods, err = fp_prolog(site)
+    assert "migsync.cli" in mods, "an untrustworthy sidecar answered the Prolog"
+    assert code == 0 and "Traceback" not in err

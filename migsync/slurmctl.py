@@ -51,7 +51,7 @@ def parse_states(text: str) -> Set[str]:
 _STATE = re.compile(r"(?:^|\s)State=(\S+)")
 _REASON_AT = re.compile(r"(?:^|\s)Reason=")
 _SET_BY = re.compile(r" \[([^\[\]@\s]+)@([^\[\]\s]+)\]")
-_AFTER_REASON = re.compile(r" (?:Comment|Extra|InstanceId|InstanceType|ReservationName)=")
+_AFTER_REASON = re.compile(r" +(?:Comment|Extra|InstanceId|InstanceType|ReservationName)=")
 
 
 def parse_show_node(text: str, name: str) -> NodeStatus:
@@ -68,9 +68,13 @@ def parse_show_node(text: str, name: str) -> NodeStatus:
     m = _REASON_AT.search(line, m.end())
     if m:
         rest = line[m.end():]
-        by = _SET_BY.search(rest)
-        if by:
-            status.reason, status.reason_user = rest[:by.start()], by.group(1)
+        # The stamp is the first " [user@time]" that ends the line or is followed by a field
+        # Slurm prints after Reason=: a "[x@y]" inside the reason text is not it.
+        for by in _SET_BY.finditer(rest):
+            tail = rest[by.end():]
+            if not tail.strip() or _AFTER_REASON.match(tail):
+                status.reason, status.reason_user = rest[:by.start()], by.group(1)
+                break
         else:
             after = _AFTER_REASON.search(rest)
             status.reason = rest[:after.start()] if after else rest

@@ -783,3 +783,15 @@ def test_missing_directories_of_prom_and_lock_files_are_named_never_created(tmp_
                 "--scontrol", scontrol[0])
     assert r.code == 2 and f"{tmp_path}/run: cannot open the lock file" in r.err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("tail", ["", "  Comment=Reason=forged [root@2026-01-01T00:00:00] x",
+                                  " Extra=a [b@c]", " ReservationName=maint"])
+def test_a_bracketed_at_inside_a_reason_is_not_its_stamp(tail):
+    """Measured on the real 22.05 (test_faults): a reason holding '[x@y]' was cut there."""
+    from migsync import slurmctl
+    reason = "migsync: type x +2 [type-mismatch] gres.conf:3: Type='a' [x@y] does not match"
+    line = (f"NodeName=c51-g002 State=IDLE+DRAIN CurrentWatts=0 AveWatts=0  Reason={reason} "
+            f"[root@2026-11-28T21:00:00]{tail}")
+    st = slurmctl.parse_show_node(line, "c51-g002")
+    assert st.reason == reason and st.reason_user == "root" and st.drained

@@ -482,3 +482,29 @@ def test_with_prefix_nhc_migsync_the_prolog_drain_is_nhcs_to_resume(nhc_cluster)
     fake.restore_instance()
     assert nhc.run() == 0
     cluster.wait_state("idle", timeout=30)
+
+
+@pytest.mark.parametrize("host,runs", [
+    ("gpu-a007", [[], []]),  # * and {gpu-a[001-064]}; -d and -t are check_migsync's own
+    ("gpu-h200-3", [[], ["--ignore", "gres-count-mismatch"]]),
+    ("gpu-test2", [[], ["--config", "/etc/migsync/test.toml", "--gres-conf",
+                        "/etc/slurm/gres.test.conf"]]),
+    ("login1", [[]]),
+])
+def test_the_example_nhc_conf_runs_the_checks_it_says(tmp_path, host, runs):
+    """conf/nhc/nhc.conf.example with every line uncommented, through NHC's host matching."""
+    fake = tmp_path / "fake-migsync"
+    fake.write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path}/calls\n")
+    fake.chmod(0o755)
+    lines = []
+    for ln in open(os.path.join(REPO, "conf", "nhc", "nhc.conf.example")):
+        ln = ln.strip()
+        if "||" in ln:
+            ln = ln.lstrip("# ")
+            if "MIGSYNC_BIN=" in ln:
+                ln = f"* || export MIGSYNC_BIN={fake}"
+            lines.append(ln)
+    nhc = nhc_recording(tmp_path, lines)
+    assert nhc.run(env={"SLURMD_NODENAME": host}) == 0, nhc.log_text()
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [" ".join(["check", "--reason-only"] + r) for r in runs]

@@ -97,11 +97,12 @@ def _settings_key(st: Settings) -> str:
     return f"root={st.root};ignore={','.join(sorted(st.ignore))}"
 
 
-def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
-    from . import nodecheck
+def _full_check(report: RunReport, st: Settings, nvml_module: Any, log: Log) -> None:
+    from . import nodecheck, nodemap
 
     outcome = nodecheck.run(st, nvml_module, files=report.files)
     report.outcome = outcome
+    nodemap.write(outcome, st, log)  # GRES index -> UUID for hooks/taskprolog (issue 10)
     report.findings = outcome.result.findings
     report.status = "ok" if outcome.result.ok else "mismatch"
     if st.cache_file:
@@ -152,7 +153,7 @@ def run(st: Settings, mode: str, log: Log, nvml_module: Any = None,
                 if mode == "prolog":
                     _prolog_check(report, st)
                 else:
-                    _full_check(report, st, nvml_module)
+                    _full_check(report, st, nvml_module, log)
             except ConfigError as exc:
                 report.status, report.error = "config_error", str(exc)
             except DiscoveryError as exc:

@@ -23,6 +23,8 @@ class Outcome:
     slurm_line: str = ""
     node_in_slurm_conf: Optional[bool] = None
     types: dict = field(default_factory=dict)  # device key -> Type the suggestion uses
+    node_lines: list = field(default_factory=list)  # the gres.conf gpu lines for this node
+    slurm_gres: Optional[list] = None  # the node's slurm.conf Gres= (the TaskProlog map's order)
 
     def to_dict(self) -> dict:
         return {
@@ -71,4 +73,4 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
                    ignore=settings.ignore, hardware_types=types)
     return Outcome(node, files, inv, result,
                    emit.render_gres(inv, node, style or settings.style, lines, types),
-                   emit.render_slurm_line(node, types), in_conf, types)
+                   emit.render_slurm_line(node, types), in_conf, types, lines, slurm_gres)

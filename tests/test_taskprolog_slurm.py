@@ -1,0 +1,301 @@
+"""hooks/taskprolog under a real slurmd: each task gets the MIG UUIDs of the GRES indices
+Slurm allocated it (issue 10).
+
+The node's GPUs are recorded fakes (procfs tree + NVML fake); its gres.conf devices are real
+character devices made with mknod in /dev for the test (slurmd keeps no device, and sets no
+GPU variable, for a regular file: shared/reference/slurm-jobs-gpus.md) and removed after it.
+The map is written by `migsync healthcheck` with the NVML fake. The expected UUID of every
+index comes from hand-written tables (IDX -> gpu/gi/ci) and the fake's layout.json; which
+index a job holds comes from the real slurmctld (`scontrol show job -d`).
+"""
+import json
+import os
+import shutil
+import stat
+import subprocess
+import time
+
+import pytest
+
+import nvml_fake
+import slurm_cluster
+from conftest import node, run_cli
+
+why = slurm_cluster.available()
+if not why and os.path.exists("/dev/nvidiactl"):
+    why = "this machine has a real NVIDIA driver; the fake node's /dev files would clash"
+pytestmark = [pytest.mark.slurm] + ([pytest.mark.skip(reason=why)] if why else [])
+
+try:  # the fidelity helper's multi-version fixture, once it is on main
+    from slurm_cluster import slurm_rt  # noqa: F401
+except ImportError:
+    @pytest.fixture
+    def slurm_rt():
+        return None
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOOK = os.path.join(REPO, "hooks", "taskprolog")
+N = slurm_cluster.NODE
+GPU_MAJOR, CAP_MAJOR = 195, 511
+
+
+def cap(minor, gi, ci=None):  # the driver's mig-minors table (shared/reference/mig-devices.md)
+    base = 3 + 135 * minor + 9 * gi
+    return base if ci is None else base + 1 + ci
+
+
+# ---- hand-written layouts: gres.conf, slurm.conf Gres=, and what each IDX is --------------
+SEED_CIS = [(2, gi) for gi in range(7, 14)] + [(3, gi) for gi in (7, 8, 9, 11, 12, 13, 14)]
+SEED_FILE = {
+    "gres": (f"NodeName={N} Name=gpu Type=a100 File=/dev/nvidia[0,1]\n"
+             f"NodeName={N} Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap[337,346,355,"
+             "364,373,382,391,472,481,490,508,517,526,535]\n"),
+    "slurm_gres": "gpu:a100:2,gpu:1g.10gb:14",
+    # IDX 0-1 the whole A100s (a100 first in Gres=), then the caps in written order
+    "idx": [("gpu", 0), ("gpu", 1)] + [("mig", m, gi, 0) for m, gi in SEED_CIS],
+    "slice": "1g.10gb", "node": "seed",
+}
+SEED_MULTI = {
+    # the NVML-autodetect style, written with 1g.10gb FIRST in gres.conf while Gres= lists
+    # a100 first: slurmd regroups by Gres= order, so the slices still start at IDX 2
+    "gres": "".join(f"NodeName={N} Name=gpu Type=1g.10gb MultipleFiles=/dev/nvidia{m},"
+                    f"/dev/nvidia-caps/nvidia-cap{cap(m, gi)},/dev/nvidia-caps/nvidia-cap"
+                    f"{cap(m, gi, 0)}\n" for m, gi in SEED_CIS)
+            + f"NodeName={N} Name=gpu Type=a100 File=/dev/nvidia[1,0]\n",
+    "slurm_gres": "gpu:a100:2,gpu:1g.10gb:14",
+    "idx": [("gpu", 1), ("gpu", 0)] + [("mig", m, gi, 0) for m, gi in SEED_CIS],
+    "slice": "1g.10gb", "node": "seed",
+}
+# H200: a 3g GI split into three 1c CIs, a 2g, two 1g, a whole H200; Types interleaved in
+# gres.conf, a line without NodeName= written last, and Gres= in yet another order.
+H200 = {
+    "gres": (f"NodeName={N} Name=gpu Type=1g.18gb File=/dev/nvidia-caps/nvidia-cap[94,85]\n"
+             f"NodeName={N} Name=gpu Type=1c.3g.71gb File=/dev/nvidia-caps/nvidia-cap[22-24]\n"
+             f"NodeName={N} Name=gpu Type=h200 File=/dev/nvidia1\n"
+             "Name=gpu Type=2g.35gb MultipleFiles=/dev/nvidia0,/dev/nvidia-caps/nvidia-cap30,"
+             "/dev/nvidia-caps/nvidia-cap31\n"),
+    "slurm_gres": "gpu:1c.3g.71gb:3,gpu:h200:1,gpu:2g.35gb:1,gpu:1g.18gb:2",
+    "idx": [("mig", 0, 2, 0), ("mig", 0, 2, 1), ("mig", 0, 2, 2), ("gpu", 1), ("mig", 0, 3, 0),
+            ("mig", 0, 10, 0), ("mig", 0, 9, 0)],
+    "slice": "1g.18gb", "node": "h200-mixed",
+}
+
+
+def uuid_table(layout_name):
+    """(kind, minor[, gi, ci]) -> UUID, from the fake's own layout (what NVML reports)."""
+    layout = json.load(open(os.path.join(node(layout_name), "layout.json")))
+    out = {}
+    for g in layout["gpus"]:
+        out[("gpu", g["minor"])] = g["uuid"]
+        for inst in g.get("instances", []):
+            for c in inst["cis"]:
+                out[("mig", g["minor"], inst["gi"], c["ci"])] = c["uuid"]
+    return out
+
+
+class CharDevices:
+    """The gres.conf device files as real character devices (mknod), removed afterwards."""
+
+    def __init__(self, paths):
+        self.made = []
+        for path in sorted(set(paths)):
+            if os.path.lexists(path):
+                raise RuntimeError(f"{path} already exists (a real driver, or a killed test "
+                                   "run's leftover): not touching it")
+        try:
+            if not os.path.isdir("/dev/nvidia-caps"):
+                os.mkdir("/dev/nvidia-caps")
+                self.made.append("/dev/nvidia-caps")
+            for path in sorted(set(paths)):
+                base = os.path.basename(path)
+                if base.startswith("nvidia-cap"):
+                    dev = os.makedev(CAP_MAJOR, int(base[len("nvidia-cap"):]))
+                else:
+                    dev = os.makedev(GPU_MAJOR, int(base[len("nvidia"):]))
+                os.mknod(path, 0o666 | stat.S_IFCHR, dev)
+                os.chmod(path, 0o666)
+                self.made.append(path)
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self):
+        for path in reversed(self.made):
+            try:
+                os.rmdir(path) if os.path.isdir(path) else os.unlink(path)
+            except OSError:
+                pass
+        self.made = []
+
+
+def gres_files(gres_text):
+    from migsync import gresconf
+    out = []
+    for ln in gresconf.parse(gres_text, "gres.conf").lines:
+        out += ln.multiple_files or ln.files
+    return out
+
+
+class TaskCluster:
+    """A real cluster whose TaskProlog is a site script chaining to hooks/taskprolog."""
+
+    def __init__(self, base, layout, runtime=None):
+        self.base = base
+        self.layout = layout
+        self.node_dir = os.path.join(base, "gpunode")
+        shutil.copytree(node(layout["node"]), self.node_dir, symlinks=True)
+        self.root = os.path.join(self.node_dir, "root")
+        self.map = os.path.join(base, "run", "node-map")
+        self.out = os.path.join(base, "out")
+        os.makedirs(self.out)
+        os.makedirs(os.path.dirname(self.map))
+        self.log = os.path.join(base, "taskprolog.log")
+        site = os.path.join(base, "site-taskprolog")
+        # A site's own TaskProlog, chaining to migsync as the README shows.
+        with open(site, "w") as fh:
+            fh.write("#!/bin/sh\necho 'export SITE_TASKPROLOG=ran'\n"
+                     f"MIGSYNC_NODE_MAP={self.map} {HOOK} 2>>{self.log}\n")
+        os.chmod(site, 0o755)
+        kw = {"runtime": runtime} if runtime is not None else {}
+        self.cluster = slurm_cluster.Cluster(
+            os.path.join(base, "slurm"), layout["gres"], layout["slurm_gres"],
+            extra_conf=(f"TaskProlog={site}\nSelectTypeParameters=CR_Core\n"
+                        "PartitionName=DEFAULT OverSubscribe=FORCE:20"), **kw)
+        self.devices = CharDevices(gres_files(layout["gres"]))
+
+    def start(self):
+        self.cluster.start()
+        return self
+
+    def stop(self):
+        try:
+            self.cluster.stop()
+        finally:
+            self.devices.remove()
+
+    def healthcheck(self):
+        """`migsync healthcheck` as root, with NVML (the fake): it writes the node map."""
+        fake = nvml_fake.make(os.path.join(self.node_dir, "layout.json"))
+        r = run_cli("healthcheck", "--backend", "nvml", "--root", self.root, "--node", N,
+                    "--gres-conf", self.cluster.gres_conf, "--slurm-conf", self.cluster.slurm_conf,
+                    "--cache-file", os.path.join(os.path.dirname(self.map), "state.json"),
+                    "--lock-file", os.path.join(self.base, "lock"), "--no-syslog",
+                    "--no-drain", "--no-resume", nvml=fake)
+        assert os.path.exists(self.map), r.err
+        return r
+
+    def run(self, argv, **kw):
+        runner = getattr(self.cluster, "run", None)
+        if runner is not None:
+            return runner(argv, **kw)
+        return subprocess.run(argv, env=self.cluster.env, **kw)
+
+    def sbatch(self, *args, script):
+        r = self.run(["sbatch", "--parsable", "-o", os.path.join(self.out, "%j.out"), *args,
+                      "--wrap", script], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip().split(";")[0]
+
+    def job_idx(self, job):
+        """The GRES indices slurmctld gave the running job: `GRES=gpu:T:1(IDX:2-3,5)`."""
+        out = self.run(["scontrol", "show", "job", "-d", job], capture_output=True, text=True,
+                       timeout=30).stdout
+        for tok in out.split():
+            if tok.startswith("GRES=") and "(IDX:" in tok:
+                return expand_idx(tok.split("(IDX:", 1)[1].rstrip(")"))
+        return None
+
+    def wait_running(self, jobs, timeout=60):
+        idx = {}
+        end = time.time() + timeout
+        while time.time() < end and len(idx) < len(jobs):
+            for j in jobs:
+                if j not in idx:
+                    got = self.job_idx(j)
+                    if got:
+                        idx[j] = got
+            time.sleep(0.3)
+        assert len(idx) == len(jobs), f"jobs never ran: {sorted(set(jobs) - set(idx))}"
+        return idx
+
+    def output(self, job, lines=1, timeout=60):
+        path = os.path.join(self.out, f"{job}.out")
+        end = time.time() + timeout
+        text = ""
+        while time.time() < end:
+            text = open(path).read() if os.path.exists(path) else ""
+            if text.count("\n") >= lines:
+                return text.splitlines()
+            time.sleep(0.2)
+        raise AssertionError(f"job {job} wrote {text!r}")
+
+    def cancel(self, jobs):
+        self.run(["scancel", *jobs], capture_output=True, timeout=30)
+
+    def wait_idle(self):
+        self.cluster.wait_state("idle", timeout=60)
+
+
+def expand_idx(text):
+    out = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
+
+
+PRINT = 'echo "cvd=$CUDA_VISIBLE_DEVICES jobgpus=${SLURM_JOB_GPUS-} site=${SITE_TASKPROLOG-}"'
+
+
+@pytest.fixture
+def task_cluster(tmp_path, slurm_rt):
+    made = []
+
+    def make(layout):
+        base = str(tmp_path)
+        os.chmod(base, 0o755)
+        tc = TaskCluster(base, layout, slurm_rt)
+        made.append(tc)
+        return tc.start()
+
+    yield make
+    for tc in made:
+        tc.stop()
+
+
+def expected(layout, idx_list):
+    uuids = uuid_table(layout["node"])
+    return ",".join(uuids[layout["idx"][i]] for i in idx_list)
+
+
+@pytest.mark.parametrize("layout", [SEED_FILE, SEED_MULTI], ids=["file-style", "multiplefiles"])
+def test_seed_node_jobs_get_the_uuid_slurm_allocated(task_cluster, layout):
+    tc = task_cluster(layout)
+    tc.healthcheck()
+    # 14 concurrent one-slice jobs
+    jobs = [tc.sbatch(f"--gres=gpu:{layout['slice']}:1", script=PRINT + "; sleep 60")
+            for _ in range(14)]
+    idx = tc.wait_running(jobs)
+    got = {}
+    for j in jobs:
+        line = tc.output(j)[0]
+        fields = dict(f.split("=", 1) for f in line.split())
+        assert fields["site"] == "ran"  # the site's TaskProlog ran too (chaining)
+        assert fields["jobgpus"] == ",".join(map(str, idx[j]))
+        assert fields["cvd"] == expected(layout, idx[j]), (j, idx[j], line)
+        got[j] = fields["cvd"]
+    assert len(set(got.values())) == 14  # each a different MIG device
+    assert all(v.startswith("MIG-") for v in got.values())
+    tc.cancel(jobs)
+    tc.wait_idle()
+    # a 2-slice job gets both, in Slurm's order
+    j = tc.sbatch(f"--gres=gpu:{layout['slice']}:2", script=PRINT)
+    line = tc.output(j)[0]
+    fields = dict(f.split("=", 1) for f in line.split())
+    two = [int(i) for i in fields["jobgpus"].split(",")]
+    assert len(two) == 2 and fields["cvd"] == expected(layout, two)
+    # a whole GPU gets its GPU UUID
+    j = tc.sbatch("--gres=gpu:a100:1", script=PRINT)
+    fields = dict(f.split("=", 1) for f in tc.output(j)[0].split())
+    assert fields["cvd"].startswith("GPU-")
+    assert fields["cvd"] == expected(layout, [int(fields["jobgpus"])])

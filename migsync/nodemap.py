@@ -129,7 +129,9 @@ def render(node: str, backend: str, conf_files: Sequence[str], root: str, layout
         lines.append(f"# {e.index}: {e.unit.source} Type={e.unit.type or '-'} "
                      f"{e.device or 'no live device'}")
         lines.append(f"MIGSYNC_UUID_{e.index}={_q(e.uuid, 'UUID')}")
-        lines.append(f"MIGSYNC_FILES_{e.index}={_q(','.join(e.unit.files), 'device files')}")
+        files = [os.path.join(root, f.lstrip("/")) if root and root != "/" else f
+                 for f in e.unit.files]  # as the task sees them (tests: under --root)
+        lines.append(f"MIGSYNC_FILES_{e.index}={_q(','.join(files), 'device files')}")
         lines.append(f"MIGSYNC_DEV_{e.index}={_q(e.device, 'device')}")
     return "\n".join(lines) + "\n"
 

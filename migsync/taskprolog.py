@@ -60,20 +60,29 @@ def _names(path):
         return []
 
 
+class MapError(Exception):
+    pass
+
+
 def read_map(path):
-    """KEY='value' lines (comments and blank lines skipped) -> dict; None if unreadable."""
+    """KEY=value / KEY='value' lines (comments and blank lines skipped) -> dict; None if
+    unreadable; MapError for any other line (the sh hook would not source it either)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             text = fh.read()
     except OSError:
         return None
     out = {}
-    for line in text.split("\n"):
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line or line[0] == "#":
+            continue
         key, sep, value = line.partition("=")
-        if sep and key[:1] != "#":
-            if len(value) >= 2 and value[0] == "'" and value[-1] == "'":
-                value = value[1:-1]
-            out[key] = value
+        if len(value) >= 2 and value[0] == "'" and value[-1] == "'":
+            value = value[1:-1]
+        if not sep or not key.replace("_", "").isalnum() or not key.isascii() or (
+                "'" in value or " " in value and line[len(key) + 1] != "'"):
+            raise MapError(f"node map {path} does not parse (line {n})")
+        out[key] = value
     return out
 
 
@@ -98,17 +107,33 @@ def stale_reason(m, map_path, node):
     return ""
 
 
+def task_gpus(env):
+    """The task's global GRES indices, from the variable its step really carries.
+
+    An srun step has SLURM_STEP_GPUS (with per-task binding, the task's own); the batch
+    step has only SLURM_JOB_GPUS (and no numeric SLURM_STEP_ID). An srun step that
+    has no GPUs (`srun --gres=none`) has no SLURM_STEP_GPUS but inherits SLURM_JOB_GPUS
+    from the batch script: it gets nothing. The vendor variables (CUDA_VISIBLE_DEVICES, ...)
+    are local under ConstrainDevices, so they are never read."""
+    step = env.get("SLURM_STEP_GPUS")
+    if step is not None:
+        return step
+    if env.get("SLURM_STEP_ID", "").isdigit() and env.get("SLURM_STEP_ID") != "4294967294":
+        return ""
+    return env.get("SLURM_JOB_GPUS", "")
+
+
 def decide(env, map_path=None):
     """(export line or '', log line or '') for a task with environment ``env``."""
-    # SLURM_STEP_GPUS is the step's (and, with per-task binding, the task's) global list;
-    # the batch step has only SLURM_JOB_GPUS. The vendor variables are local under
-    # ConstrainDevices, so they are never read.
-    gpus = env.get("SLURM_STEP_GPUS") or env.get("SLURM_JOB_GPUS") or ""
+    gpus = task_gpus(env)
     if not gpus:
         return "", ""  # no GPUs in this task: nothing to do, nothing to say
     map_path = map_path or env.get(MAP_ENV) or DEFAULT_MAP
     left = "; CUDA_VISIBLE_DEVICES left as Slurm set it"
-    m = read_map(map_path)
+    try:
+        m = read_map(map_path)
+    except MapError as exc:
+        return "", f"{exc}{left}"
     if m is None:
         return "", f"no node map at {map_path} (the health check writes it){left}"
     why = stale_reason(m, map_path, env.get("SLURMD_NODENAME", ""))
@@ -137,7 +162,11 @@ def main(argv=None):
         sys.stdout.write("usage: migsync taskprolog [--map FILE]\n\n" + __doc__.split("\n\n")[1]
                          + "\n")
         return 0
-    map_path = argv[1] if len(argv) == 2 and argv[0] == "--map" else None
+    map_path = None
+    if len(argv) == 2 and argv[0] == "--map":
+        map_path = argv[1]
+    elif len(argv) == 1 and argv[0].startswith("--map="):
+        map_path = argv[0][len("--map="):]
     try:
         export, log = decide(os.environ, map_path)
     except Exception as exc:  # a bug must not fail the job

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -145,17 +146,24 @@ class TaskCluster:
         self.node_dir = os.path.join(base, "gpunode")
         shutil.copytree(node(layout["node"]), self.node_dir, symlinks=True)
         self.root = os.path.join(self.node_dir, "root")
+        shutil.rmtree(os.path.join(self.root, "dev"))
+        os.symlink("/dev", os.path.join(self.root, "dev"))  # the devices slurmd and tasks see
         self.map = os.path.join(base, "run", "node-map")
         self.out = os.path.join(base, "out")
         os.makedirs(self.out)
         os.makedirs(os.path.dirname(self.map))
         self.log = os.path.join(base, "taskprolog.log")
         site = os.path.join(base, "site-taskprolog")
-        # A site's own TaskProlog, chaining to migsync as the README shows.
+        # A site's own TaskProlog, chaining to migsync as the README shows (the map path
+        # and the log are the test's; the log is the task's stderr, which slurmstepd
+        # otherwise reads with stdout and drops).
         with open(site, "w") as fh:
             fh.write("#!/bin/sh\necho 'export SITE_TASKPROLOG=ran'\n"
-                     f"MIGSYNC_NODE_MAP={self.map} {HOOK} 2>>{self.log}\n")
+                     f"export MIGSYNC_NODE_MAP={self.map}\n"
+                     f"{HOOK} 2>>{self.log} || :\n")
         os.chmod(site, 0o755)
+        open(self.log, "w").close()
+        os.chmod(self.log, 0o666)  # tasks of any user append to it
         kw = {"runtime": runtime} if runtime is not None else {}
         self.cluster = slurm_cluster.Cluster(
             os.path.join(base, "slurm"), layout["gres"], layout["slurm_gres"],
@@ -169,9 +177,20 @@ class TaskCluster:
 
     def stop(self):
         try:
-            self.cluster.stop()
+            # Jobs left running would outlive slurmd in slurmstepd processes that keep
+            # retrying to report: cancel them and let them finish first.
+            self.run(["scancel", "-p", "gpu"], capture_output=True, timeout=30)
+            end = time.time() + 30
+            while time.time() < end:
+                r = self.run(["squeue", "-h"], capture_output=True, text=True, timeout=30)
+                if r.returncode != 0 or not r.stdout.strip():
+                    break
+                time.sleep(0.5)
         finally:
-            self.devices.remove()
+            try:
+                self.cluster.stop()
+            finally:
+                self.devices.remove()
 
     def healthcheck(self):
         """`migsync healthcheck` as root, with NVML (the fake): it writes the node map."""
@@ -191,8 +210,9 @@ class TaskCluster:
         return subprocess.run(argv, env=self.cluster.env, **kw)
 
     def sbatch(self, *args, script):
-        r = self.run(["sbatch", "--parsable", "-o", os.path.join(self.out, "%j.out"), *args,
-                      "--wrap", script], capture_output=True, text=True, timeout=30)
+        r = self.run(["sbatch", "--parsable", "-o", os.path.join(self.out, "%j.out"),
+                      "--chdir", self.out, *args, "--wrap", script],
+                     capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
         return r.stdout.strip().split(";")[0]
 
@@ -202,7 +222,9 @@ class TaskCluster:
                        timeout=30).stdout
         for tok in out.split():
             if tok.startswith("GRES=") and "(IDX:" in tok:
-                return expand_idx(tok.split("(IDX:", 1)[1].rstrip(")"))
+                # one (IDX:...) per Type: gpu:1g.18gb:1(IDX:5),gpu:h200:0(IDX:),...
+                groups = [g.split(")", 1)[0] for g in tok.split("(IDX:")[1:]]
+                return sorted(i for g in groups if g for i in expand_idx(g))
         return None
 
     def wait_running(self, jobs, timeout=60):
@@ -244,23 +266,36 @@ def expand_idx(text):
     return out
 
 
-PRINT = 'echo "cvd=$CUDA_VISIBLE_DEVICES jobgpus=${SLURM_JOB_GPUS-} site=${SITE_TASKPROLOG-}"'
+PRINT = ('echo "id=$SLURM_JOB_ID cvd=${CUDA_VISIBLE_DEVICES-unset} jobgpus=${SLURM_JOB_GPUS-} '
+         'stepgpus=${SLURM_STEP_GPUS-} site=${SITE_TASKPROLOG-} user=$(id -un)"')
+
+
+def fields(line):
+    return dict(f.split("=", 1) for f in line.split(": ", 1)[-1].split())
 
 
 @pytest.fixture
-def task_cluster(tmp_path, slurm_rt):
+def task_cluster(slurm_rt):
+    """Under /tmp, world-readable (pytest's own tmp dirs are 0700): tasks run as the job's
+    user, who must read the map and the fake procfs, and write its output."""
     made = []
 
     def make(layout):
-        base = str(tmp_path)
+        base = tempfile.mkdtemp(prefix="migsync-taskprolog-", dir="/tmp")
         os.chmod(base, 0o755)
+        made.append((base, None))
         tc = TaskCluster(base, layout, slurm_rt)
-        made.append(tc)
+        os.chmod(tc.out, 0o1777)
+        made[-1] = (base, tc)
         return tc.start()
 
     yield make
-    for tc in made:
-        tc.stop()
+    for base, tc in made:
+        try:
+            if tc is not None:
+                tc.stop()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def expected(layout, idx_list):
@@ -268,34 +303,141 @@ def expected(layout, idx_list):
     return ",".join(uuids[layout["idx"][i]] for i in idx_list)
 
 
+def one_slice_jobs(tc, layout, n, gres):
+    """n concurrent one-device jobs: each gets the UUID of the IDX slurmctld gave it."""
+    jobs = [tc.sbatch(f"--gres={gres}", script=PRINT + "; sleep 120") for _ in range(n)]
+    idx = tc.wait_running(jobs)
+    got = {}
+    for j in jobs:
+        f = fields(tc.output(j)[0])
+        assert f["site"] == "ran"  # the site's own TaskProlog ran too (chaining)
+        assert f["jobgpus"] == ",".join(map(str, idx[j]))  # Slurm's IDX is the job's variable
+        assert f["cvd"] == expected(layout, idx[j]), (j, idx[j], f)
+        got[j] = f["cvd"]
+    assert len(set(got.values())) == n, got  # each a different device
+    tc.cancel(jobs)
+    tc.wait_idle()
+    return got
+
+
+def two_device_job(tc, layout, gres):
+    """Both devices, in Slurm's (IDX) order."""
+    j = tc.sbatch(f"--gres={gres}", script=PRINT)
+    f = fields(tc.output(j)[0])
+    two = [int(i) for i in f["jobgpus"].split(",")]
+    assert len(two) == 2 and two == sorted(two)
+    assert f["cvd"] == expected(layout, two), f
+    return f["cvd"].split(",")
+
+
 @pytest.mark.parametrize("layout", [SEED_FILE, SEED_MULTI], ids=["file-style", "multiplefiles"])
 def test_seed_node_jobs_get_the_uuid_slurm_allocated(task_cluster, layout):
     tc = task_cluster(layout)
     tc.healthcheck()
-    # 14 concurrent one-slice jobs
-    jobs = [tc.sbatch(f"--gres=gpu:{layout['slice']}:1", script=PRINT + "; sleep 60")
-            for _ in range(14)]
-    idx = tc.wait_running(jobs)
-    got = {}
-    for j in jobs:
-        line = tc.output(j)[0]
-        fields = dict(f.split("=", 1) for f in line.split())
-        assert fields["site"] == "ran"  # the site's TaskProlog ran too (chaining)
-        assert fields["jobgpus"] == ",".join(map(str, idx[j]))
-        assert fields["cvd"] == expected(layout, idx[j]), (j, idx[j], line)
-        got[j] = fields["cvd"]
-    assert len(set(got.values())) == 14  # each a different MIG device
+    got = one_slice_jobs(tc, layout, 14, f"gpu:{layout['slice']}:1")
     assert all(v.startswith("MIG-") for v in got.values())
-    tc.cancel(jobs)
-    tc.wait_idle()
-    # a 2-slice job gets both, in Slurm's order
-    j = tc.sbatch(f"--gres=gpu:{layout['slice']}:2", script=PRINT)
-    line = tc.output(j)[0]
-    fields = dict(f.split("=", 1) for f in line.split())
-    two = [int(i) for i in fields["jobgpus"].split(",")]
-    assert len(two) == 2 and fields["cvd"] == expected(layout, two)
+    assert all(len(two_device_job(tc, layout, f"gpu:{layout['slice']}:2")) == 2 for _ in "x")
     # a whole GPU gets its GPU UUID
     j = tc.sbatch("--gres=gpu:a100:1", script=PRINT)
-    fields = dict(f.split("=", 1) for f in tc.output(j)[0].split())
-    assert fields["cvd"].startswith("GPU-")
-    assert fields["cvd"] == expected(layout, [int(fields["jobgpus"])])
+    f = fields(tc.output(j)[0])
+    assert f["cvd"].startswith("GPU-") and f["cvd"] == expected(layout, [int(f["jobgpus"])])
+
+
+def test_h200_mixed_profiles_interleaved_types_and_a_global_line(task_cluster):
+    tc = task_cluster(H200)
+    tc.healthcheck()
+    # every device of the node at once, untyped requests: each its own UUID, the whole
+    # H200 included (IDX 3: its Type comes second in Gres=, though its line is third)
+    got = one_slice_jobs(tc, H200, 7, "gpu:1")
+    assert sorted(got.values()) == sorted(expected(H200, [i]) for i in range(7))
+    # cap[94,85] is gi10 then gi9: hostlist order, not sorted, not GI order
+    assert two_device_job(tc, H200, "gpu:1g.18gb:2") == expected(H200, [5, 6]).split(",")
+    assert two_device_job(tc, H200, "gpu:1c.3g.71gb:2") == expected(H200, [0, 1]).split(",")
+
+
+def test_tasks_steps_and_arrays_each_get_their_own_device(task_cluster):
+    tc = task_cluster(SEED_FILE)
+    tc.healthcheck()
+    table = uuid_table("seed")
+    # 2 tasks with --gpus-per-task=1: each task its own, from its own SLURM_STEP_GPUS
+    for opts, step in ((["-n2", "--gpus-per-task=1g.10gb:1"], "srun -l"),
+                       (["-n2", "--gres=gpu:1g.10gb:2"], "srun -l --gpu-bind=single:1")):
+        j = tc.sbatch(*opts, script=f"{PRINT}; {step} sh -c '{PRINT}'")
+        lines = tc.output(j, lines=3)
+        batch, tasks = fields(lines[0]), [fields(ln) for ln in lines[1:]]
+        job_idx = [int(i) for i in batch["jobgpus"].split(",")]
+        assert batch["cvd"] == expected(SEED_FILE, job_idx)  # the batch step: both
+        own = sorted(int(t["stepgpus"]) for t in tasks)
+        assert own == job_idx  # one each
+        for t in tasks:
+            assert t["cvd"] == expected(SEED_FILE, [int(t["stepgpus"])])
+        assert tasks[0]["cvd"] != tasks[1]["cvd"]
+    # a step without GPUs in a GPU job inherits SLURM_JOB_GPUS from the batch script but
+    # holds no GPU: Slurm empties CUDA_VISIBLE_DEVICES there, and migsync must not refill it
+    j = tc.sbatch("--gres=gpu:1g.10gb:1", script=f"{PRINT}; srun --gres=none sh -c '{PRINT}'")
+    batch, step = (fields(ln) for ln in tc.output(j, lines=2))
+    assert batch["cvd"].startswith("MIG-") and step["jobgpus"] == batch["jobgpus"]
+    assert step["stepgpus"] == "" and step["cvd"] in ("", "unset"), step
+    # job arrays: every element its own IDX and UUID
+    base = tc.sbatch("--array=0-3", "-o", os.path.join(tc.out, "arr-%a.out"),
+                     "--gres=gpu:1g.10gb:1", script=PRINT + "; sleep 120")
+    outs = {}
+    end = time.time() + 60
+    while time.time() < end and len(outs) < 4:
+        for a in range(4):
+            p = os.path.join(tc.out, f"arr-{a}.out")
+            if os.path.exists(p) and open(p).read().endswith("\n"):
+                outs[a] = fields(open(p).read().splitlines()[0])
+        time.sleep(0.3)
+    assert len(outs) == 4, outs
+    for f in outs.values():
+        idx = tc.job_idx(f["id"])
+        assert f["cvd"] == expected(SEED_FILE, idx), f
+    assert len({f["cvd"] for f in outs.values()}) == 4
+    assert set(f["cvd"] for f in outs.values()) <= set(table.values())
+    tc.cancel([base])
+
+
+def test_job_user_gets_the_uuid_and_never_root_only_files(task_cluster):
+    """The TaskProlog runs as the job's user: the map and what it checks are readable."""
+    tc = task_cluster(SEED_FILE)
+    tc.healthcheck()
+    j = tc.sbatch("--uid=nobody", "--gid=nogroup", "--gres=gpu:1g.10gb:1", script=PRINT)
+    f = fields(tc.output(j)[0])
+    assert f["user"] == "nobody"
+    assert f["cvd"] == expected(SEED_FILE, [int(f["jobgpus"])])
+
+
+def test_missing_or_stale_map_changes_nothing_and_says_why(task_cluster):
+    tc = task_cluster(SEED_FILE)
+
+    def job():
+        j = tc.sbatch("--gres=gpu:1g.10gb:1", script=PRINT)
+        return fields(tc.output(j)[0])
+
+    def logged():
+        text = open(tc.log).read()
+        open(tc.log, "w").close()
+        return text
+
+    # no map yet: Slurm's own plain index stays, the job runs
+    f = job()
+    assert f["cvd"] == f["jobgpus"] and f["cvd"].isdigit()
+    assert "no node map at" in logged()
+    # a map, then gres.conf edited after it
+    tc.healthcheck()
+    assert job()["cvd"].startswith("MIG-") and logged() == ""
+    time.sleep(0.05)
+    with open(tc.cluster.gres_conf, "a") as fh:
+        fh.write("# edited\n")
+    f = job()
+    assert f["cvd"] == f["jobgpus"]
+    text = logged()
+    assert "stale node map" in text and "gres.conf changed after the map was written" in text
+    # the next health check writes a fresh map; then a MIG instance vanishes (layout change)
+    tc.healthcheck()
+    assert job()["cvd"].startswith("MIG-")
+    shutil.rmtree(os.path.join(tc.root, "proc/driver/nvidia/capabilities/gpu3/mig/gi14"))
+    f = job()
+    assert f["cvd"] == f["jobgpus"] and f["site"] == "ran"
+    assert "the GPU/MIG layout changed after the map was written" in logged()

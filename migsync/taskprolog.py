@@ -139,20 +139,37 @@ def decide(env, map_path=None):
     why = stale_reason(m, map_path, env.get("SLURMD_NODENAME", ""))
     if why:
         return "", f"stale node map: {why}{left}"
-    uuids = []
-    for idx in gpus.split(","):
+    wanted = gpus.split(",")
+    for idx in wanted:
         uuid = m.get("MIGSYNC_UUID_" + idx) if idx.isdigit() and idx.isascii() else None
         if not uuid:
             known = "not in" if uuid is None else "without a UUID in"
             return "", f"GPU index {idx!r} is {known} the node map{left}"
-        for f in m.get("MIGSYNC_FILES_" + idx, "").split(","):
-            if f and not os.access(f, os.R_OK):
-                # Under ConstrainDevices with per-task binding every task gets task 0's
-                # SLURM_STEP_GPUS (a Slurm bug): naming a device the cgroup denies would
-                # leave the task with no GPU, while Slurm's local index still works.
-                return "", f"GPU index {idx}: {f} is not accessible to this task{left}"
-        uuids.append(uuid)
-    return f"export CUDA_VISIBLE_DEVICES={','.join(uuids)}", ""
+    denied = [(idx, f) for idx in wanted for f in _files(m, idx) if not os.access(f, os.R_OK)]
+    if not denied:
+        return f"export CUDA_VISIBLE_DEVICES={','.join(m['MIGSYNC_UUID_' + i] for i in wanted)}", ""
+    # Under ConstrainDevices with per-task binding every task gets task 0's SLURM_STEP_GPUS
+    # (a Slurm bug, 22.05 to 26.05). The task's device cgroup is what Slurm really bound:
+    # exactly the devices whose gres.conf files it may open. Naming a denied device would
+    # leave the task without a GPU; Slurm's local index still works, so when the cgroup
+    # does not name as many devices as the task was given, leave it.
+    allowed = [str(i) for i in range(_count(m)) if _files(m, str(i))
+               and all(os.access(f, os.R_OK) for f in _files(m, str(i)))]
+    idx, f = denied[0]
+    if len(allowed) != len(wanted) or not all(m.get("MIGSYNC_UUID_" + i) for i in allowed):
+        return "", f"GPU index {idx}: {f} is not accessible to this task{left}"
+    return (f"export CUDA_VISIBLE_DEVICES={','.join(m['MIGSYNC_UUID_' + i] for i in allowed)}",
+            f"GPU index {idx}: {f} is not accessible to this task (ConstrainDevices gave it "
+            f"task 0's SLURM_STEP_GPUS); its device cgroup allows index {','.join(allowed)}")
+
+
+def _files(m, idx):
+    return [f for f in m.get("MIGSYNC_FILES_" + idx, "").split(",") if f]
+
+
+def _count(m):
+    count = m.get("MIGSYNC_MAP_COUNT", "0")
+    return int(count) if count.isdigit() and count.isascii() else 0
 
 
 def main(argv=None):

@@ -363,3 +363,28 @@ def test_the_python_reader_imports_nothing_but_os_and_sys():
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert set(r.stdout.split()) <= {"migsync", "migsync.entry", "migsync.taskprolog"}, r.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the reader as nobody")
+@pytest.mark.parametrize("reader", READERS)
+def test_per_task_binding_under_constraindevices_follows_the_device_cgroup(fake, reader):
+    """Slurm's bug: with per-task binding under ConstrainDevices every task gets task 0's
+    SLURM_STEP_GPUS. The task's cgroup (here: file modes, as nobody) allows its own device:
+    the UUID follows the cgroup, as many devices as Slurm gave, else nothing changes."""
+    for i, key in enumerate(SEED_IDX):
+        if i != 5:  # the only device this task may open
+            path = fake.root + (CAPS + str(3 + 135 * key[0] + 9 * key[1] + 1 + key[2])
+                                if len(key) == 3 else f"/dev/nvidia{key[0]}")
+            os.chmod(path, 0)
+    env = task_env(fake, SLURM_JOB_GPUS="4,5", SLURM_STEP_ID="0", SLURM_STEP_GPUS="4")
+    argv = ["/bin/sh", HOOK] if reader == "sh" else [sys.executable, "-m", "migsync", "taskprolog"]
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                        *argv], env=env, capture_output=True, text=True, timeout=30, cwd="/")
+    assert r.returncode == 0
+    assert r.stdout == f"export CUDA_VISIBLE_DEVICES={uuids_for(5)}\n", r.stderr
+    assert "its device cgroup allows index 5" in r.stderr
+    # a two-device task whose cgroup allows only one: nothing changes
+    env["SLURM_STEP_GPUS"] = "4,6"
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                        *argv], env=env, capture_output=True, text=True, timeout=30, cwd="/")
+    assert r.returncode == 0 and r.stdout == "" and "not accessible" in r.stderr

@@ -137,10 +137,27 @@ def gres_files(gres_text):
     return out
 
 
+class ConstrainedCluster(slurm_cluster.Cluster):
+    """task/cgroup with ConstrainDevices=yes (cgroup v1 works on these machines): each task
+    can open only its own devices, and the vendor variables become local."""
+
+    def write_slurm_conf(self, node_gres=None):
+        super().write_slurm_conf(node_gres)
+        text = open(self.slurm_conf).read()
+        for old, new in (("TaskPlugin=task/none", "TaskPlugin=task/cgroup"),
+                         ("ProctrackType=proctrack/linuxproc", "ProctrackType=proctrack/cgroup")):
+            assert old in text, old
+            text = text.replace(old, new)
+        with open(self.slurm_conf, "w") as fh:
+            fh.write(text)
+        with open(os.path.join(os.path.dirname(self.slurm_conf), "cgroup.conf"), "w") as fh:
+            fh.write("CgroupPlugin=cgroup/v1\nConstrainDevices=yes\n")
+
+
 class TaskCluster:
     """A real cluster whose TaskProlog is a site script chaining to hooks/taskprolog."""
 
-    def __init__(self, base, layout, runtime=None):
+    def __init__(self, base, layout, runtime=None, constrain=False):
         self.base = base
         self.layout = layout
         self.node_dir = os.path.join(base, "gpunode")
@@ -165,7 +182,7 @@ class TaskCluster:
         open(self.log, "w").close()
         os.chmod(self.log, 0o666)  # tasks of any user append to it
         kw = {"runtime": runtime} if runtime is not None else {}
-        self.cluster = slurm_cluster.Cluster(
+        self.cluster = (ConstrainedCluster if constrain else slurm_cluster.Cluster)(
             os.path.join(base, "slurm"), layout["gres"], layout["slurm_gres"],
             extra_conf=(f"TaskProlog={site}\nSelectTypeParameters=CR_Core\n"
                         "PartitionName=DEFAULT OverSubscribe=FORCE:20"), **kw)
@@ -280,11 +297,11 @@ def task_cluster(slurm_rt):
     user, who must read the map and the fake procfs, and write its output."""
     made = []
 
-    def make(layout):
+    def make(layout, constrain=False):
         base = tempfile.mkdtemp(prefix="migsync-taskprolog-", dir="/tmp")
         os.chmod(base, 0o755)
         made.append((base, None))
-        tc = TaskCluster(base, layout, slurm_rt)
+        tc = TaskCluster(base, layout, slurm_rt, constrain)
         os.chmod(tc.out, 0o1777)
         made[-1] = (base, tc)
         return tc.start()
@@ -441,3 +458,26 @@ def test_missing_or_stale_map_changes_nothing_and_says_why(task_cluster):
     f = job()
     assert f["cvd"] == f["jobgpus"] and f["site"] == "ran"
     assert "the GPU/MIG layout changed after the map was written" in logged()
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/devices"),
+                    reason="ConstrainDevices needs the cgroup v1 devices controller")
+def test_constraindevices_local_vendor_vars_and_the_per_task_bug(task_cluster):
+    """Under ConstrainDevices the vendor variables are local (0,1): the UUIDs come from the
+    global SLURM_*_GPUS. With per-task binding Slurm gives every task task 0's
+    SLURM_STEP_GPUS; each task still gets its own device, the one its cgroup allows."""
+    tc = task_cluster(SEED_FILE, constrain=True)
+    tc.healthcheck()
+    local = 'echo "local=$GPU_DEVICE_ORDINAL"'
+    j = tc.sbatch("--gres=gpu:1g.10gb:2", script=f"{PRINT}; {local}")
+    batch, loc = tc.output(j, lines=2)
+    f = fields(batch)
+    assert loc == "local=0,1"  # Slurm's own value is local here (reference: measured)
+    assert f["cvd"] == expected(SEED_FILE, [int(i) for i in f["jobgpus"].split(",")])
+    j = tc.sbatch("-n2", "--gpus-per-task=1g.10gb:1", script=f"{PRINT}; srun -l sh -c '{PRINT}'")
+    lines = tc.output(j, lines=3)
+    job_idx = [int(i) for i in fields(lines[0])["jobgpus"].split(",")]
+    tasks = [fields(ln) for ln in lines[1:]]
+    assert [t["stepgpus"] for t in tasks] == [str(job_idx[0])] * 2  # Slurm's bug, as measured
+    assert sorted(t["cvd"] for t in tasks) == sorted(expected(SEED_FILE, [i]) for i in job_idx)
+    assert "its device cgroup allows index" in open(tc.log).read()

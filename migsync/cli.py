@@ -87,6 +87,10 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--drain", action="store_true",
                    help="act on the node like `migsync healthcheck`: drain on a mismatch, "
                         "resume when fixed (only if migsync drained it)")
+    p.add_argument("--reason-only", action="store_true",
+                   help="print only the drain reason migsync would set: nothing and exit 0 when "
+                        "consistent, the reason and exit 1 on a mismatch, the discovery reason "
+                        "and exit 3 when the GPUs cannot be read (for NHC's check_migsync)")
     _add_act(p)
 
     p = add("emit", "print gres.conf and slurm.conf Gres= lines for the real hardware",
@@ -241,6 +245,8 @@ def _acting(args: argparse.Namespace, mode: str, nvml_module: Any, pyslurm_modul
 def cmd_check(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
     from . import nodecheck, render
 
+    if args.reason_only:
+        return _reason_only(args, nvml_module)
     if args.drain:
         st, report = _acting(args, "check", nvml_module, pyslurm_module)
         if args.json:
@@ -255,6 +261,26 @@ def cmd_check(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module:
     elif not args.quiet:
         sys.stdout.write(render.check_report(outcome))
     return EXIT_OK if outcome.result.ok else EXIT_MISMATCH
+
+
+def _reason_only(args: argparse.Namespace, nvml_module: Any) -> int:
+    """One line for another health checker (NHC): the reason `healthcheck` would drain with,
+    built by the same functions, so both name a fault the same way."""
+    from . import act, nodecheck
+    from .errors import EXIT_DISCOVERY, DiscoveryError, UsageError
+
+    if args.drain:
+        raise UsageError("--reason-only never acts on the node: drop --drain")
+    st = settings_from_args(args)
+    try:
+        outcome = nodecheck.run(st, nvml_module)
+    except DiscoveryError as exc:  # a node fault the caller may or may not drain for
+        sys.stdout.write(act.reason_for_discovery(st.reason_prefix, str(exc)) + "\n")
+        return EXIT_DISCOVERY
+    if outcome.result.ok:
+        return EXIT_OK
+    sys.stdout.write(act.reason_for_findings(st.reason_prefix, outcome.result.findings) + "\n")
+    return EXIT_MISMATCH
 
 
 def cmd_emit(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:

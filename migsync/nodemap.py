@@ -46,7 +46,7 @@ def slurmd_order(lines: Sequence, gres_types: Sequence[Optional[str]]) -> List[U
     """The node's GPU devices in slurmd's order, so that position n is GRES index n.
 
     INTERIM until the fidelity helper's order function lands in gresconf.py. Rules measured
-    on Slurm 22.05/24.11/26.05 (shared/reference/slurm-jobs-gpus.md): lines without
+    on Slurm 22.05/24.11/26.05 (README, "Jobs and CUDA_VISIBLE_DEVICES"): lines without
     NodeName= first, then the node's lines, each in file order; then stably grouped by Type
     in the order of the node's slurm.conf Gres=; a File= hostlist gives one device per file
     in written order; a MultipleFiles= line is one device. ``gres_types`` is the Gres= types

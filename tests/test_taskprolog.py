@@ -1,15 +1,17 @@
 """The node map (slurmd's index order, UUIDs) and both TaskProlog readers (issue 10).
 
 Expected values are hand-written tables: which device each GRES index is (the rules measured
-on real slurmd, shared/reference/slurm-jobs-gpus.md) and the UUIDs the fakes report
+on real slurmd; tests/test_taskprolog_slurm.py checks them there) and the UUIDs the fakes report
 (tests/data/nodes/*/layout.json). hooks/taskprolog (sh) and `migsync taskprolog` (Python)
 run as real processes on one table of cases and must agree.
 """
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -109,10 +111,6 @@ class FakeNode:
             for f in files:
                 if not os.path.islink(os.path.join(d, f)):
                     os.chmod(os.path.join(d, f), 0o755 if f == "nvidia-smi" else 0o644)
-        p = tmp
-        while str(p) != "/":
-            os.chmod(p, os.stat(p).st_mode | 0o005)
-            p = p.parent
 
     def healthcheck(self, backend="nvml"):
         args = ["healthcheck", "--backend", backend, "--root", self.root, "--node", "n1",
@@ -133,8 +131,18 @@ class FakeNode:
 
 
 @pytest.fixture
-def fake(tmp_path):
-    f = FakeNode(tmp_path)
+def world_tmp():
+    """A directory the job's user (nobody) can read. Not pytest's tmp_path: its base is 0700,
+    and a concurrent pytest run resets the base's mode."""
+    d = tempfile.mkdtemp(prefix="migsync-test-taskprolog-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield pathlib.Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def fake(world_tmp):
+    f = FakeNode(world_tmp)
     f.healthcheck()
     return f
 

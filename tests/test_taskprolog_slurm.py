@@ -3,7 +3,7 @@ Slurm allocated it (issue 10).
 
 The node's GPUs are recorded fakes (procfs tree + NVML fake); its gres.conf devices are real
 character devices made with mknod in /dev for the test (slurmd keeps no device, and sets no
-GPU variable, for a regular file: shared/reference/slurm-jobs-gpus.md) and removed after it.
+GPU variable, for a regular file: measured on 22.05) and removed after it.
 The map is written by `migsync healthcheck` with the NVML fake. The expected UUID of every
 index comes from hand-written tables (IDX -> gpu/gi/ci) and the fake's layout.json; which
 index a job holds comes from the real slurmctld (`scontrol show job -d`).
@@ -40,7 +40,7 @@ N = slurm_cluster.NODE
 GPU_MAJOR, CAP_MAJOR = 195, 511
 
 
-def cap(minor, gi, ci=None):  # the driver's mig-minors table (shared/reference/mig-devices.md)
+def cap(minor, gi, ci=None):  # the driver's mig-minors table: gi = 3 + 135*minor + 9*gi, ci = gi + 1 + ci
     base = 3 + 135 * minor + 9 * gi
     return base if ci is None else base + 1 + ci
 

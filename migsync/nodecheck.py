@@ -26,6 +26,8 @@ class Outcome:
     types: dict = field(default_factory=dict)  # device key -> Type the suggestion uses
     style: str = "multiple-files"  # the style of gres_lines
     autodetect: Any = None  # autodetect.View when gres.conf's AutoDetect is NVIDIA's
+    node_lines: list = field(default_factory=list)  # the gres.conf gpu lines for this node
+    slurm_gres: Optional[list] = None  # the node's slurm.conf Gres= (the TaskProlog map's order)
 
     def to_dict(self) -> dict:
         return {
@@ -138,4 +140,5 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
                    ignore=settings.ignore, hardware_types=types, autodetected=ad)
     style = style or emit.choose_style(settings.style, lines)
     return Outcome(node, files, inv, result, emit.render_gres(inv, node, style, lines, types),
-                   emit.render_slurm_line(node, types), in_conf, types, style, ad)
+                   emit.render_slurm_line(node, types), in_conf, types, style, ad,
+                   node_lines=lines, slurm_gres=slurm_gres)

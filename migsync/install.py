@@ -153,7 +153,9 @@ def install_hooks(dest: str, nhc_dir: Optional[str] = None,
             done.hooks.append(name)
     if nhc_src and nhc_dir:
         text = read_text(nhc_src)
-        if NHC_BIN in text and "migsync" in done.hooks:
+        if BAKED_PY in text:  # the check starts migsync itself, like the hooks
+            text = bake(text, python, src)
+        elif NHC_BIN in text and COMMAND in done.hooks:  # an older check: a command to run
             text = text.replace(NHC_BIN, f'local INSTALLED_BIN="{os.path.join(dest, "migsync")}"', 1)
         done.nhc = os.path.join(os.path.abspath(nhc_dir), os.path.basename(nhc_src))
         atomic_write(done.nhc, text, 0o644)

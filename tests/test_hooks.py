@@ -116,9 +116,10 @@ def test_install_hooks_nhc_dir_installs_the_nhc_check_or_says_there_is_none(tmp_
         assert r.returncode == 0, r.stderr
         assert str(nhc_dir / "migsync.nhc") in r.stdout
         text = (nhc_dir / "migsync.nhc").read_text()
-        # check_migsync runs the installed command, which starts migsync like the hooks do
-        assert f'local INSTALLED_BIN="{tmp_path / "h" / "migsync"}"' in text
-        assert text.replace(f'"{tmp_path / "h" / "migsync"}"', '""') == open(shipped).read()
+        # check_migsync starts this interpreter, isolated, like the hooks do
+        baked = f'MIGSYNC_PYTHON_BAKED="{os.path.abspath(sys.executable)}"'
+        assert baked in text
+        assert text.replace(baked, 'MIGSYNC_PYTHON_BAKED=""') == open(shipped).read()
     else:
         assert r.returncode == 2 and "migsync.nhc" in r.stderr and r.stderr.count("\n") == 1
         assert not (tmp_path / "h").exists()  # nothing half-installed

@@ -105,6 +105,7 @@ class FakeNode:
         self.slurm.write_text(f"ClusterName=c\nSlurmctldHost=h\nGresTypes=gpu\nNodeName=n1 "
                               f"CPUs=2 Gres={slurm_gres}\nPartitionName=p Nodes=n1\n")
         self.state = tmp / "run"
+        self.state.mkdir(mode=0o755)  # the state directory: migsync creates only /run/migsync
         self.map = str(self.state / "node-map")
         for d, _, files in os.walk(self.dir):  # world-readable: tasks run as the job's user
             os.chmod(d, 0o755)

@@ -1,6 +1,7 @@
 """Drain/resume policy, the Slurm backends (scontrol output parsing, a pyslurm 25.11 fake),
 metrics, the lock and the Prolog's cache. The real-cluster proof is in test_slurm_hooks.py."""
 import os
+import re
 import shutil
 import time
 
@@ -69,14 +70,17 @@ def test_parse_scontrol_show_node():
 
 
 def test_pyslurm_backend_against_the_25_11_api_fake():
-    nodes = {"n1": {"state": "IDLE", "reason": "", "reason_user": ""}}
+    nodes = {"n1": {"state": "MIXED+DRAIN", "reason": "admin: PSU", "reason_user": "alice"}}
     fake = pyslurm_fake.make(nodes)
     b = slurmctl.PyslurmBackend(fake)
+    s = b.status("n1")  # what Slurm holds, read back field by field
+    assert (s.states, s.reason, s.reason_user) == ({"MIXED", "DRAIN"}, "admin: PSU", "alice")
+    assert s.drained and not s.down
     b.drain("n1", "migsync: stale cap535")
-    s = b.status("n1")
-    assert s.drained and s.reason == "migsync: stale cap535" and s.reason_user == "root"
     b.resume("n1")
-    assert b.status("n1").states == {"IDLE"}
+    # what migsync asked Slurm for, in order: DRAIN with the exact reason, then RESUME
+    assert fake.calls == [("n1", {"state": "DRAIN", "reason": "migsync: stale cap535"}),
+                          ("n1", {"state": "RESUME"})]
     with pytest.raises(SlurmError, match="does not exist"):
         b.status("nope")
 
@@ -229,9 +233,28 @@ def test_prom_render_is_textfile_format():
     text = prom.render('n"1', True, {"stale-cap": 2}, {"1g.10gb": 3}, 0.1234, 1700000000, "ok")
     assert 'migsync_consistent{node="n\\"1"} 1' in text
     assert 'migsync_findings{node="n\\"1",id="stale-cap"} 2' in text
+    assert 'migsync_findings{node="n\\"1",id="gpu-lost"} 0' in text  # every id, zeros too
+    assert 'migsync_devices{node="n\\"1",type="1g.10gb"} 3' in text
     assert 'migsync_run_status{node="n\\"1",status="ok"} 1' in text
+    assert 'migsync_run_status{node="n\\"1",status="mismatch"} 0' in text
+    assert 'migsync_run_duration_seconds{node="n\\"1"} 0.123' in text
+    assert 'migsync_last_run_timestamp_seconds{node="n\\"1"} 1700000000' in text
+    # the exposition format node_exporter's textfile collector parses: every sample is
+    # name{labels} value, and each metric has its HELP and TYPE lines before its samples
+    sample = re.compile(r'^(migsync_[a-z_]+)\{node="(?:[^"\\]|\\.)*"(?:,[a-z]+="[^"]*")?\} -?[0-9.]+$')
+    typed = set()
     for line in text.splitlines():
-        assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+            assert line.split()[3] == "gauge"
+        elif not line.startswith("# HELP "):
+            m = sample.match(line)
+            assert m, line
+            assert m.group(1) in typed, line
+    assert typed == {"migsync_consistent", "migsync_findings", "migsync_devices", "migsync_run_status",
+                     "migsync_run_duration_seconds", "migsync_last_run_timestamp_seconds"}
+    unknown = prom.render("n1", None, {}, {}, 0, 0, "discovery_failed")
+    assert 'migsync_consistent{node="n1"} -1' in unknown
 
 
 def test_prolog_still_stops_the_job_when_the_drain_itself_fails(tmp_path):

@@ -5,7 +5,10 @@ import shutil
 
 import nvml_fake
 from conftest import CONF, node, run_cli, smi_args
-from migsync.model import FINDING_IDS
+import pytest
+
+from migsync import act
+from migsync.model import FINDING_IDS, Finding
 
 SEED_GRES = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "migsync", "sample",
                                           "seed-node", "gres.conf"))
@@ -190,10 +193,25 @@ def test_ignore_setting_drops_a_finding_id():
     assert r.code == 0 and doc["ignored"][0]["id"] == "stale-cap"
 
 
-def test_every_finding_id_is_exercised_here():
-    text = open(__file__).read()
-    for fid in FINDING_IDS:
-        assert f'"{fid}"' in text, fid
+# Written by hand from the README's "What check finds" table: most urgent first, and a drain
+# reason names the first (sinfo -R shows 20 characters of it).
+URGENCY = ["missing-file", "stale-cap", "gpu-lost", "whole-gpu-mig-on", "mig-no-instances",
+           "unconfigured-device", "type-mismatch", "gres-count-mismatch", "duplicate-device",
+           "incomplete-device", "unknown-device", "gres-name-case", "mig-pending",
+           "backend-disagrees"]
+
+
+@pytest.mark.parametrize("i", range(len(URGENCY)))
+def test_drain_reason_names_the_most_urgent_finding(i):
+    """Findings from URGENCY[i] down, given least urgent first: the reason leads with URGENCY[i]."""
+    findings = [Finding(fid, f"{fid} message", f"short-{fid}") for fid in reversed(URGENCY[i:])]
+    reason = act.reason_for_findings("migsync:", findings)
+    more = f" +{len(findings) - 1}" if len(findings) > 1 else ""
+    assert reason.startswith(f"migsync: short-{URGENCY[i]}{more} [{URGENCY[i]}] {URGENCY[i]} message")
+
+
+def test_every_finding_id_is_documented_in_urgency_order():
+    assert list(FINDING_IDS) == URGENCY
 
 
 def test_upper_case_gres_name_registers_nothing(tmp_path):

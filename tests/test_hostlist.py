@@ -1,3 +1,7 @@
+import itertools
+import math
+import re
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -60,17 +64,99 @@ def test_property_expand_of_fold_is_identity(xs):
         assert hostlist.contains(folded, x)
 
 
+def near_misses(name):
+    """Names that differ from ``name`` the way a wrong membership test would confuse them."""
+    out = [name + "0", "x" + name, name[:-1]]
+    digits = "".join(ch for ch in name if ch.isdigit())
+    if digits:
+        i = name.index(digits[0])
+        out.append(name[:i] + name[i:].lstrip("0") if name[i] == "0" and len(digits) > 1 else
+                   name[:i] + "0" + name[i:])  # padding differs
+    return [m for m in out if m]
+
+
 @settings(max_examples=300, deadline=None)
-@given(names, st.text(alphabet="nrgpux0123456789", min_size=1, max_size=8))
-def test_property_membership_agrees_with_expansion(xs, probe):
+@given(names, st.data())
+def test_property_membership_agrees_with_the_names_folded(xs, data):
+    """Members are found, and near misses (padding, prefix, one digit more or less) are not;
+    the expected answer is the input list itself."""
     folded = hostlist.fold(xs)
-    assert hostlist.contains(folded, probe) == (probe in hostlist.expand(folded))
+    member = data.draw(st.sampled_from(xs))
+    assert hostlist.contains(folded, member)
+    for probe in near_misses(member):
+        assert hostlist.contains(folded, probe) == (probe in xs), (folded, probe)
 
 
-@settings(max_examples=300, deadline=None)
+def test_membership_table():
+    # hand-written: (expression, name, member?)
+    table = [("n[01-10]", "n1", False), ("n[01-10]", "n01", True), ("n[01-10]", "n10", True),
+             ("n[01-10]", "n010", False), ("n[1-10]", "n01", False), ("n[8-12]", "n9", True),
+             ("n[8-12]", "n13", False), ("n[8-12]", "n7", False), ("a[1-2]b[3-4]", "a2b3", True),
+             ("a[1-2]b[3-4]", "a2b5", False), ("a[1-2]b", "a1", False), ("a[1-2]b", "a1bb", False),
+             ("x,n[1,3]", "n2", False), ("x,n[1,3]", "n3", True), ("gpu[1-2]x", "gpu2x", True)]
+    for expr, name, want in table:
+        assert hostlist.contains(expr, name) is want, (expr, name)
+
+
+def reference_expand(text):
+    """Slurm's hostlist grammar written out separately from migsync.hostlist: the names, in
+    written order, or None where the expression must be refused."""
+    if not text:
+        return None
+    terms, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if depth not in (0, 1):
+            return None
+        if ch == "," and depth == 0:
+            terms.append(text[start:i])
+            start = i + 1
+    if depth:
+        return None
+    terms.append(text[start:])
+    choices_per_term = []
+    for term in terms:
+        pieces = re.findall(r"\[([^\[\]]*)\]|([^\[\]]+)", term)
+        if not term or "".join(f"[{b}]" if not lit else lit for b, lit in pieces) != term:
+            return None
+        choices = []
+        for body, lit in pieces:
+            if lit:
+                choices.append([lit])
+                continue
+            opts = []
+            for part in body.split(","):
+                m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+                if not m:
+                    return None
+                lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+                if hi < lo or hi - lo + 1 > 65536:
+                    return None
+                pad = len(m.group(1)) if m.group(1)[0] == "0" and len(m.group(1)) > 1 else 1
+                opts += [str(v).rjust(pad, "0") for v in range(lo, hi + 1)]
+            choices.append(opts)
+        choices_per_term.append(choices)
+    total = sum(math.prod(len(c) for c in cs) for cs in choices_per_term)
+    if total > hostlist.MAX_EXPAND:
+        return None
+    return ["".join(p) for cs in choices_per_term for p in itertools.product(*cs)]
+
+
+def test_reference_expand_agrees_with_hand_written_cases():
+    assert reference_expand("n[01-3],x") == ["n01", "n02", "n03", "x"]
+    assert reference_expand("n[3,1]") == ["n3", "n1"]
+    assert reference_expand("n[3-1]") is None and reference_expand("n[[1]]") is None
+
+
+@settings(max_examples=500, deadline=None)
 @given(st.text(alphabet="n[]-,0123456789/", max_size=20))
-def test_property_parser_raises_only_typed_errors(text):
-    try:
-        hostlist.expand(text)
-    except HostlistError:
-        pass
+def test_property_parser_agrees_with_a_reference_grammar(text):
+    """Any text: refused with a typed error exactly where the grammar refuses it, otherwise
+    the same names in the same order, and count() agrees without expanding."""
+    want = reference_expand(text)
+    if want is None:
+        with pytest.raises(HostlistError):
+            hostlist.expand(text)
+        return
+    assert hostlist.expand(text) == want
+    assert hostlist.count(text) == len(want)

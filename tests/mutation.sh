@@ -44,6 +44,11 @@ TOML
     (cd "$work" && "$ROOT/.venv/bin/mutmut" run --max-children "$JOBS" > "$work/run.log" 2>&1) || {
         echo "mutation.sh: mutmut failed for $mod, see $work/run.log" >&2; tail -20 "$work/run.log" >&2; continue; }
     (cd "$work" && "$ROOT/.venv/bin/mutmut" results --all true) > "$OUT/${mod//\//.}.txt" 2>&1 || true
+    # the diff of every survivor, to kill it with a test or justify it in mutation-survivors.md
+    : > "$OUT/${mod//\//.}.survivors.diff"
+    for m in $(sed -n 's/^ *\([^ ]*\): survived$/\1/p' "$OUT/${mod//\//.}.txt"); do
+        (cd "$work" && "$ROOT/.venv/bin/mutmut" show "$m") >> "$OUT/${mod//\//.}.survivors.diff" 2>&1 || true
+    done
     secs=$(( $(date +%s) - start ))
     # one line per mutant: "    name: status"
     total=$(grep -c ': ' "$OUT/${mod//\//.}.txt" || true)

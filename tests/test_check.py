@@ -218,3 +218,27 @@ def test_upper_case_gres_name_registers_nothing(tmp_path):
     r, doc = check("seven-g", "NodeName=g-7g Name=GPU Type=7g.80gb File=/dev/nvidia-caps/nvidia-cap4\n",
                    tmp_path, nodename="g-7g")
     assert ids(doc) == ["gres-name-case", "unconfigured-device"]
+
+
+# slurm.conf Gres= against the seed gres.conf (2 x a100, 14 x 1g.10gb; 16 in all), by hand:
+# typed specs are compared per type (case-insensitively, as Slurm does); an untyped
+# 'gpu:N' is compared with the total only when no typed spec exists.
+@pytest.mark.parametrize("gres,want", [
+    ("gpu:a100:2,gpu:1g.10gb:14", []),
+    ("gpu:A100:2,gpu:1G.10GB:14", []),
+    ("gpu:16", []),
+    ("gpu:15", ["Gres=gpu:15 but gres.conf gives 16"]),
+    ("gpu:17", ["Gres=gpu:17 but gres.conf gives 16"]),
+    ("gpu:a100:2,gpu:1g.10gb:14,gpu:3", []),
+    ("gpu:a100:2", ["gres.conf gives 14 gpu:1g.10gb but slurm.conf Gres= has no such type"]),
+    ("gpu:a100:1,gpu:1g.10gb:14", ["Gres=gpu:a100:1 but gres.conf gives 2, hardware 2"]),
+    ("gpu:a100:2,gpu:1g.10gb:14,gpu:2g.20gb:1", ["Gres=gpu:2g.20gb:1 but gres.conf gives 0"]),
+    ("mps:100", ["gres.conf gives 16 gpu but the node's slurm.conf line has no Gres=gpu"]),
+])
+def test_slurm_conf_gres_counts_table(tmp_path, gres, want):
+    slurm = f"GresTypes=gpu,mps\nNodeName=c51-g002 CPUs=64 Gres={gres}\n"
+    r, doc = check("seed", gres=SEED_GRES, tmp_path=tmp_path, slurm_text=slurm, nodename="c51-g002")
+    got = [f["message"] for f in doc["findings"]]
+    assert [m.split(": ", 1)[1] for m in got] == want
+    assert all(f["id"] == "gres-count-mismatch" for f in doc["findings"])
+    assert r.code == (1 if want else 0)

@@ -160,3 +160,58 @@ def test_property_parser_agrees_with_a_reference_grammar(text):
         return
     assert hostlist.expand(text) == want
     assert hostlist.count(text) == len(want)
+
+
+# Every refusal, word for word as the user reads it (str(error) is what the CLI prints after
+# the file and line): the reason and the whole expression.
+@pytest.mark.parametrize("expr,message", [
+    ("n[[1]]", "nested '[' in hostlist (in 'n[[1]]')"),
+    ("n1]", "']' without '[' in hostlist (in 'n1]')"),
+    ("n[1", "unbalanced '[' in hostlist (in 'n[1')"),
+    ("n[]", "empty brackets in hostlist (in 'n[]')"),
+    ("n[a-b]", "bad range 'a-b' in hostlist (in 'n[a-b]')"),
+    ("n[1-x]", "bad range '1-x' in hostlist (in 'n[1-x]')"),
+    ("n[3-1]", "reversed range '3-1' in hostlist (in 'n[3-1]')"),
+    ("n[0-65536]", "range '0-65536' has more than 65536 names (in 'n[0-65536]')"),
+    ("a,,b", "empty name in hostlist (in 'a,,b')"),
+    ("a,[1],", "empty name in hostlist (in 'a,[1],')"),
+    ("n[0-1023]m[0-1024]", "hostlist has more than 1048576 names (in 'n[0-1023]m[0-1024]')"),
+])
+def test_refusals_name_the_reason_and_the_expression(expr, message):
+    with pytest.raises(HostlistError) as exc:
+        hostlist.expand(expr)
+    assert str(exc.value) == message
+
+
+def test_limits_are_inclusive():
+    assert hostlist.count("n[1-65536]") == 65536  # one range may hold exactly 65,536 names
+    assert len(hostlist.expand("n[1-65536]")) == 65536
+    assert hostlist.count("n[0-1023]m[0-1023]") == 1 << 20  # and a hostlist 2**20
+    assert hostlist.expand("n[0-1023]m[0-1023]")[-1] == "n1023m1023"
+
+
+def test_count_multiplies_bracket_groups_and_adds_terms():
+    assert hostlist.count("r[1-2]n[01-03]") == 6
+    assert hostlist.count("r[1-2]n[01-03],x,y[1-4]") == 11
+    assert hostlist.count("r[1-2]n[01-03]s[5,7]") == 12
+
+
+def test_contains_tries_every_split_of_a_digit_run():
+    assert hostlist.contains("n[1-2]0", "n10")  # '1' from the range, '0' literal
+    assert hostlist.contains("n[1-2][0-5]", "n15")
+    assert not hostlist.contains("n[1-2][0-5]", "n16")
+
+
+@pytest.mark.parametrize("expr", ["n[1", "n]1", "n1]", "a,,b"])
+def test_contains_refuses_malformed_expressions_even_when_the_text_matches(expr):
+    with pytest.raises(HostlistError):
+        hostlist.contains(expr, expr)
+
+
+def test_fold_keeps_names_it_cannot_fold_and_goes_on():
+    assert hostlist.fold(["x", "n1", "n2"]) == "x,n[1-2]"
+    assert hostlist.fold(["gpu-a", "gpu-b"]) == "gpu-a,gpu-b"
+    assert hostlist.fold(["n10", "n9"]) == "n[10,9]"  # unpadded: 10 then 9 stay one group
+    assert hostlist.fold(["n10", "n09"]) == "n10,n09"  # padding differs: two groups
+    assert hostlist.fold(["n08", "n9"]) == "n08,n9"
+    assert hostlist.fold(["n0", "n1"]) == "n[0-1]"

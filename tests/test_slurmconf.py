@@ -102,3 +102,13 @@ def test_bad_nodename_hostlist_names_line_and_fragment():
     with pytest.raises(ConfigError) as exc:
         slurmconf.parse("GresTypes=gpu\nNodeName=n[1-\n", "slurm.conf")
     assert str(exc.value) == "slurm.conf:2: NodeName=: unbalanced '[' in hostlist (in 'n[1-')"
+
+
+def test_include_keyword_any_case_and_file_names_with_spaces(tmp_path):
+    (tmp_path / "my nodes.conf").write_text("NodeName=n1 Gres=gpu:a100:1\n")
+    (tmp_path / "slurm.conf").write_text("INCLUDE my nodes.conf\n")
+    conf = slurmconf.load(str(tmp_path / "slurm.conf"))
+    assert conf.node_gres("n1") == (conf.node_gres("n1")[0], "my nodes.conf:1")
+    assert [(s.type, s.count) for s in conf.node_gres("n1")[0]] == [("a100", 1)]
+    (tmp_path / "abs.conf").write_text(f"include {tmp_path / 'my nodes.conf'}\n")
+    assert slurmconf.load(str(tmp_path / "abs.conf")).node_keys("n1") == {"gres": "gpu:a100:1"}

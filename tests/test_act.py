@@ -296,3 +296,49 @@ def test_metrics_count_devices_by_the_sites_own_type_names(tmp_path):
     assert r.code == 0, r.err
     text = (tmp_path / "m.prom").read_text()
     assert 'migsync_devices{node="h200-01",type="nvidia_h200_1c.3g.71gb"} 3' in text
+
+
+# What the log says for each decision (the one line an admin reads to learn why migsync did
+# or did not touch the node), and the reason a drain sets: by hand, per NHC's etiquette.
+@pytest.mark.parametrize("states,reason,problem,kw,action,words", [
+    ("DOWN", "", "migsync: x", {}, "none", ["node is DOWN: left alone"]),
+    ("DOWN+DRAIN", "", None, {}, "none", ["node is DOWN+DRAIN: left alone"]),
+    ("IDLE", "", "migsync: x", {"drain": False}, "none", ["mismatch", "(drain = false)"]),
+    ("IDLE+DRAIN", "admin: PSU", "migsync: x", {}, "none",
+     ["already drained by someone else", "'admin: PSU'"]),
+    ("IDLE+DRAIN", "migsync: x", "migsync: x", {}, "none",
+     ["already drained by migsync for the same findings"]),
+    ("IDLE+DRAIN", "migsync: old", "migsync: new", {}, "drain",
+     ["findings changed: updating migsync's reason"]),
+    ("MIXED", "", "migsync: new", {}, "drain", ["draining"]),
+    ("IDLE+DRAIN", "migsync: x", None, {"resume": False}, "none",
+     ["consistent again, but resume = false: left drained"]),
+    ("IDLE+DRAIN+INVALID_REG", "migsync: x", None, {}, "none",
+     ["INVALID_REG", "(fix slurm.conf Gres= and restart slurmd)"]),
+    ("IDLE+DRAIN", "migsync: x", None, {}, "resume",
+     ["consistent again: resuming the node migsync drained"]),
+    ("IDLE+DRAIN", "admin: PSU", None, {}, "none",
+     ["node drained by someone else", "'admin: PSU'", "not resumed"]),
+    ("IDLE", "", None, {}, "none", ["consistent"]),
+])
+def test_decide_explains_itself_and_drains_with_the_problem(states, reason, problem, kw, action,
+                                                            words):
+    d = act.decide(st(states, reason), problem, P, **kw)
+    assert d.action == action
+    for w in words:
+        assert w in d.why, (w, d.why)
+    assert d.reason == (problem if action == "drain" else "")
+
+
+def test_reason_text_exactly():
+    f = [Finding("type-mismatch", 'gres.conf:2: Type="1g" does not match\\nsecond line',
+                 "bad Type 1g", "gres.conf:2")]
+    assert act.reason_for_findings(P, f) == \
+        "migsync: bad Type 1g [type-mismatch] gres.conf:2: Type='1g' does not match\\nsecond line"
+    f = [Finding("future-id", "m1", "s1"), Finding("stale-cap", "m2", "s2")]
+    assert act.reason_for_findings(P, f) == "migsync: s2 +1 [stale-cap] m2"  # unknown ids rank last
+    assert act.reason_for_findings(P, [Finding("x", "y " * 300, "z")]) == \
+        ("migsync: z [x] " + "y " * 300)[:act.MAX_REASON]
+    assert act.reason_for_discovery(P, 'NVML: "init" failed\n  twice') == \
+        "migsync: no GPU info [discovery] NVML: 'init' failed twice"
+    assert act.summary([Finding("a", "m1", "s"), Finding("b", "m2", "s")]) == "a: m1; b: m2"

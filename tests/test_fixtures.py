@@ -206,3 +206,11 @@ def test_lost_and_reset_needing_gpus_are_gpu_lost_not_mig_off(tmp_path, backend)
     inv = inventory("lost-gpu", backend)
     assert [(g.minor, bool(g.lost)) for g in inv.gpus] == [(0, False), (1, True), (2, True)]
     assert [m.ci_cap for m in inv.migs] == [13, 148, 283]
+
+
+def test_untyped_site_and_an_unlisted_instance_count_as_one_plain_gpu_total(tmp_path):
+    """Every device configured without Type except the instance the backend does not list:
+    the suggested Gres= is one untyped total, gpu:7 (2 + 1 + 3 + 1 devices)."""
+    untyped = "\n".join(ln.replace(ln.split()[2] + " ", "") for ln in SXM_GRES.splitlines()[:-1])
+    r = sxm_check(tmp_path, untyped + "\n")
+    assert r.json()["suggested"]["slurm_conf"] == "NodeName=g-sxm Gres=gpu:7"

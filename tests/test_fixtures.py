@@ -214,3 +214,41 @@ def test_untyped_site_and_an_unlisted_instance_count_as_one_plain_gpu_total(tmp_
     untyped = "\n".join(ln.replace(ln.split()[2] + " ", "") for ln in SXM_GRES.splitlines()[:-1])
     r = sxm_check(tmp_path, untyped + "\n")
     assert r.json()["suggested"]["slurm_conf"] == "NodeName=g-sxm Gres=gpu:7"
+
+
+# ---- cap numbers come from the files, never from the observed formula
+
+SEED_CI_CAPS = [337, 346, 355, 364, 373, 382, 391, 472, 481, 490, 508, 517, 526, 535]
+
+
+def _copy_seed(tmp_path):
+    import shutil
+    d = tmp_path / "seed"
+    shutil.copytree(node("seed"), d, symlinks=True)
+    return d
+
+
+def test_cap_numbers_are_read_from_mig_minors_and_the_capability_files(tmp_path):
+    """A driver whose table is numbered differently (every cap + 1000): migsync follows it."""
+    d = _copy_seed(tmp_path)
+    mm = d / "root/proc/driver/nvidia-caps/mig-minors"
+    mm.write_text("".join(f"{name} {int(n) + 1000 if name.startswith('gpu') else n}\n"
+                          for name, n in (ln.split() for ln in mm.read_text().splitlines())))
+    for access in (d / "root/proc/driver/nvidia/capabilities").rglob("gi*/**/access"):
+        text = access.read_text()
+        n = int(text.split("DeviceFileMinor: ")[1].split()[0])
+        access.write_text(text.replace(f"DeviceFileMinor: {n}\n", f"DeviceFileMinor: {n + 1000}\n"))
+    inv = discovery.discover(str(d / "root"), "nvidia-smi", str(d / "nvidia-smi"))
+    assert [m.ci_cap for m in inv.migs] == [c + 1000 for c in SEED_CI_CAPS]
+    assert inv.migs[0].files == ("/dev/nvidia2", "/dev/nvidia-caps/nvidia-cap1336",
+                                 "/dev/nvidia-caps/nvidia-cap1337")
+
+
+def test_a_short_mig_minors_falls_back_to_the_capability_files(tmp_path):
+    d = _copy_seed(tmp_path)
+    mm = d / "root/proc/driver/nvidia-caps/mig-minors"
+    mm.write_text("".join(ln + "\n" for ln in mm.read_text().splitlines()
+                          if not ln.startswith("gpu3/")))
+    inv = discovery.discover(str(d / "root"), "nvidia-smi", str(d / "nvidia-smi"))
+    assert [m.ci_cap for m in inv.migs] == SEED_CI_CAPS
+    assert [m.gi_cap for m in inv.migs if m.parent_minor == 3] == [471, 480, 489, 507, 516, 525, 534]

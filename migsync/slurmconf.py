@@ -40,17 +40,18 @@ class SlurmConf:
         value = self.params.get("grestypes", "")
         return [t.strip().lower() for t in value.split(",") if t.strip()]
 
-    def _node_record(self, node: str) -> Optional[Tuple[Dict[str, str], Dict[str, str]]]:
-        """The keys slurmctld applies to ``node`` and the 'file:line' each came from, or None.
+    def _node_record(self, node: str) -> Optional[Tuple[Dict[str, str],
+                                                         Dict[str, Tuple[str, int]]]]:
+        """The keys slurmctld applies to ``node`` and the (file, line) each came from, or None.
         slurm.conf(5): a NodeName=DEFAULT line applies to the node lines AFTER it (each one
         adds to or replaces earlier defaults)."""
         defaults: Dict[str, str] = {}
-        default_src: Dict[str, str] = {}
+        default_src: Dict[str, Tuple[str, int]] = {}
         merged: Dict[str, str] = {}
-        src: Dict[str, str] = {}
+        src: Dict[str, Tuple[str, int]] = {}
         found = False
         for nl in self.node_lines:
-            here = f"{os.path.basename(nl.path)}:{nl.lineno}"
+            here = (nl.path, nl.lineno)
             if nl.nodes.lower() == "default":
                 defaults.update(nl.keys)
                 default_src.update(dict.fromkeys(nl.keys, here))
@@ -73,8 +74,13 @@ class SlurmConf:
         if record is None:
             return None
         keys, src = record
-        where = src.get("gres", self.path)
-        return parse_gres(keys.get("gres", ""), where), where
+        path, lineno = src.get("gres", (self.path, None))
+        where = f"{os.path.basename(path)}:{lineno}" if lineno else self.path  # short, for findings
+        try:
+            return parse_gres(keys.get("gres", ""), where), where
+        except ConfigError as exc:  # errors name the file as given, like every other error
+            raise ConfigError(exc.message, path=path, line=lineno,
+                              fragment=exc.fragment) from None
 
 
 def parse_gres(value: str, where: str = "Gres") -> List[GresSpec]:
@@ -112,7 +118,12 @@ def parse(text: str, path: str, _depth: int = 0) -> SlurmConf:
             target = head[1].strip()
             if not os.path.isabs(target):
                 target = os.path.join(os.path.dirname(path), target)
-            sub = parse(read_text(target), target, _depth + 1)
+            try:
+                text = read_text(target)
+            except ConfigError as exc:  # name the including line too
+                raise ConfigError(f"Include {target}: {exc.message}", path=path,
+                                  line=line.lineno, fragment=line.text) from None
+            sub = parse(text, target, _depth + 1)
             conf.params.update(sub.params)
             conf.node_lines.extend(sub.node_lines)
             continue

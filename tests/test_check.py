@@ -196,7 +196,7 @@ def test_ignore_setting_drops_a_finding_id():
 # Written by hand from the README's "What check finds" table: most urgent first, and a drain
 # reason names the first (sinfo -R shows 20 characters of it).
 URGENCY = ["missing-file", "stale-cap", "gpu-lost", "whole-gpu-mig-on", "mig-no-instances",
-           "unconfigured-device", "type-mismatch", "gres-count-mismatch", "duplicate-device",
+           "autodetect-unavailable", "autodetect-no-mig", "unconfigured-device", "type-mismatch", "gres-count-mismatch", "duplicate-device",
            "incomplete-device", "unknown-device", "gres-name-case", "mig-pending",
            "backend-disagrees"]
 

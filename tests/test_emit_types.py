@@ -25,7 +25,7 @@ def emit_file_style(tmp_path, gres_text, name="seed", nvml=None):
         r = run_cli("emit", "--json", "--style", "file",
                     *smi_args(name, tmp_path / "gres.conf", nodename="c51-g002"))
     assert r.code == 0, r.err
-    return r.json()
+    return r.json()["suggested"]
 
 
 def test_a_new_device_gets_the_sites_type_not_the_default(tmp_path):

@@ -1,7 +1,7 @@
 """The recorded nodes look like real ones, and migsync reads them right.
 
 Expected values here are written by hand from NVIDIA's and Slurm's documented formats
-(../shared/reference/mig-devices.md, published nvidia-smi output), never computed by migsync
+(NVIDIA's MIG User Guide and published nvidia-smi output, slurm.conf(5)/gres.conf(5)), never computed by migsync
 or by the fixture generator: caps by hand from the mig-minors table, Types by Slurm's rule.
 """
 import os
@@ -252,3 +252,14 @@ def test_a_short_mig_minors_falls_back_to_the_capability_files(tmp_path):
     inv = discovery.discover(str(d / "root"), "nvidia-smi", str(d / "nvidia-smi"))
     assert [m.ci_cap for m in inv.migs] == SEED_CI_CAPS
     assert [m.gi_cap for m in inv.migs if m.parent_minor == 3] == [471, 480, 489, 507, 516, 525, 534]
+
+
+def test_instances_of_lost_gpus_are_not_reported_unconfigured(tmp_path):
+    """gpu1 and gpu2 cannot be read: gpu-lost says so once each; their instances (still in
+    procfs) are not also 'unconfigured' when gres.conf leaves them out."""
+    (tmp_path / "gres.conf").write_text(LOST_GRES.splitlines()[0] + "\n")
+    d = node("lost-gpu")
+    r = run_cli("check", "--json", "--root", os.path.join(d, "root"), "--gres-conf",
+                tmp_path / "gres.conf", "--node", "g-lost", "--backend", "nvidia-smi",
+                "--nvidia-smi", os.path.join(d, "nvidia-smi"))
+    assert [f["id"] for f in r.json()["findings"]] == ["gpu-lost", "gpu-lost"]

@@ -76,6 +76,11 @@ def search_root():
     return pathlib.Path(os.environ[SEARCH_ROOT_ENV])
 
 
+def search_root_env():
+    """Just $MIGSYNC_SEARCH_ROOT, for subprocesses that mimic slurmd's bare environment."""
+    return {k: os.environ[k] for k in (SEARCH_ROOT_ENV,) if k in os.environ}
+
+
 def hermetic_env(**extra):
     """An environment for a subprocess that must not see the caller's, but must stay hermetic."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}

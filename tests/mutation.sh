@@ -5,8 +5,8 @@
 #   tests/mutation.sh                 # every core module, one after the other
 #   tests/mutation.sh hostlist emit   # only these (names as in CORE below)
 #
-# Each module runs in its own scratch copy of the checkout (tracked and untracked-but-not-
-# ignored files, so uncommitted edits count), with mutmut told to mutate only that file and
+# Each module runs in its own scratch copy of the checkout (the files git tracks, as they are in the
+# work tree: `git add` a new test file first), with mutmut told to mutate only that file and
 # to select tests with `-m "not slurm"` (the real-Slurm tests are minutes each and are not
 # needed to kill mutants of pure code). Results: mutation-report/<module>.txt (every mutant
 # and its status) and a summary line per module in mutation-report/summary.txt.
@@ -29,7 +29,7 @@ for mod in "${mods[@]}"; do
     [ -f "$file" ] || { echo "mutation.sh: no such module: $file" >&2; exit 2; }
     work=$(mktemp -d /tmp/migsync-mutation.XXXXXX)
     chmod 755 "$work"  # one test runs migsync as nobody from the copy
-    git ls-files -z -c -o --exclude-standard | (cd "$ROOT" && xargs -0 cp --parents -t "$work" 2>/dev/null || true)
+    git ls-files -z -c | (cd "$ROOT" && xargs -0 cp --parents -t "$work" 2>/dev/null || true)
     cat >> "$work/pyproject.toml" <<TOML
 
 [tool.mutmut]

@@ -228,6 +228,8 @@ def test_json_errors_are_json_on_stdout_too(tmp_path):
         assert doc["status"] == {2: "config_error", 3: "discovery_failed"}[code]
     r = run_cli("check", "--json", "--gres-conf", bad, *smi_args("seed"))
     assert r.json()["error"] == f"{bad}:1: unknown key 'Flie' (in 'Flie=x')"
+    r = run_cli("check", "--json", "--backend", "cuda")  # a usage error, from argparse
+    assert r.code == 2 and r.json()["status"] == "config_error" and "cuda" in r.err
 
 
 def test_merge_still_reads_version_1_reports_with_mig_pending(tmp_path):

@@ -7,14 +7,17 @@ import time
 
 import pytest
 
-from conftest import node
+from conftest import hermetic_env, node
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(REPO, "migsync", "sample", "seed-node")
-# SLURM_CONF: an explicit slurm.conf, since another checkout's configless test may own
-# /run/slurm/conf while this runs
-ENV = {"PYTHONPATH": REPO, "MIGSYNC_CONFIG": os.devnull, "PATH": "/usr/bin:/bin",
-       "SLURM_CONF": os.path.join(SAMPLE, "slurm.conf")}
+
+
+def env():
+    # SLURM_CONF: an explicit slurm.conf, since another checkout's configless test may own
+    # /run/slurm/conf while this runs
+    return hermetic_env(PYTHONPATH=REPO, MIGSYNC_CONFIG=os.devnull, PATH="/usr/bin:/bin",
+                        SLURM_CONF=os.path.join(SAMPLE, "slurm.conf"))
 
 
 def script(path, body):
@@ -60,14 +63,14 @@ def fakes(tmp_path):
 
 def test_two_runs_at_once_the_second_waits_then_exits_4_without_acting(tmp_path, fakes):
     scontrol, hang, log = fakes
-    first = subprocess.Popen(hc_argv(tmp_path, hang, scontrol, "--timeout", "8"), env=ENV,
+    first = subprocess.Popen(hc_argv(tmp_path, hang, scontrol, "--timeout", "8"), env=env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: (tmp_path / "smi.pids").exists()), "first run never started"
         t = time.monotonic()
         second = subprocess.run(hc_argv(tmp_path, os.path.join(node("seed"), "nvidia-smi"),
                                         scontrol, "--lock-wait", "0.5"),
-                                env=ENV, capture_output=True, text=True, timeout=60)
+                                env=env(), capture_output=True, text=True, timeout=60)
         assert second.returncode == 4, second.stderr
         assert "another migsync run (pid" in second.stderr
         assert time.monotonic() - t < 30
@@ -82,7 +85,7 @@ def test_sigterm_mid_run_leaves_no_partial_state_and_kills_the_child(tmp_path, f
     prom_dir = tmp_path / "prom"
     prom_dir.mkdir()
     (prom_dir / "migsync.prom").write_text("# from the last run\n")
-    proc = subprocess.Popen(hc_argv(tmp_path, hang, scontrol, "--timeout", "60"), env=ENV,
+    proc = subprocess.Popen(hc_argv(tmp_path, hang, scontrol, "--timeout", "60"), env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert wait_for(lambda: (tmp_path / "smi.pids").exists())
     child = int((tmp_path / "smi.pids").read_text().split()[0])
@@ -102,7 +105,7 @@ def test_run_never_exceeds_its_deadline_when_every_command_hangs(tmp_path):
     hang = script(tmp_path / "nvidia-smi", "exec sleep 300")
     t = time.monotonic()
     r = subprocess.run(hc_argv(tmp_path, hang, scontrol, "--timeout", "120", "--deadline", "4"),
-                       env=ENV, capture_output=True, text=True, timeout=120)
+                       env=env(), capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - t
     assert r.returncode == 5, r.stderr  # discovery timed out, then scontrol did too
     assert "timed out" in r.stderr
@@ -125,7 +128,7 @@ def test_prolog_path_never_imports_pynvml_or_starts_nvidia_smi(tmp_path, fakes):
         "bad = [m for m in sys.modules if m.startswith(('pynvml', 'migsync.backends'))]\n"
         "assert not bad, bad\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
 
@@ -146,8 +149,8 @@ def prolog_hook(tmp_path, state, seed="seed-lost", *extra, env=None):
             "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
             "--lock-file", str(state / "lock"), "--cache-file", str(state / "state.json"),
             "--slurm-backend", "scontrol", "--scontrol", str(s), *extra]
-    e = {"SLURMD_NODENAME": "c51-g002", "MIGSYNC_CONFIG": os.devnull,
-         "SLURM_CONF": os.path.join(SAMPLE, "slurm.conf")}
+    e = hermetic_env(SLURMD_NODENAME="c51-g002", MIGSYNC_CONFIG=os.devnull,
+                     SLURM_CONF=os.path.join(SAMPLE, "slurm.conf"))
     e.update(env or {})
     return subprocess.run([HOOK, *args], env=e, capture_output=True, text=True, timeout=60,
                           cwd="/")
@@ -166,7 +169,7 @@ def good_cache(tmp_path, state):
                            "--lock-file", str(state / "lock"), "--cache-file",
                            str(state / "state.json"), "--slurm-backend", "scontrol",
                            "--scontrol", str(tmp_path / "scontrol")],
-                          env=ENV, capture_output=True, text=True, timeout=60)
+                          env=env(), capture_output=True, text=True, timeout=60)
     assert code.returncode == 0, code.stderr
     return state / "state.json"
 
@@ -306,7 +309,7 @@ def test_check_honours_its_deadline_when_nvidia_smi_hangs(tmp_path):
                         "--nvidia-smi", hang, "--root", os.path.join(node("seed"), "root"),
                         "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
                         "--timeout", "100", "--deadline", "2"],
-                       env=ENV, capture_output=True, text=True, timeout=120)
+                       env=env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 3 and "timed out" in r.stderr, r.stderr
     assert time.monotonic() - t < 2 + 10, "ran past its deadline"  # 10 s: interpreter start
 
@@ -321,19 +324,19 @@ CHECK = [sys.executable, "-m", "migsync", "check", "--backend", "nvidia-smi", "-
                                  CHECK[:3] + ["discover"] + CHECK[4:10]])
 def test_output_errors_are_errors(tmp_path, how, cmd):
     if how == "closed":
-        r = subprocess.run(cmd, env=ENV, stdout=None, stderr=subprocess.PIPE, text=True,
+        r = subprocess.run(cmd, env=env(), stdout=None, stderr=subprocess.PIPE, text=True,
                            timeout=60, pass_fds=(), close_fds=True,
                            preexec_fn=lambda: os.close(1))
         err, code = r.stderr, r.returncode
     elif how == "dev-full":
         with open("/dev/full", "w") as full:
-            r = subprocess.run(cmd, env=ENV, stdout=full, stderr=subprocess.PIPE, text=True,
+            r = subprocess.run(cmd, env=env(), stdout=full, stderr=subprocess.PIPE, text=True,
                                timeout=60)
         err, code = r.stderr, r.returncode
     else:
         read_end, write_end = os.pipe()
         os.close(read_end)  # nobody will ever read: the first write gets EPIPE
-        r = subprocess.run(cmd, env=ENV, stdout=write_end, stderr=subprocess.PIPE, text=True,
+        r = subprocess.run(cmd, env=env(), stdout=write_end, stderr=subprocess.PIPE, text=True,
                            timeout=60)
         os.close(write_end)
         err, code = r.stderr, r.returncode

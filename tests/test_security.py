@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import node, run_cli
+from conftest import hermetic_env, node, run_cli
 from migsync import fsutil, state
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,8 +42,8 @@ def open_up(path):
 
 def migsync(*args, env=None, timeout=60):
     """migsync as root, in a process of its own, as slurmd would start it."""
-    e = {"PYTHONPATH": REPO, "MIGSYNC_CONFIG": os.devnull, "PATH": "/usr/bin:/bin",
-         "SLURM_CONF": os.path.join(SAMPLE, "slurm.conf")}  # not the machine's /run/slurm/conf
+    e = hermetic_env(PYTHONPATH=REPO, MIGSYNC_CONFIG=os.devnull, PATH="/usr/bin:/bin",
+                     SLURM_CONF=os.path.join(SAMPLE, "slurm.conf"))  # not the machine's /run/slurm
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "migsync", *map(str, args)], env=e, cwd="/",
                           capture_output=True, text=True, timeout=timeout)

@@ -22,7 +22,7 @@ _BUS_IN_ERR = re.compile(r"([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9
 # [GPU requires reset], [GPU is lost], [Insufficient Permissions], [Not Supported] ...
 _ERROR_FIELD = re.compile(r"^\[.*\]$")
 _NOT_SUPPORTED = ("[n/a]", "[not supported]")  # in mig.mode.*: this GPU has no MIG
-_UUID = re.compile(r"^GPU-[0-9a-fA-F-]{8,}$")
+_UUID = re.compile(r"^GPU-[0-9A-Za-z-]+$")
 _BUS = re.compile(r"^[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]$")
 _PROFILE = re.compile(r"^(\d+c\.)?\d+g\.\d+gb([+-][a-z0-9.]+)*$", re.I)
 
@@ -39,11 +39,12 @@ def _mode(text: str) -> Optional[bool]:
 
 
 def parse_query_gpu(text: str) -> List[BGpu]:
-    """Rows of --query-gpu. A row whose identity fields (index, bus id, UUID, name) or MIG
-    mode read as an error is a lost GPU, never a GPU named after the error text. Rows that
-    are cut short, repeated, or that contradict each other are a discovery failure."""
+    """Rows of --query-gpu, in nvidia-smi's order. A row whose identity fields (index, bus
+    id, UUID, name) or MIG mode read as an error is a lost GPU, and keeps only the fields that
+    are not error text: no GPU is named after an error. Rows that are malformed, repeated, or
+    that contradict each other are a discovery failure."""
     gpus: List[BGpu] = []
-    lost: List[BGpu] = []
+    unreadable: List[BGpu] = []  # "Unable to determine the device handle ..." lines: last
     seen = {"index": set(), "bus": set(), "uuid": set()}
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -52,8 +53,8 @@ def parse_query_gpu(text: str) -> List[BGpu]:
         if len(cols) != 6:
             m = _BUS_IN_ERR.search(line)
             if m and ("lost" in line.lower() or "unable" in line.lower()):
-                lost.append(BGpu(-1, None, normalise_bus_id(m.group(1)),
-                                 lost="nvidia-smi: GPU is lost or unreadable"))
+                unreadable.append(BGpu(-1, None, normalise_bus_id(m.group(1)),
+                                       lost="nvidia-smi: GPU is lost or unreadable"))
                 continue
             raise DiscoveryError(f"nvidia-smi --query-gpu: unexpected line {lineno}: {line[:80]!r}")
         index, bus, uuid, name, cur, pend = cols
@@ -62,28 +63,31 @@ def parse_query_gpu(text: str) -> List[BGpu]:
             modes = (_mode(cur), _mode(pend))
         except ValueError as exc:
             if not _ERROR_FIELD.match(str(exc)):
-                raise DiscoveryError(f"nvidia-smi --query-gpu: line {lineno}: MIG mode "
-                                     f"{str(exc)[:30]!r} is not Enabled, Disabled or [N/A]") from None
+                raise DiscoveryError(f"nvidia-smi --query-gpu: unexpected line {lineno}: "
+                                     f"{line[:80]!r}") from None
             bad.append(str(exc))
             modes = (None, None)
-        if bad:
-            why = f"nvidia-smi reads {bad[0][:40]}"
-            lost.append(BGpu(int(index) if index.isdigit() else -1, None,
-                             normalise_bus_id(bus) if _BUS.match(bus) else None, lost=why))
-            continue
-        if not index.isdigit() or not _BUS.match(bus) or not _UUID.match(uuid) or not name:
-            raise DiscoveryError(f"nvidia-smi --query-gpu: line {lineno} is not index, bus id, "
-                                 f"UUID, name, modes: {line[:80]!r}")
-        gpu = BGpu(int(index), None, normalise_bus_id(bus), uuid, name, *modes)
-        for what, value in (("index", gpu.index), ("bus", gpu.bus_id), ("uuid", uuid)):
+        ok = {c: not _ERROR_FIELD.match(c) for c in (index, bus, uuid, name)}
+        if (ok[index] and not index.isdigit()) or (ok[bus] and not _BUS.match(bus)) or \
+                (ok[uuid] and not _UUID.match(uuid)) or not name:
+            raise DiscoveryError(f"nvidia-smi --query-gpu: unexpected line {lineno}: {line[:80]!r}")
+        gpu = BGpu(int(index) if ok[index] else -1, None,
+                   normalise_bus_id(bus) if ok[bus] else None, uuid if ok[uuid] else None,
+                   name if ok[name] else None, *modes,
+                   lost=f"nvidia-smi: {bad[0][:40]}" if bad else None)
+        for what, value in (("index", gpu.index), ("bus", gpu.bus_id), ("uuid", gpu.uuid)):
+            if value is None or value == -1:
+                continue
             if value in seen[what]:
                 raise DiscoveryError(f"nvidia-smi --query-gpu: {what} {value} is listed twice")
             seen[what].add(value)
         gpus.append(gpu)
-    for g in lost:
-        if g.bus_id is not None and g.bus_id in seen["bus"]:
-            raise DiscoveryError(f"nvidia-smi --query-gpu: GPU {g.bus_id} is both read and lost")
-    return gpus + lost
+    gpus += unreadable
+    lost_buses = [g.bus_id for g in gpus if g.index == -1 and g.bus_id]
+    for bus in lost_buses:
+        if lost_buses.count(bus) > 1 or any(g.bus_id == bus and g.index != -1 for g in gpus):
+            raise DiscoveryError(f"nvidia-smi --query-gpu: GPU {bus} is listed twice")
+    return gpus
 
 
 def parse_lci(text: str) -> List[BMig]:

@@ -31,7 +31,8 @@ FLAG_KEYS = {"backend": "backend", "nvidia_smi": "nvidia_smi", "root": "root",
              "scontrol": "scontrol", "prom_file": "prom_file", "lock_file": "lock_file",
              "lock_wait": "lock_wait", "cache_file": "cache_file", "drain_flag": "drain",
              "resume_flag": "resume", "discovery_drain": "drain_on_discovery_failure",
-             "syslog_flag": "syslog", "prestart_block": "prestart_block"}
+             "syslog_flag": "syslog", "prestart_block": "prestart_block",
+             "slurm_version": "slurm_version"}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -43,6 +44,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="gres.conf to check (default: beside slurm.conf; $SLURM_CONF's "
                         "directory, /run/slurm/conf (configless), /etc/slurm)")
     g.add_argument("--slurm-conf", metavar="FILE", help="slurm.conf (same search order)")
+    g.add_argument("--slurm-version", metavar="X.Y",
+                   help="read gres.conf with this Slurm release's rules (default: the "
+                        "installed slurmd's, from `slurmd -V` or the package)")
     g.add_argument("--root", metavar="DIR",
                    help="read /proc and /dev under DIR (a captured node, tests, demos); "
                         "paths in gres.conf stay real absolute paths")

@@ -98,7 +98,7 @@ def test_mig_on_with_no_instances_and_pending_mode():
 
 def test_device_configured_twice(tmp_path):
     r, doc = check("seven-g", "NodeName=g-7g Name=gpu Type=7g.80gb File=/dev/nvidia-caps/nvidia-cap4\n"
-                   "NodeName=g-7g Name=gpu MultipleFiles=/dev/nvidia0,/dev/nvidia-caps/nvidia-cap3,/dev/nvidia-caps/nvidia-cap4\n",
+                   "NodeName=g-7g Name=gpu Type=7g.80gb MultipleFiles=/dev/nvidia0,/dev/nvidia-caps/nvidia-cap3,/dev/nvidia-caps/nvidia-cap4\n",
                    tmp_path, nodename="g-7g")
     assert ids(doc) == ["duplicate-device"]
     assert "already configured at gres.conf:1" in doc["findings"][0]["message"]
@@ -152,7 +152,7 @@ def test_multiple_files_missing_its_gi_cap_is_incomplete(tmp_path):
 
 
 def test_unknown_device_path(tmp_path):
-    r, doc = check("seven-g", "NodeName=g-7g Name=gpu File=/dev/nvidia-uvm\n"
+    r, doc = check("seven-g", "NodeName=g-7g Name=gpu Type=7g File=/dev/nvidia-uvm\n"
                    "NodeName=g-7g Name=gpu Type=7g File=/dev/nvidia-caps/nvidia-cap4\n",
                    tmp_path, nodename="g-7g")
     assert ids(doc) == ["unknown-device"]
@@ -200,3 +200,16 @@ def test_upper_case_gres_name_registers_nothing(tmp_path):
     r, doc = check("seven-g", "NodeName=g-7g Name=GPU Type=7g.80gb File=/dev/nvidia-caps/nvidia-cap4\n",
                    tmp_path, nodename="g-7g")
     assert ids(doc) == ["gres-name-case", "unconfigured-device"]
+
+
+def test_slurmd_fatal_carries_slurmds_own_error_text(tmp_path):
+    """Lines of one name, some with Type= and some without: slurmd 22.05-26.05 exits with
+    this text (recorded: tests/data/gres-corpus/30-mixed-type.slurmd.json)."""
+    r, doc = check("seven-g", "NodeName=g-7g Name=gpu Type=7g.80gb MultipleFiles=/dev/nvidia0,"
+                   "/dev/nvidia-caps/nvidia-cap3,/dev/nvidia-caps/nvidia-cap4\n"
+                   "NodeName=g-7g Name=gpu File=/dev/nvidia1\n", tmp_path, nodename="g-7g")
+    assert r.code == 1
+    f = doc["findings"][0]
+    assert f["id"] == "slurmd-fatal" and f["source"] == "gres.conf:2"
+    assert ('gres.conf for gpu, some records have "Type=" specification while others do not'
+            in f["message"])

@@ -1,241 +1,450 @@
 #!/usr/bin/env python3
-"""migsync benchmarks: each figure is a ratio against a baseline measured in the same run.
+"""migsync benchmarks: a clean install, timed as users and Slurm run it, against baselines of
+the same interpreter measured in the same run.
 
-    python3 bench/run.py [--runs N] [--quick]
+    python3 bench/run.py [--runs N] [--quick] [--worktree] [--python PY] [--keep]
 
-Whole processes are timed after a warm-up; medians are reported. Targets (issue 5):
-Prolog fast path <= 2x `python3 -c pass`; full check (nvidia-smi backend, cat-style fakes)
-<= 3x `python3 -c pass` and no slower than the seed's shell recipe; 10,000-node gres.conf adds
-<= 150 ms; hostlist membership in microseconds; peak RSS <= 40 MB; merge of 10,000 reports
-reported against a json.load loop.
+What it does, so that the figures can be trusted:
+- exports the repository (`git archive HEAD`, or with --worktree the working tree's tracked
+  and unignored files) into a temporary directory and installs that, non-editable, into a
+  fresh venv of PY (default: this interpreter). A stale build/ or a source tree on sys.path
+  cannot leak in: every command runs from / with no PYTHONPATH.
+- refuses to run when the venv's `site` imports anything beyond the standard library (a
+  `.pth` file that imports certifi, say, adds 20-30 ms to every start and hides real costs).
+  setuptools is removed from the venv after the install: its distutils-precedence.pth imports
+  `_distutils_hack` at every start.
+- times whole processes: every command of a group once per round, rounds interleaved, after
+  two warm-up rounds; the median of N rounds (>= 11) is reported, each ratio next to the
+  absolute times of both sides. A command's baseline is the venv's own interpreter with the
+  flags its entry point uses (`python -c pass` for the console script, `python -I -c pass`
+  for a hook whose shebang says `-I`).
+- prints PASS/FAIL per target (issue 11). Targets are not negotiable here: a FAIL is a FAIL.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
-import timeit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
-
-import fakenode  # noqa: E402
-from migsync import hostlist  # noqa: E402
-
-PY = sys.executable
-# No MIGSYNC_CONFIG: the default /etc/migsync/migsync.toml is read if this machine has one.
-ENV = {"PATH": "/usr/bin:/bin", "PYTHONPATH": REPO, "LC_ALL": "C"}
 RESULTS = []
+NODE = "g-big"
 
 
-def run_once(argv, env=None):
-    """Wall time and peak RSS (KiB) of one child process."""
-    t = time.perf_counter()
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         env=env or ENV, cwd="/")
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - t, ru.ru_maxrss, p.returncode
-
-
-def median_time(argv, runs, env=None, shell=False):
-    if shell:
-        argv = ["/bin/sh", "-c", argv]
-    for _ in range(2):
-        run_once(argv, env)  # warm-up: page cache, pyc files
-    times, rss, codes = [], [], set()
-    for _ in range(runs):
-        t, r, c = run_once(argv, env)
-        times.append(t)
-        rss.append(r)
-        codes.add(c)
-    return statistics.median(times), max(rss), codes
+def say(text=""):
+    print(text, flush=True)
 
 
 def target(name, measured, limit, unit="x", detail=""):
     ok = measured <= limit
-    RESULTS.append((name, measured, limit, unit, ok, detail))
-    print(f"{'PASS' if ok else 'FAIL'}  {name}: {measured:.3g}{unit} (target <= {limit:g}{unit})"
-          + (f"  [{detail}]" if detail else ""), flush=True)
+    RESULTS.append((name, ok))
+    say(f"{'PASS' if ok else 'FAIL'}  {name}: {measured:.3g}{unit} (target <= {limit:g}{unit})"
+        + (f"  [{detail}]" if detail else ""))
 
 
 def info(name, text):
-    RESULTS.append((name, None, None, "", None, text))
-    print(f"INFO  {name}: {text}", flush=True)
+    say(f"INFO  {name}: {text}")
 
 
-def write_big_node(tmp):
-    d = os.path.join(tmp, "big")
-    fakenode.write_node(fakenode.big_node(8, "g-big"), d)
-    return d
+# ---------------------------------------------------------------- a clean install
+
+def export(repo, dest, worktree):
+    """The tree to install: HEAD, or the working tree's tracked and unignored files."""
+    head = subprocess.run(["git", "-C", repo, "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    if not worktree:
+        tar = subprocess.run(["git", "-C", repo, "archive", "--format=tar", "HEAD"],
+                             capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+            tf.extractall(dest)
+        return f"commit {head} (git archive HEAD)"
+    names = subprocess.run(["git", "-C", repo, "ls-files", "-z", "-co", "--exclude-standard"],
+                           capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, (n.decode() for n in names)):
+        src = os.path.join(repo, name)
+        if not os.path.lexists(src):
+            continue  # deleted in the working tree
+        os.makedirs(os.path.dirname(os.path.join(dest, name)) or dest, exist_ok=True)
+        shutil.copy2(src, os.path.join(dest, name), follow_symlinks=False)
+    dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    return f"working tree of {head}" + (" with uncommitted changes" if dirty else "")
 
 
-def gres_for(node_dir, node="g-big", style="multiple-files"):
-    out = subprocess.run([PY, "-m", "migsync", "emit", "--style", style, "--backend", "nvidia-smi",
-                          "--nvidia-smi", os.path.join(node_dir, "nvidia-smi"), "--root",
-                          os.path.join(node_dir, "root"), "--gres-conf", os.devnull, "--node", node],
-                         capture_output=True, text=True, env=ENV, check=False).stdout
-    return [ln for ln in out.splitlines() if ln.startswith("NodeName=") and "Name=gpu" in ln]
+def make_venv(python, src, dest):
+    subprocess.run([python, "-m", "venv", dest], check=True)
+    vpy = os.path.join(dest, "bin", "python")
+    pip = [vpy, "-m", "pip", "-q", "--disable-pip-version-check"]
+    r = subprocess.run(pip + ["install", src], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"bench: pip install of the export failed:\n{r.stdout}{r.stderr}")
+    # distutils-precedence.pth would import _distutils_hack at every interpreter start
+    subprocess.run(pip + ["uninstall", "-y", "setuptools"], capture_output=True, check=False)
+    return vpy
+
+
+STDLIB_CHECK = r"""
+import sys
+extra = sorted(m for m in sys.modules
+               if m.split('.')[0] not in sys.stdlib_module_names and m != '__main__')
+print(' '.join(extra))
+"""
+
+
+def site_is_clean(vpy, flags):
+    """Refuse a baseline whose site imports non-stdlib modules: it would inflate every ratio."""
+    extra = subprocess.run([vpy, *flags, "-c", STDLIB_CHECK], capture_output=True, text=True,
+                           env=ENV_USER, cwd="/", check=True).stdout.split()
+    if extra:
+        sys.exit(f"bench: refusing to run: `{vpy} {' '.join(flags)} -c pass` imports "
+                 f"{', '.join(extra)} at start-up (a .pth file or sitecustomize). "
+                 "Use an interpreter whose site imports only the standard library.")
+    out = subprocess.run([vpy, *flags, "-X", "importtime", "-c", "pass"], capture_output=True,
+                         text=True, env=ENV_USER, cwd="/").stderr
+    site = [ln for ln in out.splitlines() if ln.rstrip().endswith("| site")]
+    return int(site[-1].split("|")[1]) / 1000 if site else 0.0
+
+
+def shebang(path):
+    with open(path, "rb") as fh:
+        first = fh.readline().decode(errors="replace").strip()
+    if not first.startswith("#!"):
+        return None, []
+    parts = first[2:].split(None, 1)
+    return parts[0], (parts[1].split() if len(parts) > 1 else [])
+
+
+def interpreter_flags(entry, venv):
+    """The flags the venv's python gets when ``entry`` runs: a python shebang's own, or, for a
+    shell hook that execs the console script, the console script's."""
+    interp, flags = shebang(entry)
+    if interp and os.path.basename(interp).startswith("python"):
+        return flags
+    _, flags = shebang(os.path.join(venv, "bin", "migsync"))
+    return flags
+
+
+# ---------------------------------------------------------------- timing
+
+def run_once(argv, env, cwd="/"):
+    """Wall time, peak RSS (KiB) and exit code of one child process."""
+    t = time.perf_counter()
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                         cwd=cwd)
+    _, status, ru = os.wait4(p.pid, 0)
+    elapsed = time.perf_counter() - t
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return elapsed, ru.ru_maxrss, p.returncode
+
+
+class Cmd:
+    def __init__(self, name, argv, env, prepare=None, codes=(0,)):
+        self.name, self.argv, self.env, self.prepare, self.codes = name, argv, env, prepare, codes
+        self.times, self.rss = [], []
+
+    @property
+    def median(self):
+        return statistics.median(self.times)
+
+    @property
+    def ms(self):
+        return f"{self.median * 1000:.1f} ms"
+
+
+def measure(cmds, runs):
+    """Every command once per round, in a rotating order, so drift and noise hit all alike."""
+    for rnd in range(runs + 2):
+        k = rnd % len(cmds)
+        for c in cmds[k:] + cmds[:k]:
+            if c.prepare:
+                c.prepare()
+            t, rss, code = run_once(c.argv, c.env)
+            if code not in c.codes:
+                sys.exit(f"bench: {c.name} exited {code}: {' '.join(c.argv)}")
+            if rnd >= 2:  # two warm-up rounds: page cache, .pyc files
+                c.times.append(t)
+                c.rss.append(rss)
+
+
+# ---------------------------------------------------------------- the bench
+
+ENV_USER = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=15)
-    ap.add_argument("--quick", action="store_true", help="fewer runs and a smaller merge")
+    ap.add_argument("--runs", type=int, default=31, help="interleaved rounds (>= 11)")
+    ap.add_argument("--quick", action="store_true", help="11 rounds, one merge run per size")
+    ap.add_argument("--worktree", action="store_true",
+                    help="install the working tree (uncommitted changes too), not HEAD")
+    ap.add_argument("--python", default=sys.executable, help="interpreter for the venv")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args(argv)
-    runs = 5 if args.quick else args.runs
+    runs = 11 if args.quick else max(11, args.runs)
     tmp = tempfile.mkdtemp(prefix="migsync-bench-")
     try:
-        return bench(tmp, runs, args.quick)
+        return bench(tmp, runs, args)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench(tmp, runs, quick):
-    node = write_big_node(tmp)
-    root = os.path.join(node, "root")
-    smi = os.path.join(node, "nvidia-smi")
-    lines = gres_for(node)
+def write_settings(path, **kv):
+    with open(path, "w") as fh:
+        for k, v in kv.items():
+            fh.write(f"{k} = {json.dumps(v)}\n")  # TOML basic strings and booleans
+
+
+def bench(tmp, runs, args):
+    src = os.path.join(tmp, "src")
+    os.makedirs(src)
+    what = export(REPO, src, args.worktree)
+    venv = os.path.join(tmp, "venv")
+    vpy = make_venv(args.python, src, venv)
+    ver = subprocess.run([vpy, "-c", "import sys, migsync; print(sys.version.split()[0], "
+                          "migsync.__version__, migsync.__file__)"], capture_output=True,
+                         text=True, env=ENV_USER, cwd="/", check=True).stdout.split()
+    if not ver[2].startswith(venv):
+        sys.exit(f"bench: migsync imports from {ver[2]}, not the clean install in {venv}")
+    say(f"installed {what} into a fresh venv (Python {ver[0]}, migsync {ver[1]}, "
+        f"non-editable); {runs} interleaved rounds, medians")
+
+    sys.path.insert(0, os.path.join(src, "tests"))
+    import fakenode  # the export's own, so the node matches the code under test
+
+    node = os.path.join(tmp, "node")
+    fakenode.write_node(fakenode.big_node(8, NODE), node)
+    root, smi = os.path.join(node, "root"), os.path.join(node, "nvidia-smi")
+    migsync = os.path.join(venv, "bin", "migsync")
     gres = os.path.join(tmp, "gres.conf")
+    out = subprocess.run([migsync, "emit", "--backend", "nvidia-smi", "--nvidia-smi", smi,
+                          "--root", root, "--gres-conf", os.devnull, "--node", NODE],
+                         capture_output=True, text=True, env=ENV_USER, cwd="/").stdout
+    lines = [ln for ln in out.splitlines() if ln.startswith("NodeName=") and "Name=gpu" in ln]
+    assert len(lines) == 56, out
     with open(gres, "w") as fh:
         fh.write("\n".join(lines) + "\n")
     slurm = os.path.join(tmp, "slurm.conf")
     with open(slurm, "w") as fh:
-        fh.write("GresTypes=gpu\nNodeName=g-big Gres=gpu:1g.10gb:56\n")
+        fh.write(f"GresTypes=gpu\nNodeName={NODE} Gres=gpu:1g.10gb:56\n")
     scontrol = os.path.join(tmp, "scontrol")
     with open(scontrol, "w") as fh:
-        fh.write("#!/bin/sh\necho 'NodeName=g-big State=IDLE'\n")
+        fh.write(f"#!/bin/sh\necho 'NodeName={NODE} State=IDLE'\n")
     os.chmod(scontrol, 0o755)
-    common = ["--root", root, "--gres-conf", gres, "--slurm-conf", slurm, "--node", "g-big",
-              "--lock-file", os.path.join(tmp, "lock"), "--cache-file", os.path.join(tmp, "state.json"),
-              "--scontrol", scontrol, "--slurm-backend", "scontrol", "--no-syslog"]
-    base, base_rss, _ = median_time([PY, "-c", "pass"], runs)
-    print(f"baseline: python3 -c pass = {base * 1000:.1f} ms (median of {runs}), "
-          f"peak RSS {base_rss / 1024:.1f} MB", flush=True)
 
-    # Full check, nvidia-smi backend served by cat-style fakes.
-    check = [PY, "-m", "migsync", "check", "-q", "--backend", "nvidia-smi", "--nvidia-smi", smi,
-             "--root", root, "--gres-conf", gres, "--slurm-conf", slurm, "--node", "g-big"]
-    t_check, rss_check, codes = median_time(check, runs)
-    assert codes == {0}, f"check on the bench node exited {codes}"
-    target("full check (56 MIG devices) vs python3 -c pass", t_check / base, 3.0,
-           detail=f"{t_check * 1000:.1f} ms")
+    # The hooks as installed: the project's installer if it has one, else a copy (README).
+    hooks = install_hooks(src, venv, tmp)
+    prolog_hook = os.path.join(hooks, "prolog")
+    console_flags = interpreter_flags(migsync, venv)
+    hook_flags = interpreter_flags(prolog_hook, venv)
+    base_site = {tuple(f): site_is_clean(vpy, f) for f in (console_flags, hook_flags)}
+
+    # Slurm runs the Prolog with the job's SLURM_* variables, no PATH, and no arguments:
+    # everything comes from the settings file, as on a real node.
+    settings = os.path.join(tmp, "migsync.toml")
+    common = dict(root=root, gres_conf=gres, slurm_conf=slurm, node=NODE, backend="nvidia-smi",
+                  nvidia_smi=smi, scontrol=scontrol, slurm_backend="scontrol",
+                  lock_file=os.path.join(tmp, "lock"), syslog=False)
+    write_settings(settings, cache_file=os.path.join(tmp, "state.json"), **common)
+    env_hook = {"SLURMD_NODENAME": NODE, "SLURM_JOB_ID": "4242", "SLURM_JOB_UID": "1000",
+                "SLURM_JOB_USER": "alice", "MIGSYNC_CONFIG": settings}
+    env_hook.update(HOOK_ENV)
+    # The cache miss: the same node whose gres.conf changed since the last health check.
+    miss_dir = os.path.join(tmp, "miss")
+    os.makedirs(miss_dir)
+    miss_gres = os.path.join(miss_dir, "gres.conf")
+    shutil.copy(gres, miss_gres)
+    miss_settings = os.path.join(miss_dir, "migsync.toml")
+    write_settings(miss_settings, cache_file=os.path.join(miss_dir, "state.json"),
+                   **dict(common, gres_conf=miss_gres))
+    env_miss = dict(env_hook, MIGSYNC_CONFIG=miss_settings)
+    hc = os.path.join(hooks, "healthcheck")
+    for env in (env_hook, env_miss):  # the last full check, whose verdict the Prolog reuses
+        r = subprocess.run([hc], env=env, cwd="/", capture_output=True, text=True)
+        assert r.returncode == 0, f"healthcheck: {r.returncode} {r.stderr}"
+    for env, want in ((env_hook, True), (env_miss, False)):
+        if not want:
+            os.utime(miss_gres)
+        r = subprocess.run([prolog_hook, "--json"], env=env, cwd="/", capture_output=True,
+                           text=True)
+        doc = json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else {}
+        if doc.get("from_cache") is not want or doc.get("ok") is not True:
+            sys.exit(f"bench: the Prolog {'hit' if want else 'miss'} set-up does not work: "
+                     f"exit {r.returncode}, {r.stdout[:300]} {r.stderr[:300]}")
+    stamp = [time.time()]
+
+    def change_config():
+        stamp[0] += 1
+        os.utime(miss_gres, (stamp[0], stamp[0]))
+
+    check = [migsync, "check", "-q", "--backend", "nvidia-smi", "--nvidia-smi", smi, "--root",
+             root, "--gres-conf", gres, "--slurm-conf", slurm, "--node", NODE]
+    big = write_big_gres(tmp, lines)
     recipe = (f"{smi} mig -lci | awk '/^[|][ ]+[0-9]/ {{ gsub(/^[|]/, \"\"); gsub(/[ ]+/, \" \"); "
               f"split($0, a, \" \"); printf \"gpu%s/gi%s/ci%s\\n\", a[1], a[2], a[5] }}' | "
               f"while read i; do grep \"$i\" {root}/proc/driver/nvidia-caps/mig-minors | "
               "awk '{print $NF}'; done | sort -n | uniq | paste -sd,")
-    t_recipe, _, _ = median_time(recipe, runs, shell=True)
-    target("full check vs the seed's shell recipe on the same node", t_check / t_recipe, 1.0,
-           detail=f"{t_check * 1000:.1f} ms vs {t_recipe * 1000:.1f} ms")
-    target("peak RSS of migsync check", rss_check / 1024, 40.0, " MB")
+    base_console = Cmd(f"venv python {' '.join(console_flags + ['-c', 'pass'])}",
+                       [vpy, *console_flags, "-c", "pass"], ENV_USER)
+    cmds = [base_console]
+    base_hook = base_console
+    if hook_flags != console_flags:
+        base_hook = Cmd(f"venv python {' '.join(hook_flags + ['-c', 'pass'])}",
+                        [vpy, *hook_flags, "-c", "pass"], env_hook)
+        cmds.append(base_hook)
+    sh_true = Cmd("sh -c true", ["/bin/sh", "-c", "true"], ENV_USER)
+    c_check = Cmd("migsync check", check, ENV_USER)
+    c_big = Cmd("migsync check, 10,000-node gres.conf",
+                check[:check.index("--gres-conf") + 1] + [big]
+                + check[check.index("--gres-conf") + 2:], ENV_USER)
+    c_recipe = Cmd("seed's shell recipe", ["/bin/sh", "-c", recipe], ENV_USER)
+    c_hit = Cmd("hooks/prolog, cache hit", [prolog_hook], env_hook)
+    c_miss = Cmd("hooks/prolog, cache miss", [prolog_hook], env_miss, prepare=change_config)
+    cmds += [sh_true, c_check, c_big, c_recipe, c_hit, c_miss]
+    measure(cmds, runs)
 
-    # Prolog fast path: seed the cache with one health check, then time the Prolog.
-    subprocess.run([PY, "-m", "migsync", "healthcheck", "--backend", "nvidia-smi",
-                    "--nvidia-smi", smi, *common], env=ENV, capture_output=True, check=False)
-    prolog = [PY, "-m", "migsync", "prolog", *common]
-    t_prolog, _, codes = median_time(prolog, runs)
-    assert codes == {0}, f"prolog exited {codes}"
-    target("Prolog fast path (cache hit) vs python3 -c pass", t_prolog / base, 2.0,
-           detail=f"{t_prolog * 1000:.1f} ms")
-    os.utime(gres)  # the config changed: the Prolog parses and reads procfs, still no nvidia-smi
-    cold = median_time([*prolog, "--cache-file", os.path.join(tmp, "absent.json")], runs)[0]
-    info("Prolog without a cache (procfs + parse)", f"{cold * 1000:.1f} ms = {cold / base:.2f}x")
+    say(f"\nbaselines (median of {runs}; site itself: "
+        + ", ".join(f"{' '.join(k) or 'no flags'} {v:.1f} ms" for k, v in base_site.items())
+        + ", only stdlib modules):")
+    for c in cmds[:cmds.index(sh_true) + 1]:
+        say(f"  {c.name:44} {c.ms}")
+    say(f"  {'(hooks run the interpreter with: ' + (' '.join(hook_flags) or 'no flags') + ')'}")
+    say("")
+    target("Prolog cache hit (installed hook) vs " + base_hook.name, c_hit.median / base_hook.median,
+           1.15, detail=f"{c_hit.ms} vs {base_hook.ms}")
+    target("Prolog cache miss (installed hook) vs " + base_hook.name,
+           c_miss.median / base_hook.median, 1.5, detail=f"{c_miss.ms} vs {base_hook.ms}")
+    target("full check (8x7 node, cat-style nvidia-smi) vs " + base_console.name,
+           c_check.median / base_console.median, 2.0, detail=f"{c_check.ms} vs {base_console.ms}")
+    target("full check vs the seed's shell recipe on the same node",
+           c_check.median / c_recipe.median, 1.0, detail=f"{c_check.ms} vs {c_recipe.ms}")
+    target("peak RSS of migsync check", max(c_check.rss) / 1024, 40.0, " MB")
+    target("gres.conf with 10,000 nodes (30,000 lines): added time",
+           (c_big.median - c_check.median) * 1000, 150.0, " ms",
+           detail=f"{c_big.ms} vs {c_check.ms}")
 
-    # Scale: a 10,000-node gres.conf, checking one node.
+    taskprolog_bench(src, venv, tmp, runs)
+    hostlist_bench(vpy)
+    merge_bench(tmp, migsync, smi, root, 1 if args.quick else 3)
+    failed = [n for n, ok in RESULTS if not ok]
+    say(f"\n{len(RESULTS) - len(failed)} passed, {len(failed)} failed"
+        + (": " + "; ".join(failed) if failed else ""))
+    return 1 if failed else 0
+
+
+HOOK_ENV = {}  # what a hook needs beyond Slurm's environment to find the install (see below)
+
+
+def install_hooks(src, venv, tmp):
+    """hooks/ copied beside the venv, as the README says (/opt/migsync/hooks)."""
+    dest = os.path.join(venv, "hooks")
+    shutil.copytree(os.path.join(src, "hooks"), dest)
+    # The copied shell hooks look in fixed places (/opt/migsync/bin, ...); this venv is not
+    # one of them, so say where it is, as a site with another prefix would.
+    HOOK_ENV["MIGSYNC_BIN"] = os.path.join(venv, "bin", "migsync")
+    return dest
+
+
+def write_big_gres(tmp, lines):
+    import fakenode
+
     big = os.path.join(tmp, "gres-10k.conf")
     with open(big, "w") as fh:
         for i in range(10000):
             fh.write(f"NodeName=n{i:05d} Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap"
-                     f"[{fakenode.ci_cap(0, 7, 0)},{fakenode.ci_cap(0, 8, 0)},{fakenode.ci_cap(0, 9, 0)}]\n")
+                     f"[{fakenode.ci_cap(0, 7, 0)},{fakenode.ci_cap(0, 8, 0)},"
+                     f"{fakenode.ci_cap(0, 9, 0)}]\n")
             fh.write(f"NodeName=n{i:05d} Name=gpu Type=a100 File=/dev/nvidia[0-1]\n")
             fh.write(f"NodeName=n{i:05d} Name=gpu Type=2g.20gb File=/dev/nvidia-caps/nvidia-cap20\n")
         fh.write("\n".join(lines) + "\n")
-    t_big, _, _ = median_time([*check[:check.index("--gres-conf") + 1], big,
-                               *check[check.index("--gres-conf") + 2:]], runs)
-    target("gres.conf with 10,000 nodes (30,000 lines): added time", (t_big - t_check) * 1000,
-           150.0, " ms", detail=f"{t_big * 1000:.1f} ms vs {t_check * 1000:.1f} ms")
-
-    expr = "n[000001-065536]"
-    hostlist.contains(expr, "n000001")
-    n = 20000
-    per = timeit.timeit(lambda: hostlist.contains(expr, "n065535"), number=n) / n * 1e6
-    cold_parse = timeit.timeit(lambda: (hostlist.parse.cache_clear(),
-                                        hostlist.contains(expr, "n065535")), number=2000) / 2000 * 1e6
-    target("membership in a 65,536-name hostlist", per, 50.0, " us",
-           detail=f"{cold_parse:.1f} us including the parse; no expansion")
-
-    # Import cost.
-    out = subprocess.run([PY, "-X", "importtime", "-c", "import migsync.cli"], env=ENV,
-                         capture_output=True, text=True).stderr
-    own = sum(int(l.split("|")[1]) for l in out.splitlines()
-              if "|" in l and l.split("|")[2].strip().startswith("migsync"))
-    heavy = [m for m in ("pynvml", "pyslurm", "tomllib", "hypothesis") if f" {m}\n" in out + "\n"]
-    info("import migsync.cli", f"{own / 1000:.1f} ms in migsync's own modules (cumulative), "
-         f"heavy modules imported: {heavy or 'none'}")
-
-    # Merge of 10,000 reports vs reading them with json.load in one loop.
-    n_reports = 2000 if quick else 10000
-    merge_bench(tmp, node, n_reports)
-    failed = [r for r in RESULTS if r[4] is False]
-    print(f"\n{len(RESULTS) - len(failed) - sum(1 for r in RESULTS if r[4] is None)} passed, "
-          f"{len(failed)} failed")
-    return 1 if failed else 0
+    return big
 
 
-MERGE_CHILD = r"""
-import json, os, resource, sys, time
-sys.path.insert(0, {repo!r})
-mode, path = sys.argv[1], sys.argv[2]
-t = time.perf_counter()
-if mode == "json":
-    docs = []
-    with open(path) as fh:
-        for line in fh:
-            docs.append(json.loads(line.split(": ", 1)[1]))
-else:
-    from migsync import merge
-    got = merge.collect([path])
-    groups = merge.group(got)
-    text = merge.render_gres_conf(groups, "multiple-files", [], len(got.reports))
-    merge.render_slurm_include(groups)
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+def taskprolog_bench(src, venv, tmp, runs):
+    """The TaskProlog's own bench (bench/taskprolog.py, from the taskprolog work), if present."""
+    script = os.path.join(src, "bench", "taskprolog.py")
+    if not os.path.exists(script):
+        info("TaskProlog", "not in this tree (no bench/taskprolog.py): not measured")
+        return
+    r = subprocess.run([sys.executable, script, "--venv", venv, "--runs", str(runs)],
+                       capture_output=True, text=True)
+    for ln in r.stdout.splitlines():
+        say(ln)
+        if ln.startswith(("PASS", "FAIL")):
+            RESULTS.append((ln.split(":", 1)[0][6:], ln.startswith("PASS")))
+    if r.returncode not in (0, 1) or not any(ln.startswith(("PASS", "FAIL"))
+                                             for ln in r.stdout.splitlines()):
+        say(r.stderr)
+        RESULTS.append(("TaskProlog bench ran", False))
+        say("FAIL  TaskProlog: bench/taskprolog.py printed no PASS/FAIL line")
+
+
+HOSTLIST = r"""
+import timeit
+from migsync import hostlist
+expr = "n[000001-065536]"
+hostlist.contains(expr, "n000001")
+n = 20000
+per = timeit.timeit(lambda: hostlist.contains(expr, "n065535"), number=n) / n * 1e6
+clear = getattr(hostlist.parse, "cache_clear", lambda: None)
+cold = timeit.timeit(lambda: (clear(), hostlist.contains(expr, "n065535")), number=2000) / 2000 * 1e6
+print(per, cold)
 """
 
 
-def merge_bench(tmp, node_dir, n):
-    one = subprocess.run([PY, "-m", "migsync", "report", "--no-hardware", "--backend", "nvidia-smi",
-                          "--nvidia-smi", os.path.join(node_dir, "nvidia-smi"), "--root",
-                          os.path.join(node_dir, "root"), "--gres-conf", os.devnull, "--node", "x"],
-                         capture_output=True, text=True, env=ENV).stdout.strip()
+def hostlist_bench(vpy):
+    per, cold = map(float, subprocess.run([vpy, "-c", HOSTLIST], capture_output=True, text=True,
+                                          env=ENV_USER, cwd="/", check=True).stdout.split())
+    target("membership in a 65,536-name hostlist", per, 50.0, " us",
+           detail=f"{cold:.1f} us including the parse; no expansion")
+
+
+JSON_LOOP = r"""
+import json, sys
+with open(sys.argv[1]) as fh:
+    docs = [json.loads(line.split(": ", 1)[1]) for line in fh]
+"""
+
+
+def merge_bench(tmp, migsync, smi, root, repeat):
+    one = subprocess.run([migsync, "report", "--no-hardware", "--backend", "nvidia-smi",
+                          "--nvidia-smi", smi, "--root", root, "--gres-conf", os.devnull,
+                          "--node", "x"], capture_output=True, text=True, env=ENV_USER,
+                         cwd="/").stdout.strip()
     doc = json.loads(one)
-    path = os.path.join(tmp, "reports.txt")
     layouts = 8  # a few layouts, like a real cluster
-    with open(path, "w") as fh:
-        for i in range(n):
-            doc["node"] = f"gpu{i:05d}"
-            doc["gpus"][0]["name"] = f"NVIDIA H100 80GB HBM3 rev{i % layouts}"
-            fh.write(f"gpu{i:05d}: {json.dumps(doc, separators=(',', ':'))}\n")
-    child = MERGE_CHILD.format(repo=REPO)
     res = {}
-    for mode in ("json", "merge"):
-        samples = []
-        for _ in range(3):
-            out = subprocess.run([PY, "-c", child, mode, path], capture_output=True, text=True,
-                                 env=ENV, check=True).stdout.split()
-            samples.append((float(out[0]), int(out[1])))
-        res[mode] = (statistics.median(s[0] for s in samples), max(s[1] for s in samples))
-    (tj, mj), (tm, mm) = res["json"], res["merge"]
-    size = os.path.getsize(path) / 1e6
-    info(f"merge of {n} reports ({size:.0f} MB, 56 devices each)",
-         f"{tm:.2f} s and {mm / 1024:.0f} MB peak vs json.load loop {tj:.2f} s and "
-         f"{mj / 1024:.0f} MB: {tm / tj:.2f}x time, {mm / mj:.2f}x memory")
+    for n in (1000, 10000):
+        path = os.path.join(tmp, f"reports-{n}.txt")
+        with open(path, "w") as fh:  # pdsh/clush output: 'node: <report>'
+            for i in range(n):
+                doc["node"] = f"gpu{i:05d}"
+                doc["gpus"][0]["name"] = f"NVIDIA H100 80GB HBM3 rev{i % layouts}"
+                fh.write(f"gpu{i:05d}: {json.dumps(doc, separators=(',', ':'))}\n")
+        samples = [run_once([migsync, "merge", path, "--style", "file"], ENV_USER)
+                   for _ in range(repeat)]
+        assert all(s[2] == 0 for s in samples), samples
+        res[n] = (statistics.median(s[0] for s in samples), max(s[1] for s in samples) / 1024,
+                  os.path.getsize(path) / 1e6)
+    loop = run_once([sys.executable, "-c", JSON_LOOP, path], ENV_USER)
+    (t1, m1, s1), (t10, m10, s10) = res[1000], res[10000]
+    target("migsync merge of 10,000 reports: peak RSS", m10, 100.0, " MB",
+           detail=f"{s10:.0f} MB of reports, {t10:.2f} s; 1,000 reports ({s1:.0f} MB): "
+                  f"{m1:.0f} MB, {t1:.2f} s; growth {m10 - m1:+.0f} MB")
+    info("merge time vs reading the same reports with a json.loads loop",
+         f"{t10:.2f} s vs {loop[0]:.2f} s ({loop[1] / 1024:.0f} MB peak for the loop)")
+    os.remove(path)
 
 
 if __name__ == "__main__":

@@ -97,10 +97,20 @@ def _settings_key(st: Settings) -> str:
     return f"root={st.root};ignore={','.join(sorted(st.ignore))}"
 
 
-def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
-    from . import nodecheck
+def _conf_paths(report: RunReport):
+    return [report.files.gres_conf, report.files.slurm_conf] if report.files else []
 
-    outcome = nodecheck.run(st, nvml_module, files=report.files)
+
+def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
+    from . import fastprolog, nodecheck
+
+    before = fastprolog.inputs(st.root)  # read before the check: a change during it is seen
+    try:
+        outcome = nodecheck.run(st, nvml_module, files=report.files)
+    except BaseException:
+        fastprolog.save(st, before, False, ())  # no clean verdict: the Prolog hit must not answer
+        raise
+    fastprolog.save(st, before, outcome.result.ok, _conf_paths(report))
     report.outcome = outcome
     report.findings = outcome.result.findings
     report.status = "ok" if outcome.result.ok else "mismatch"
@@ -115,7 +125,10 @@ def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
 
 def _prolog_check(report: RunReport, st: Settings) -> None:
     """procfs only: no NVML, no nvidia-smi. Reuse the last verdict while nothing changed."""
+    from . import fastprolog
+
     files = report.files
+    before = fastprolog.inputs(st.root)
     cached = state.load(st.cache_file) if st.cache_file else None
     if cached and cached.get("node") == report.node:
         fp = state.fingerprint(st.root, [files.gres_conf, files.slurm_conf], _settings_key(st))
@@ -123,6 +136,7 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
             report.cached = True
             report.findings = [Finding(**f) for f in cached.get("findings", [])]
             report.status = "ok" if cached.get("ok") else "mismatch"
+            fastprolog.save(st, before, report.status == "ok", _conf_paths(report))
             return
     # The cache cannot answer: the same check as the health check's, on procfs plus what
     # the last full check learned (names, MIG modes, profiles).
@@ -137,6 +151,8 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
     outcome = nodecheck.run(st, files=files, discover_fn=procfs_inventory)
     report.findings = outcome.result.findings
     report.status = "ok" if outcome.result.ok else "mismatch"
+    # The same inputs give the same verdict: later Prologs may answer from it until they change.
+    fastprolog.save(st, before, outcome.result.ok, _conf_paths(report))
 
 
 def run(st: Settings, mode: str, log: Log, nvml_module: Any = None,

@@ -9,8 +9,9 @@ import json
 import os
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from . import emit, gresconf, hostlist
 from .check import DeviceKey
@@ -19,7 +20,9 @@ from .report import layout_key, to_inventory, validate
 
 _PREFIX = re.compile(r"^([A-Za-z0-9_.\-\[\],]+):\s?(.*)$")
 _SEPARATOR = re.compile(r"^-{5,}\s*$")
-MAX_INPUT = 256 << 20
+MAX_LINE = 16 << 20  # one line; a 56-device report is ~25 KB
+MAX_REPORT = 16 << 20
+_DECODER = json.JSONDecoder()
 
 
 @dataclass
@@ -36,8 +39,8 @@ class Entry:
 
 @dataclass
 class Collected:
-    """Per node only its layout key and hardware; one report per distinct layout. 10,000
-    nodes of a few layouts then cost a few reports of memory, not 10,000."""
+    """Per node only its layout key (one shared copy per layout) and hardware; one report
+    per distinct layout. 10,000 nodes of a few layouts then cost a few reports of memory."""
 
     reports: Dict[str, Entry] = field(default_factory=dict)
     layouts: Dict[str, dict] = field(default_factory=dict)
@@ -49,70 +52,11 @@ def natural_key(name: str):
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
-def _chunks(text: str, source: str) -> List[Tuple[str, str]]:
-    """Split input into (where, text) pieces: one per node prefix, clush -b block, or raw run."""
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            json.loads(stripped)
-            return [(source, stripped)]
-        except ValueError:
-            pass
-    pieces: Dict[str, List[str]] = {}
-    order: List[str] = []
-    lines = text.splitlines()
-    i = 0
-    block: Optional[str] = None
-    while i < len(lines):
-        line = lines[i]
-        if _SEPARATOR.match(line) and i + 2 < len(lines) and _SEPARATOR.match(lines[i + 2]):
-            block = lines[i + 1].strip().split(" (", 1)[0]  # 'gpu[01-02] (2)' -> 'gpu[01-02]'
-            i += 3
-            continue
-        if block is not None:
-            key, content = block, line
-        elif line.lstrip().startswith(("{", "}", "[", "]", '"')) or not line.strip():
-            key, content = f"{source}", line
-        else:
-            m = _PREFIX.match(line)
-            key, content = (m.group(1), m.group(2)) if m else (f"{source}:{i + 1}", line)
-        if key not in pieces:
-            pieces[key] = []
-            order.append(key)
-        pieces[key].append(content)
-        i += 1
-    return [(k, "\n".join(pieces[k])) for k in order]
-
-
-def _decode_all(text: str) -> Tuple[List[dict], str]:
-    """Every JSON object in ``text``; the first stretch of non-JSON text, if any."""
-    dec = json.JSONDecoder()
-    objs, pos, junk = [], 0, ""
-    while pos < len(text):
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        if pos >= len(text):
-            break
-        if text[pos] != "{":
-            end = text.find("\n", pos)
-            end = len(text) if end < 0 else end
-            junk = junk or text[pos:end].strip()
-            pos = end
-            continue
-        try:
-            obj, pos = dec.raw_decode(text, pos)
-            objs.append(obj)
-        except ValueError as exc:
-            junk = junk or f"invalid JSON ({exc.msg})"
-            end = text.find("\n", pos)
-            pos = len(text) if end < 0 else end
-    return objs, junk
-
-
-def _read_source(path: str) -> Iterable[Tuple[str, str]]:
+def _read_source(path: str) -> Iterable[Tuple[str, Iterable[Tuple[str, bool]]]]:
+    """(source name, its lines) for a file, each file of a directory, or stdin ('-')."""
     if path == "-":
         import sys
-        yield "stdin", sys.stdin.read(MAX_INPUT)
+        yield "stdin", _lines(sys.stdin)
         return
     if os.path.isdir(path):
         for name in sorted(os.listdir(path)):
@@ -121,36 +65,195 @@ def _read_source(path: str) -> Iterable[Tuple[str, str]]:
                 yield from _read_source(full)
         return
     try:
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
-            yield path, fh.read(MAX_INPUT)
+        fh = open(path, "r", encoding="utf-8", errors="replace")
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    with fh:
+        yield path, _lines(fh)
+
+
+def _lines(fh) -> Iterable[Tuple[str, bool]]:
+    """(line, too_long) without the newline; a line is never held longer than MAX_LINE."""
+    while True:
+        line = fh.readline(MAX_LINE)
+        if not line:
+            return
+        if line.endswith("\n"):
+            yield line[:-1], False
+            continue
+        if len(line) < MAX_LINE:  # the last line, without a newline
+            yield line, False
+            return
+        while True:  # drop the rest of an overlong line, keeping its prefix for the message
+            more = fh.readline(MAX_LINE)
+            if not more or more.endswith("\n"):
+                break
+        yield line, True
+
+
+def _keyed(lines: Iterable[Tuple[str, bool]], source: str,
+           pending: Dict[str, "_Buffer"]) -> Iterable[Tuple[str, str, bool]]:
+    """(where, content, too_long) per line: a node prefix ('gpu01: ', as clush and pdsh
+    print), a `clush -b` block, or the source itself (srun output, JSON files)."""
+    ahead: deque = deque()
+    it = iter(lines)
+
+    def fill(n: int) -> bool:
+        while len(ahead) < n:
+            nxt = next(it, None)
+            if nxt is None:
+                return False
+            ahead.append(nxt)
+        return True
+
+    block: Optional[str] = None
+    number = 0
+    while fill(1):
+        line, too_long = ahead.popleft()
+        number += 1
+        if _SEPARATOR.match(line) and fill(2) and _SEPARATOR.match(ahead[1][0]):
+            block = ahead[0][0].strip().split(" (", 1)[0]  # 'gpu[01-02] (2)' -> 'gpu[01-02]'
+            ahead.popleft()
+            ahead.popleft()
+            number += 2
+            continue
+        if block is not None:
+            yield block, line, too_long
+            continue
+        if line.lstrip().startswith(("{", "}", "[", "]", '"')) or not line.strip():
+            yield source, line, too_long
+            continue
+        m = _PREFIX.match(line)
+        if m:
+            yield m.group(1), m.group(2), too_long
+        elif source in pending:  # e.g. a number on its own line inside an indented report
+            yield source, line, too_long
+        else:
+            yield f"{source}:{number}", line, too_long
+
+
+class _Buffer:
+    """The lines of one report still being read (a report indented over many lines)."""
+
+    __slots__ = ("lines", "size")
+
+    def __init__(self) -> None:
+        self.lines: List[str] = []
+        self.size = 0
+
+
+def _decode(text: str, final: bool) -> Tuple[List[Any], str, str, bool]:
+    """(objects, noise, broken, incomplete) of ``text``: the JSON objects in it, the first
+    line of other text, the first broken object's error, and whether the text ends inside an
+    object (the caller then keeps it and reads on; ``final``: no more lines will come)."""
+    objs: List[Any] = []
+    noise = broken = ""
+    pos, end = 0, len(text)
+    while pos < end:
+        while pos < end and text[pos].isspace():
+            pos += 1
+        if pos >= end:
+            break
+        if text[pos] != "{":
+            nl = text.find("\n", pos)
+            nl = end if nl < 0 else nl
+            noise = noise or text[pos:nl].strip()
+            pos = nl
+            continue
+        try:
+            obj, pos = _DECODER.raw_decode(text, pos)
+            objs.append(obj)
+        except ValueError as exc:
+            at = getattr(exc, "pos", pos)
+            if not final and at >= len(text.rstrip()):
+                return objs, noise, broken, True
+            broken = broken or f"invalid JSON ({getattr(exc, 'msg', exc)})"
+            nl = text.find("\n", max(at, pos))
+            pos = end if nl < 0 else nl
+    return objs, noise, broken, False
 
 
 def collect(paths: Iterable[str]) -> Collected:
+    """Read reports one at a time: memory follows the largest report and the number of
+    distinct layouts, not the size of the input (10,000 nodes are ~230 MB of JSON)."""
     out = Collected()
-    sources: Dict[str, List[str]] = {}
+    first_where: Dict[str, str] = {}
+    interned: Dict[str, str] = {}  # one copy of each layout key, shared by its nodes
+
+    def take(where: str, obj: Any) -> None:
+        try:
+            doc = validate(obj)
+        except ConfigError as exc:
+            out.problems.append(Problem(where, exc.message))
+            return
+        node, key = doc["node"], layout_key(doc)
+        key = interned.setdefault(key, key)
+        seen = first_where.setdefault(node, where)
+        prev = out.reports.get(node)
+        if node in out.conflicts:
+            out.conflicts[node].append(where)
+        elif prev is not None and prev.key != key:
+            out.conflicts[node] = [seen, where]
+        else:
+            out.reports[node] = Entry(key, doc.get("hardware"))
+            if key not in out.layouts:
+                out.layouts[key] = doc
+
     for path in paths:
-        for source, text in _read_source(path):
-            for where, chunk in _chunks(text, source):
-                objs, junk = _decode_all(chunk)
-                if junk and not objs:
-                    out.problems.append(Problem(where, f"no report: {junk[:120]}"))
-                    continue
+        for source, lines in _read_source(path):
+            pending: Dict[str, _Buffer] = {}
+            junk: Dict[str, str] = {}  # where -> first non-report text, unless a report came
+            reported: set = set()
+
+            def flush(where: str, buf: _Buffer, final: bool) -> None:
+                objs, noise, broken, incomplete = _decode("\n".join(buf.lines), final)
+                if incomplete:
+                    return
+                del pending[where]
+                if broken:  # a report cut short or mangled: always said, good ones or not
+                    out.problems.append(Problem(where, f"no report: {broken}"))
+                settle(where, objs, noise)
+
+            def settle(where: str, objs: List[Any], noise: str) -> None:
+                """Text that is no report (an ssh error) is only worth saying for a node
+                that sent no report at all."""
+                if objs:
+                    reported.add(where)
+                    junk.pop(where, None)
+                elif noise and where not in reported:
+                    junk.setdefault(where, noise)
                 for obj in objs:
-                    try:
-                        doc = validate(obj)
-                    except ConfigError as exc:
-                        out.problems.append(Problem(where, exc.message))
+                    take(where, obj)
+
+            for where, content, too_long in _keyed(lines, source, pending):
+                if too_long:
+                    pending.pop(where, None)
+                    out.problems.append(Problem(where, f"no report: line longer than {MAX_LINE} bytes"))
+                    continue
+                text = content.strip()
+                buf = pending.get(where)
+                if buf is None:
+                    if not text:
                         continue
-                    node, key = doc["node"], layout_key(doc)
-                    sources.setdefault(node, []).append(where)
-                    prev = out.reports.get(node)
-                    if prev is not None and prev.key != key:
-                        out.conflicts[node] = sources[node]
-                    elif node not in out.conflicts:
-                        out.reports[node] = Entry(key, doc.get("hardware"))
-                        out.layouts.setdefault(key, doc)
+                    if text[0] != "{":
+                        settle(where, [], text)
+                        continue
+                    buf = pending[where] = _Buffer()
+                elif content.startswith("{") and buf.lines[-1].rstrip()[-1:] not in ("[", ",", ":"):
+                    # a new report at column 0 while the last one never closed: that one is broken
+                    flush(where, buf, True)
+                    buf = pending[where] = _Buffer()
+                buf.lines.append(content)
+                buf.size += len(content)
+                if buf.size > MAX_REPORT:
+                    del pending[where]
+                    out.problems.append(Problem(where, f"no report: larger than {MAX_REPORT} bytes"))
+                elif text.endswith("}"):
+                    flush(where, buf, False)
+            for where, buf in list(pending.items()):
+                flush(where, buf, True)
+            for where, text in junk.items():
+                out.problems.append(Problem(where, f"no report: {text[:120]}"))
     for node in out.conflicts:
         out.reports.pop(node, None)
     return out

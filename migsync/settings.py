@@ -26,7 +26,7 @@ class Settings:
     slurm_version: str = ""  # read gres.conf with this release's rules; empty: detect slurmd's
     # check and emit
     ignore: List[str] = field(default_factory=list)  # finding ids to ignore
-    style: str = "multiple-files"  # multiple-files | file
+    style: str = "auto"  # auto (what the current gres.conf uses) | multiple-files | file
     # acting on the node
     reason_prefix: str = "migsync:"
     drain: bool = True  # healthcheck drains on a mismatch
@@ -87,7 +87,7 @@ def apply(settings: Settings, values: Dict[str, Any], source: str) -> None:
     validate(settings, source)
 
 
-CHOICES = {"backend": ("auto", "nvml", "nvidia-smi"), "style": ("multiple-files", "file"),
+CHOICES = {"backend": ("auto", "nvml", "nvidia-smi"), "style": ("auto", "multiple-files", "file"),
            "slurm_backend": ("auto", "pyslurm", "scontrol")}
 
 

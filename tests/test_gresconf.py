@@ -206,7 +206,7 @@ def test_check_json_reports_the_version_used_and_records_in_slurmd_order(tmp_pat
     doc = r.json()
     assert r.code == 0, doc["findings"]
     assert doc["slurm_version"] == {"series": "24.11", "rules": "24.11", "how": "setting"}
-    recs = doc["gres_records"]
+    recs = doc["records"]
     assert [x["index"] for x in recs] == list(range(16))
     assert [(x["type"], x["files"], x["line"]) for x in recs[:3]] == [
         ("a100", ["/dev/nvidia0"], 2), ("a100", ["/dev/nvidia1"], 2),

@@ -1,0 +1,296 @@
+"""The Prolog's cache hit: answer "still consistent" in well under a millisecond.
+
+A Prolog runs before every job, so its start-up is paid per job. When the last verdict was
+clean and nothing it depended on changed, this answers from a plain-text sidecar of the cache
+(``<cache_file>.hit``) with the standard library's os and sys only: no json, re, argparse,
+typing, dataclasses, tomllib or subprocess (tests/test_import_guard.py holds it to that).
+Anything else (arguments, a changed file, a cached mismatch, an odd settings file, a
+sidecar that is not ours) falls back to the full `migsync prolog`, which acts and explains.
+
+What the verdict depended on, and is compared here: the settings file, slurm.conf, gres.conf
+and the files they include (device, inode, size, mtime), the places slurmd would look for
+them (still absent), the environment that chooses them, the GPU list and the live MIG
+instances in procfs, the device files in /dev/nvidia-caps, and migsync's version.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from . import __version__
+
+HEADER = "migsync-prolog-hit 1"
+SUFFIX = ".hit"
+DEFAULT_CONFIG = "/etc/migsync/migsync.toml"
+DEFAULT_CACHE = "/run/migsync/state.json"
+ENV_KEYS = ("MIGSYNC_CONFIG", "SLURMD_NODENAME", "SLURM_CONF")
+NV_GPUS = "/proc/driver/nvidia/gpus"
+NV_CAPS = "/proc/driver/nvidia/capabilities"
+DEV_CAPS = "/dev/nvidia-caps"
+
+
+def _rooted(root: str, path: str) -> str:
+    return root.rstrip("/") + path if root and root != "/" else path
+
+
+def stamp(path: str) -> str:
+    """One file's identity: a changed, replaced or (dis)appeared file changes it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{path}\t-"
+    return f"{path}\t{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def instances(root: str) -> str:
+    """The GPUs (bus ids) and live MIG instances procfs shows, as the full check reads them:
+    an instance lives while its gi<G>/access (and ci<C>/access) file exists."""
+    listdir, exists = os.listdir, os.path.exists
+    try:
+        out = [",".join(sorted(listdir(_rooted(root, NV_GPUS))))]
+    except OSError:
+        out = ["-"]
+    caps = _rooted(root, NV_CAPS)
+    try:
+        gpus = sorted(listdir(caps))
+    except OSError:
+        return ";".join(out + ["-"])
+    for gpu in gpus:
+        mig = f"{caps}/{gpu}/mig"
+        try:
+            gis = sorted(listdir(mig))
+        except OSError:
+            out.append(gpu)
+            continue
+        for gi in gis:
+            if not gi.startswith("gi"):
+                continue
+            d = f"{mig}/{gi}"
+            if not exists(d + "/access"):
+                continue
+            try:
+                cis = [ci for ci in sorted(listdir(d))
+                       if ci.startswith("ci") and exists(f"{d}/{ci}/access")]
+            except OSError:
+                cis = ["?"]
+            out.append(f"{gpu}/{gi}:{','.join(cis)}")
+    try:  # device files: a removed or new cap node changes what slurmd would find
+        st = os.stat(_rooted(root, DEV_CAPS))
+        out.append(f"dev:{st.st_ino}:{st.st_mtime_ns}:{st.st_nlink}")
+    except OSError:
+        out.append("dev:-")
+    return ";".join(out)
+
+
+def environment(environ) -> str:
+    return "\t".join(f"{k}={environ.get(k, '')}" for k in ENV_KEYS) + f"\thost={os.uname()[1]}"
+
+
+def config_path(environ) -> str:
+    return environ.get("MIGSYNC_CONFIG") or DEFAULT_CONFIG
+
+
+def cache_file_of(config: str):
+    """``cache_file`` from the settings file without a TOML parser; None when the file holds
+    anything this cannot read with certainty (then the full CLI decides)."""
+    try:
+        with open(config, "rb") as fh:
+            data = fh.read(1 << 20)
+    except FileNotFoundError:
+        return DEFAULT_CACHE if config == DEFAULT_CONFIG else None
+    except OSError:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeError:
+        return None
+    value = DEFAULT_CACHE
+    for line in text.split("\n"):
+        s = line.strip()
+        if not s or s[0] == "#":
+            continue
+        if s[0] == "[" or '"""' in s or "'''" in s:
+            return None  # tables, multi-line strings: not ours to guess
+        key, sep, rest = s.partition("=")
+        key = key.strip().strip('"')
+        if key != "cache_file":
+            continue
+        rest = rest.strip()
+        if not sep or len(rest) < 2 or rest[0] not in "\"'":
+            return None
+        end = rest.find(rest[0], 1)
+        tail = rest[end + 1:].strip() if end > 0 else "?"
+        if end < 0 or "\\" in rest[:end] or (tail and tail[0] != "#"):
+            return None
+        value = rest[1:end]
+    return value or None
+
+
+def sidecar(cache_file: str) -> str:
+    return cache_file + SUFFIX
+
+
+# ---- the writing side, run by the full check (health check, Prolog miss): may import more
+
+def inputs(root: str, environ=None) -> str:
+    """What a verdict is about to depend on, read BEFORE the check: if anything changes while
+    it runs, the next Prolog sees a difference and checks again."""
+    environ = os.environ if environ is None else environ
+    return "\n".join([HEADER, f"version\t{__version__}", f"root\t{root}",
+                      f"env\t{environment(environ)}", f"instances\t{instances(root)}",
+                      f"stat\t{stamp(config_path(environ))}"])
+
+
+def candidates(environ=None):
+    """Where slurmd (and locate.find) would look: a file appearing there changes the answer."""
+    from .locate import candidate_dirs
+
+    environ = os.environ if environ is None else environ
+    out = []
+    for d, _label in candidate_dirs(environ.get("SLURM_CONF")):
+        out += [os.path.join(d, "slurm.conf"), os.path.join(d, "gres.conf")]
+    return out
+
+
+def save(st, before: str, ok: bool, files, environ=None) -> None:
+    """After a check under the node's own settings: keep a clean verdict for the hit, or
+    remove the sidecar so an older clean one can never answer for this state. A check run
+    with flags or another settings file (an admin trying something) leaves it alone."""
+    environ = os.environ if environ is None else environ
+    if not st.cache_file or not plain(st, environ):
+        return
+    path = sidecar(st.cache_file)
+    if not ok:
+        forget(path)
+        return
+    lines = [before]
+    seen = {config_path(environ)}
+    for p in list(files) + candidates(environ):
+        if p and p not in seen:
+            seen.add(p)
+            lines.append(f"stat\t{stamp(p)}")
+    lines.append("verdict\tok\n")
+    from .errors import ConfigError
+    from .fsutil import atomic_write
+
+    try:
+        atomic_write(path, "\n".join(lines), 0o600)
+    except ConfigError:
+        forget(path)  # no hit then: the full path answers every time
+
+
+def forget(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass
+
+
+def plain(st, environ) -> bool:  # noqa: ARG001 - settings.load reads os.environ
+    """Were these settings exactly the settings file's (no flags, no --config elsewhere)?"""
+    from . import settings as settings_mod
+    from .errors import ConfigError
+
+    try:
+        return settings_mod.load() == st
+    except ConfigError:
+        return False
+
+
+def hit(environ) -> bool:
+    """True only when the sidecar is ours, unchanged inputs say the verdict still holds, and
+    that verdict was clean."""
+    config = config_path(environ)
+    cache_file = cache_file_of(config)
+    if not cache_file:
+        return False
+    try:
+        fd = os.open(sidecar(cache_file), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        # A file anyone else could have written says nothing: root's own, 0600, regular.
+        if st.st_uid != os.geteuid() or st.st_mode & 0o777 != 0o600 or (st.st_mode >> 12) != 8:
+            return False
+        data = os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+    try:
+        lines = data.decode("utf-8").split("\n")
+    except UnicodeError:
+        return False
+    if len(lines) < 7 or lines[0] != HEADER or lines[-1] != "" or lines[-2] != "verdict\tok":
+        return False
+    if lines[1] != f"version\t{__version__}" or lines[3] != f"env\t{environment(environ)}":
+        return False
+    root = lines[2].partition("\t")[2]
+    if lines[5] != f"stat\t{stamp(config)}":  # made under this very settings file
+        return False
+    for line in lines[6:-2]:
+        kind, _, rest = line.partition("\t")
+        if kind != "stat" or line != f"stat\t{stamp(rest.partition(chr(9))[0])}":
+            return False
+    return lines[4] == f"instances\t{instances(root)}"
+
+
+def main() -> None:
+    """The installed Prolog hook's entry: the hit, else the full `migsync prolog`. A Prolog
+    exits 1 only to keep a job off a mismatched node; migsync's own trouble exits 0."""
+    argv = sys.argv[1:]
+    try:
+        if not argv and hit(os.environ):
+            os._exit(0)
+    except Exception:  # the fast path never decides on a surprise: the full CLI does
+        pass
+    code = full(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def full(argv) -> int:
+    try:
+        import signal
+
+        from . import cli
+
+        signal.signal(signal.SIGTERM, cli._on_sigterm)  # unwind, as the console script does
+        code = cli.main(["prolog", *argv])
+    except BaseException as exc:  # cannot even start: one line, and the job runs
+        code = 70
+        sys.stderr.write(f"migsync prolog: cannot run migsync: {type(exc).__name__}: {exc}\n")
+    if code in (0, 1):
+        return code
+    try:
+        import syslog
+
+        syslog.openlog("migsync", 0, syslog.LOG_DAEMON)
+        syslog.syslog(syslog.LOG_ERR, f"prolog hook: migsync exited {code}; the job runs anyway")
+    except Exception:
+        pass
+    return 0
+
+
+HOOK = '''#!{python} -I
+# slurm.conf:  Prolog={path}   (written by `migsync install-hooks`)
+# Before every job: a clean verdict that still holds answers at once (migsync.fastprolog);
+# otherwise `migsync prolog` checks procfs, drains on a mismatch and exits 1 so the job does
+# not start here. migsync's own trouble exits 0: it never blocks a job.
+import sys
+{path_line}try:
+    from migsync.fastprolog import main
+except BaseException as exc:
+    sys.stderr.write("migsync prolog: cannot start migsync with %s: %s\\n" % (sys.executable, exc))
+    raise SystemExit(0)
+main()
+'''
+
+
+def hook_script(python: str, path: str, src: str = "") -> str:
+    """The Prolog hook as a Python script: the kernel starts the interpreter itself (no shell,
+    no console-script wrapper), isolated (-I), by absolute path."""
+    return HOOK.format(python=python, path=path,
+                       path_line=f"sys.path.insert(0, {src!r})\n" if src else "")

@@ -1,0 +1,184 @@
+"""The installed Prolog hook: a clean verdict that still holds answers without the CLI (and
+without json, re, argparse, typing, dataclasses, subprocess); anything that changed, or any
+doubt about the cache, goes to the full `migsync prolog`."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import node
+from migsync import fastprolog
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(REPO, "migsync", "sample", "seed-node")
+# What the Prolog's hit must never import: each costs milliseconds per job (issue 11).
+FORBIDDEN = ("dataclasses", "typing", "argparse", "json", "re", "subprocess", "tomllib")
+
+# Runs the hook's own text the way the kernel would (python -I <hook>), and reports the
+# modules loaded when it exits, through os._exit or otherwise.
+SPY = r"""
+import os, sys
+hook, report = sys.argv[1], sys.argv[2]
+real_exit = os._exit
+def dump(code):
+    with open(report, "w") as fh:
+        fh.write(f"{code}\n" + "\n".join(sorted(sys.modules)))
+def spy_exit(code):
+    dump(code)
+    real_exit(code)
+os._exit = spy_exit
+sys.argv = [hook] + sys.argv[3:]
+try:
+    exec(compile(open(hook).read(), hook, "exec"), {"__name__": "__main__"})
+except SystemExit as exc:
+    dump(exc.code or 0)
+    raise
+dump(0)
+"""
+
+
+@pytest.fixture
+def site(tmp_path):
+    """A node's settings file, its gres.conf, a recording scontrol and the installed hook."""
+    gres = tmp_path / "gres.conf"
+    shutil.copy(os.path.join(SAMPLE, "gres.conf"), gres)
+    seed = tmp_path / "node"
+    shutil.copytree(node("seed"), seed, symlinks=True)
+    log = tmp_path / "scontrol.log"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$*" >> {log}\necho "NodeName=c51-g002 State=IDLE"\n')
+    scontrol.chmod(0o755)
+    conf = tmp_path / "migsync.toml"
+    conf.write_text("\n".join([
+        f'root = "{seed / "root"}"', f'gres_conf = "{gres}"',
+        'node = "c51-g002"', 'backend = "nvidia-smi"', f'nvidia_smi = "{seed / "nvidia-smi"}"',
+        f'lock_file = "{tmp_path / "lock"}"', f'cache_file = "{tmp_path / "run" / "state.json"}"',
+        f'scontrol = "{scontrol}"', 'slurm_backend = "scontrol"', "syslog = false", ""]))
+    hook = tmp_path / "prolog"
+    hook.write_text(fastprolog.hook_script(sys.executable, str(hook), REPO))
+    hook.chmod(0o755)
+
+    class Site:
+        pass
+
+    s = Site()
+    s.tmp, s.gres, s.conf, s.hook, s.log, s.node = tmp_path, gres, conf, hook, log, seed
+    s.sidecar = tmp_path / "run" / "state.json.hit"
+    s.env = {"MIGSYNC_CONFIG": str(conf), "SLURMD_NODENAME": "c51-g002", "SLURM_JOB_ID": "7"}
+    return s
+
+
+def healthcheck(site, *args):
+    return subprocess.run([sys.executable, "-I", "-c",
+                           f"import sys; sys.path.insert(0, {REPO!r}); from migsync.cli import "
+                           "main; sys.exit(main(sys.argv[1:]))", "healthcheck", *args],
+                          env=site.env, capture_output=True, text=True, cwd="/", timeout=60)
+
+
+def prolog(site, *args):
+    """Run the installed hook as slurmd does; (exit code, modules loaded at exit, stderr).
+    -S as well as the hook's -I: this test venv's site imports `re` for its editable install,
+    which would hide the very imports this looks for (the hook puts the tree on sys.path)."""
+    report = site.tmp / "modules.txt"
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", SPY, str(site.hook), str(report), *args],
+                       env=site.env, capture_output=True, text=True, cwd="/", timeout=60)
+    code, *mods = report.read_text().split("\n")
+    assert int(code) == r.returncode, r.stderr
+    return r.returncode, set(mods), r.stderr
+
+
+def test_a_cache_hit_imports_none_of_the_expensive_modules(site):
+    assert healthcheck(site).returncode == 0
+    code, mods, err = prolog(site)
+    assert code == 0, err
+    assert "migsync.fastprolog" in mods
+    assert "migsync.cli" not in mods, "the hit fell back to the full CLI"
+    assert not [m for m in FORBIDDEN if m in mods], sorted(m for m in FORBIDDEN if m in mods)
+
+
+def test_the_guard_notices_a_forbidden_import(site, monkeypatch):
+    """The same check on a hook that imports json: the spy must see it."""
+    assert healthcheck(site).returncode == 0
+    site.hook.write_text(site.hook.read_text().replace("import sys\n", "import sys, json\n", 1))
+    _, mods, _ = prolog(site)
+    assert "json" in mods
+
+
+def test_a_changed_gres_conf_goes_to_the_full_prolog_which_answers_and_primes_the_hit(site):
+    assert healthcheck(site).returncode == 0
+    os.utime(site.gres, (1, 1))
+    code, mods, err = prolog(site)
+    assert code == 0 and "migsync.cli" in mods, err
+    code, mods, _ = prolog(site)  # same inputs as the full Prolog saw: the hit answers again
+    assert code == 0 and "migsync.cli" not in mods
+
+
+def test_a_sidecar_others_could_write_is_not_trusted(site):
+    assert healthcheck(site).returncode == 0
+    os.chmod(site.sidecar, 0o644)
+    assert "migsync.cli" in prolog(site)[1]
+    os.chmod(site.sidecar, 0o600)
+    assert "migsync.cli" not in prolog(site)[1]
+    os.chown(site.sidecar, 12345, 0)
+    assert "migsync.cli" in prolog(site)[1]
+
+
+def test_a_mismatch_found_by_the_health_check_removes_the_hit_and_the_prolog_exits_1(site):
+    assert healthcheck(site).returncode == 0 and site.sidecar.exists()
+    # nvidia-smi now lists one instance fewer than procfs: only a full check can see that,
+    # nothing the sidecar records has changed.
+    shutil.rmtree(site.node / "smi")
+    shutil.copytree(os.path.join(node("seed-lost"), "smi"), site.node / "smi")
+    assert healthcheck(site).returncode == 1
+    assert not site.sidecar.exists()
+    code, mods, _ = prolog(site)
+    assert code == 1 and "migsync.cli" in mods
+    assert "update" in site.log.read_text()  # drained by the full path
+
+
+def test_a_check_with_flags_leaves_the_hit_alone(site, tmp_path):
+    assert healthcheck(site).returncode == 0
+    before = site.sidecar.read_text()
+    other = tmp_path / "other-root"
+    shutil.copytree(os.path.join(node("seed-lost"), "root"), other)
+    r = healthcheck(site, "--root", str(other), "--no-drain")  # an admin trying something
+    assert r.returncode == 1
+    assert site.sidecar.read_text() == before
+
+
+def test_arguments_and_another_instance_layout_go_to_the_full_prolog(site):
+    assert healthcheck(site).returncode == 0
+    assert "migsync.cli" in prolog(site, "--json")[1]
+    assert "migsync.cli" not in prolog(site)[1]
+    root = site.node / "root"  # a new instance appears in procfs
+    gi = next(p for p, d, f in os.walk(root / "proc/driver/nvidia/capabilities") if
+              p.endswith("/mig"))
+    os.makedirs(os.path.join(gi, "gi99", "ci0"))
+    for sub in ("gi99", "gi99/ci0"):
+        open(os.path.join(gi, sub, "access"), "w").close()
+    assert "migsync.cli" in prolog(site)[1]
+
+
+@pytest.mark.parametrize("text,want", [
+    ('cache_file = "/x/state.json"\n', "/x/state.json"),
+    ("cache_file = '/x/s.json'  # a comment\n", "/x/s.json"),
+    ('root = "/"\n', fastprolog.DEFAULT_CACHE),
+    ('cache_file = ""\n', None),  # the cache is off: no hit
+    ('[table]\ncache_file = "/x"\n', None),
+    ('cache_file = "/x\\u0041"\n', None),  # escapes: not guessed
+    ('cache_file = """/x"""\n', None),
+    ('cache_file = "/x" junk\n', None),
+])
+def test_cache_file_is_read_from_the_settings_only_when_certain(tmp_path, text, want):
+    conf = tmp_path / "migsync.toml"
+    conf.write_text(text)
+    assert fastprolog.cache_file_of(str(conf)) == want
+
+
+def test_the_default_cache_file_is_the_settings_default():
+    from migsync.settings import DEFAULT_CONFIG, Settings
+
+    assert Settings().cache_file == fastprolog.DEFAULT_CACHE
+    assert DEFAULT_CONFIG == fastprolog.DEFAULT_CONFIG

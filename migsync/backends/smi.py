@@ -59,14 +59,26 @@ def parse_lci(text: str) -> List[BMig]:
 
 
 def probe(binary: Optional[str], timeout: float = 10.0) -> BackendView:
+    return finish(start(binary, timeout))
+
+
+def start(binary: Optional[str], timeout: float = 10.0) -> runner.Batch:
+    """Start both nvidia-smi calls; the caller reads procfs while they run, then finish()es.
+    Both at once: on a MIG node the second is needed anyway, and start-up dominates."""
     path = runner.find_program("nvidia-smi", binary, EXTRA_DIRS)
     if path is None:
         raise DiscoveryError(f"nvidia-smi not found{' at ' + binary if binary else ''}")
-    view = BackendView("nvidia-smi")
-    # Both at once: on a MIG node the second is needed anyway, and start-up dominates.
     try:
-        res, lci = runner.run_all([[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
-                                   [path, "mig", "-lci"]], timeout)
+        return runner.start_all([[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
+                                 [path, "mig", "-lci"]], timeout)
+    except CommandError as exc:
+        raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
+
+
+def finish(batch: runner.Batch) -> BackendView:
+    view = BackendView("nvidia-smi")
+    try:
+        res, lci = batch.collect()
     except CommandError as exc:
         raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
     try:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -144,6 +143,8 @@ class Batch:
             for fd in list(c.open):
                 c.close(fd)
             if c.status is None:
+                import signal
+
                 try:
                     os.killpg(c.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):

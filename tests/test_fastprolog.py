@@ -111,6 +111,8 @@ def test_a_changed_gres_conf_goes_to_the_full_prolog_which_answers_and_primes_th
     os.utime(site.gres, (1, 1))
     code, mods, err = prolog(site)
     assert code == 0 and "migsync.cli" in mods, err
+    # settings unchanged: their cached copy is used, no TOML parser, no argparse
+    assert "tomllib" not in mods and "argparse" not in mods
     code, mods, _ = prolog(site)  # same inputs as the full Prolog saw: the hit answers again
     assert code == 0 and "migsync.cli" not in mods
 
@@ -182,3 +184,13 @@ def test_the_default_cache_file_is_the_settings_default():
 
     assert Settings().cache_file == fastprolog.DEFAULT_CACHE
     assert DEFAULT_CONFIG == fastprolog.DEFAULT_CONFIG
+
+
+def test_changed_settings_are_read_again_not_taken_from_the_cache(site):
+    assert healthcheck(site).returncode == 0
+    lost = os.path.join(node("seed-lost"), "root")  # this root lacks an instance gres.conf names
+    site.conf.write_text(site.conf.read_text().replace(str(site.node / "root"), lost)
+                         + "drain = false\n")
+    code, mods, err = prolog(site)
+    assert code == 1 and "tomllib" in mods, err
+    assert not site.log.exists() or "update" not in site.log.read_text()  # drain = false held

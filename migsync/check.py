@@ -159,11 +159,14 @@ def registered_counts(lines: Sequence[GresLine]) -> Dict[Optional[str], int]:
 
 def check(inv: Inventory, lines: Sequence[GresLine], slurm_gres: Optional[List[GresSpec]] = None,
           slurm_source: str = "slurm.conf", exists: Callable[[str], bool] = os.path.exists,
-          ignore: Sequence[str] = (), hardware_types: Optional[Dict[DeviceKey, str]] = None
-          ) -> CheckResult:
-    """All findings for one node. ``exists`` maps a configured path to a stat (rooted in tests)."""
+          ignore: Sequence[str] = (), hardware_types: Optional[Dict[DeviceKey, str]] = None,
+          autodetected=None) -> CheckResult:
+    """All findings for one node. ``exists`` maps a configured path to a stat (rooted in tests).
+
+    ``autodetected`` (an autodetect.View) adds what slurmd's AutoDetect registers: those
+    devices are configured, and slurm.conf Gres= is compared with them."""
     res = CheckResult()
-    findings: List[Finding] = []
+    findings: List[Finding] = list(autodetected.findings) if autodetected is not None else []
     for ln in lines:
         if ln.name != "gpu":
             findings.append(Finding("gres-name-case", f"{ln.source}: Name={ln.name}: slurmctld "
@@ -220,6 +223,10 @@ def check(inv: Inventory, lines: Sequence[GresLine], slurm_gres: Optional[List[G
                                     f"({device_type_string(inv, c.key)})",
                                     f"bad Type {c.line.type}", c.line.source))
 
+    records = autodetected.records if autodetected is not None else None
+    for d in records or ():
+        seen.setdefault(d.key, f"AutoDetect={autodetected.plugin}")
+
     for g in inv.gpus:
         if g.lost or g.minor < 0:
             continue
@@ -233,7 +240,11 @@ def check(inv: Inventory, lines: Sequence[GresLine], slurm_gres: Optional[List[G
                                     "is named by no gres.conf line",
                                     f"unconf {m.label}"))
 
-    if slurm_gres is not None:
+    if slurm_gres is not None and records is not None:
+        from .autodetect import count_findings
+
+        findings.extend(count_findings(records, slurm_gres, slurm_source, autodetected.plugin))
+    elif slurm_gres is not None:
         findings.extend(_count_findings(lines, slurm_gres, slurm_source, hardware_types or {}))
 
     for f in findings:

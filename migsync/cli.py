@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import __version__
 from .errors import (EXIT_CONFIG, EXIT_INTERNAL, EXIT_MISMATCH, EXIT_OK, MigsyncError,
@@ -16,12 +16,16 @@ if TYPE_CHECKING:
 
 EPILOG = """\
 exit codes:
-  0  consistent (or the command did what it was asked)
-  1  mismatch: gres.conf / slurm.conf do not describe the hardware
-  2  configuration or usage error (unreadable, unparseable or missing file, bad flag)
-  3  discovery failed (no driver, NVML error, nvidia-smi failed or timed out)
-  4  another migsync run holds the lock (healthcheck, prolog)
-  5  Slurm could not be queried or updated (scontrol failed or timed out)
+  0    consistent (or the command did what it was asked)
+  1    mismatch: gres.conf / slurm.conf do not describe the hardware
+  2    configuration or usage error (unreadable, unparseable or missing file, bad flag)
+  3    discovery failed (no driver, NVML error, nvidia-smi failed or timed out)
+  4    another migsync run holds the lock (healthcheck, prolog)
+  5    Slurm could not be queried or updated (scontrol failed or timed out)
+  70   internal error: a migsync bug, reported in one line and never acted on
+  143  terminated by SIGTERM (child commands killed, nothing half-written)
+The prolog command exits 0 for everything but a mismatch: migsync's own trouble never
+blocks a job.
 
 Start with `migsync demo`; see `migsync COMMAND --help` for each command.
 """
@@ -36,36 +40,103 @@ FLAG_KEYS = {"backend": "backend", "nvidia_smi": "nvidia_smi", "root": "root",
              "resume_flag": "resume", "discovery_drain": "drain_on_discovery_failure",
              "syslog_flag": "syslog", "prestart_block": "prestart_block"}
 
+STYLE_HELP = ("gres.conf style: multiple-files (one MultipleFiles=/dev/nvidiaN,GI cap,CI cap "
+              "line per MIG device, as Slurm's NVML autodetect builds) or file (the CI caps of "
+              "a type folded into one File= hostlist). Default: the style the current gres.conf "
+              "uses, else multiple-files")
 
-def _common(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("where to look")
-    g.add_argument("--config", metavar="FILE",
-                   help="settings file (default /etc/migsync/migsync.toml, or $MIGSYNC_CONFIG)")
-    g.add_argument("--node", help="Slurm node name (default $SLURMD_NODENAME, then short hostname)")
-    g.add_argument("--gres-conf", metavar="FILE",
-                   help="gres.conf to check (default: beside slurm.conf; $SLURM_CONF's "
-                        "directory, /run/slurm/conf (configless), /etc/slurm)")
-    g.add_argument("--slurm-conf", metavar="FILE", help="slurm.conf (same search order)")
-    g.add_argument("--root", metavar="DIR",
-                   help="read /proc and /dev under DIR (a captured node, tests, demos); "
-                        "paths in gres.conf stay real absolute paths")
-    g = p.add_argument_group("discovery")
-    g.add_argument("--backend", choices=("auto", "nvml", "nvidia-smi"),
-                   help="auto tries NVML, then nvidia-smi (default auto)")
-    g.add_argument("--nvidia-smi", metavar="PATH", help="nvidia-smi binary (default: PATH, "
-                   "then /usr/bin and other usual places: hooks run without PATH)")
-    g.add_argument("--timeout", type=float, metavar="SEC",
-                   help="timeout for one external command (default 10)")
-    g.add_argument("--deadline", type=float, metavar="SEC",
-                   help="time budget for the whole run (default 45)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--ignore", action="append", metavar="ID", default=None,
-                   help="ignore a finding id (repeatable); see the README for the ids")
+# Every flag once: (group, option strings, argparse keywords). A command lists the flags it
+# uses, so its --help shows no flag that would do nothing there.
+FLAGS: Dict[str, Any] = {
+    "config": ("where to look", ("--config",), dict(
+        metavar="FILE", help="settings file (default /etc/migsync/migsync.toml, or "
+                             "$MIGSYNC_CONFIG)")),
+    "node": ("where to look", ("--node",), dict(
+        help="Slurm node name (default $SLURMD_NODENAME, then the short hostname)")),
+    "gres-conf": ("where to look", ("--gres-conf",), dict(
+        metavar="FILE", help="gres.conf (default: beside slurm.conf; $SLURM_CONF's directory, "
+                             "/run/slurm/conf (configless), /etc/slurm)")),
+    "slurm-conf": ("where to look", ("--slurm-conf",), dict(
+        metavar="FILE", help="slurm.conf (same search order)")),
+    "root": ("where to look", ("--root",), dict(
+        metavar="DIR", help="read /proc and /dev under DIR (a captured node, tests, demos); "
+                            "paths in gres.conf stay real absolute paths")),
+    "backend": ("discovery", ("--backend",), dict(
+        choices=("auto", "nvml", "nvidia-smi"),
+        help="auto tries NVML, then nvidia-smi (default auto)")),
+    "nvidia-smi": ("discovery", ("--nvidia-smi",), dict(
+        metavar="PATH", help="nvidia-smi binary (default: PATH, then /usr/bin and other usual "
+                             "places: hooks run without PATH)")),
+    "timeout": ("discovery", ("--timeout",), dict(
+        type=float, metavar="SEC", help="timeout for one external command (default 10)")),
+    "deadline": ("discovery", ("--deadline",), dict(
+        type=float, metavar="SEC", help="time budget for the whole run (default 45)")),
+    "json": (None, ("--json",), dict(action="store_true", help="print one JSON object (an "
+                                     "error too); the schema is in the README")),
+    "ignore": (None, ("--ignore",), dict(
+        action="append", metavar="ID", default=None,
+        help="ignore a finding id (repeatable); see the README for the ids")),
+    "style": (None, ("--style",), dict(choices=("auto", "multiple-files", "file"),
+                                       help=STYLE_HELP)),
+    "reason-prefix": ("acting on the node (drain/resume)", ("--reason-prefix",), dict(
+        metavar="TEXT", help="drain reasons start with this; only such reasons are resumed "
+                             "(default 'migsync:')")),
+    "no-drain": ("acting on the node (drain/resume)", ("--no-drain",), dict(
+        dest="drain_flag", action="store_const", const=False,
+        help="report, but do not drain on a mismatch")),
+    "no-resume": ("acting on the node (drain/resume)", ("--no-resume",), dict(
+        dest="resume_flag", action="store_const", const=False,
+        help="do not resume a node migsync drained once it is consistent")),
+    "no-drain-on-discovery-failure": ("acting on the node (drain/resume)",
+                                      ("--no-drain-on-discovery-failure",), dict(
+        dest="discovery_drain", action="store_const", const=False,
+        help="do not drain when the GPUs cannot be read (driver gone, GPU lost)")),
+    "slurm-backend": ("acting on the node (drain/resume)", ("--slurm-backend",), dict(
+        choices=("auto", "pyslurm", "scontrol"),
+        help="auto: pyslurm when it imports and works, else scontrol")),
+    "scontrol": ("acting on the node (drain/resume)", ("--scontrol",), dict(
+        metavar="PATH", help="scontrol binary (default: PATH, /usr/bin)")),
+    "prom-file": ("acting on the node (drain/resume)", ("--prom-file",), dict(
+        metavar="PATH", help="write node_exporter textfile metrics here, atomically")),
+    "lock-file": ("acting on the node (drain/resume)", ("--lock-file",), dict(
+        metavar="PATH", help="serialises runs (default /run/migsync.lock)")),
+    "lock-wait": ("acting on the node (drain/resume)", ("--lock-wait",), dict(
+        type=float, metavar="SEC", help="how long to wait for another run (default 10)")),
+    "cache-file": ("acting on the node (drain/resume)", ("--cache-file",), dict(
+        metavar="PATH", help="what the last full check learned, for the Prolog fast path "
+                             "(default /run/migsync/state.json)")),
+    "no-syslog": ("acting on the node (drain/resume)", ("--no-syslog",), dict(
+        dest="syslog_flag", action="store_const", const=False, help="log to stderr only")),
+}
+WHERE = ("config", "node", "gres-conf", "slurm-conf", "root")
+DISCOVERY = ("backend", "nvidia-smi", "timeout")
+ACTING = ("reason-prefix", "no-drain", "no-resume", "no-drain-on-discovery-failure",
+          "slurm-backend", "scontrol", "prom-file", "lock-file", "lock-wait", "cache-file",
+          "no-syslog")
+
+
+def _flags(p: argparse.ArgumentParser, *names: str, hidden: Tuple[str, ...] = ()) -> None:
+    """Add the named flags. ``hidden`` ones are accepted but not shown: they do nothing for
+    this command, but a hook line written for another command must not fail on them."""
+    import argparse
+    groups: Dict[str, Any] = {}
+    for name in names + hidden:
+        group, opts, kw = FLAGS[name]
+        target = p
+        if name in hidden:
+            kw = dict(kw, help=argparse.SUPPRESS)
+            group = None
+        if group is not None:
+            if group not in groups:
+                groups[group] = p.add_argument_group(group)
+            target = groups[group]
+        target.add_argument(*opts, **kw)
 
 
 def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
-    """The whole CLI, or with ``only`` just that command (a Prolog pays for one, not nine)."""
+    """The whole CLI, or with ``only`` just that command (a Prolog pays for one, not ten)."""
     import argparse
+
     parser = argparse.ArgumentParser(
         prog="migsync", formatter_class=_formatter(argparse), epilog=EPILOG,
         description="Check that Slurm's gres.conf matches this node's real NVIDIA MIG devices, "
@@ -84,34 +155,54 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
             "Discover the node's GPUs and MIG devices, read the gres.conf lines Slurm applies "
             "to this node (and its slurm.conf Gres=), and report every mismatch. On a mismatch "
             "the corrected lines are printed too.")
-    _common(p)
-    p.add_argument("--style", choices=("multiple-files", "file"),
-                   help="style of the suggested lines (default multiple-files)")
+    _flags(p, *WHERE, *DISCOVERY, "deadline", "json", "ignore", "style")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing; use the exit code")
     p.add_argument("--drain", action="store_true",
                    help="act on the node like `migsync healthcheck`: drain on a mismatch, "
-                        "resume when fixed (only if migsync drained it)")
-    _add_act(p)
+                        "resume when fixed (only if migsync drained it); the flags in "
+                        "'acting on the node' apply with --drain")
+    p.add_argument("--reason-only", action="store_true",
+                   help="print only the drain reason migsync would set: nothing and exit 0 when "
+                        "consistent, the reason and exit 1 on a mismatch, the discovery reason "
+                        "and exit 3 when the GPUs cannot be read (for NHC's check_migsync)")
+    _flags(p, *ACTING)
 
-    p = add("emit", "print gres.conf and slurm.conf Gres= lines for the real hardware",
-            "Print the gres.conf lines that describe this node's hardware, and the slurm.conf "
-            "Gres= fragment. Type names already used in the current gres.conf are kept where "
-            "they still fit.")
-    _common(p)
-    p.add_argument("--style", choices=("multiple-files", "file"),
-                   help="multiple-files: one MultipleFiles=/dev/nvidiaN,GI cap,CI cap line per MIG "
-                        "device, as Slurm's NVML autodetect; file: CI caps folded into one "
-                        "File= hostlist per type (the hand-written style)")
+    p = add("emit", "write a gres.conf for the real hardware (and the slurm.conf Gres=)",
+            "Print a gres.conf that describes this node's hardware. What belongs in slurm.conf "
+            "(GresTypes, the node's Gres=) is printed as # comments, so the output is exactly "
+            "a gres.conf. Works without a gres.conf, or with a broken one: then the Type names "
+            "are the defaults. Type names the current gres.conf uses are kept where they "
+            "still fit.")
+    _flags(p, *WHERE, *DISCOVERY, "json", "style")
+    p.add_argument("--write", metavar="PATH",
+                   help="write the gres.conf to PATH atomically (the previous file is kept as "
+                        "a backup) and print the slurm.conf lines; refuses text that does not "
+                        "parse, and a PATH that holds other nodes' lines (use merge)")
+    p.add_argument("--slurm-lines", action="store_true",
+                   help="print only the slurm.conf lines (GresTypes=, NodeName=... Gres=), "
+                        "not as comments")
 
     p = add("discover", "show the node's GPUs and MIG devices",
             "Show GPUs (keyed on device minor, not the nvidia-smi index) and MIG devices with "
             "their capability devices.")
-    _common(p)
+    _flags(p, "config", "root", *DISCOVERY, "json")
 
     p = add("demo", "run discover, check and emit on a bundled sample node",
-            "Run the whole job on the sample node shipped with migsync: the seed write-up's "
-            "4-GPU node after a reboot lost one MIG instance whose /dev cap remains.")
-    p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+            "Run the whole job on the sample node shipped with migsync: a 4-GPU node that lost "
+            "one MIG instance in a reboot while its device file stayed behind. Every step is "
+            "printed as a command you can run again yourself.")
+    p.add_argument("--keep", metavar="DIR",
+                   help="copy the sample node to DIR and keep it there, so the printed "
+                        "commands can be re-run (default: a temporary copy, removed after)")
+
+    p = add("install-hooks", "install the Slurm hook scripts, bound to this installation",
+            "Write the hook scripts (HealthCheckProgram, Prolog, pre-start, and any other "
+            "script shipped in hooks/) into DIR, each running this installation's Python by "
+            "absolute path in isolated mode (-I, from /), so no PATH, working directory or "
+            "PYTHONPATH decides what runs. Prints the matching slurm.conf and systemd lines.")
+    p.add_argument("dir", metavar="DIR", help="where the hooks go, e.g. /etc/slurm/migsync")
+    p.add_argument("--nhc-dir", metavar="DIR",
+                   help="also install the LBNL NHC check (migsync.nhc) there, e.g. /etc/nhc/scripts")
 
     _add_node_commands(add)
     return parser
@@ -156,33 +247,6 @@ class _Skip:
 _SKIP: Any = _Skip()
 
 
-def _add_act(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("acting on the node (drain/resume)")
-    g.add_argument("--reason-prefix", metavar="TEXT",
-                   help="drain reasons start with this; only such reasons are resumed "
-                        "(default 'migsync:')")
-    g.add_argument("--no-drain", dest="drain_flag", action="store_const", const=False,
-                   help="report, but do not drain on a mismatch")
-    g.add_argument("--no-resume", dest="resume_flag", action="store_const", const=False,
-                   help="do not resume a node migsync drained once it is consistent")
-    g.add_argument("--no-drain-on-discovery-failure", dest="discovery_drain",
-                   action="store_const", const=False,
-                   help="do not drain when the GPUs cannot be read (driver gone, GPU lost)")
-    g.add_argument("--slurm-backend", choices=("auto", "pyslurm", "scontrol"),
-                   help="auto: pyslurm when it imports and works, else scontrol")
-    g.add_argument("--scontrol", metavar="PATH", help="scontrol binary (default: PATH, /usr/bin)")
-    g.add_argument("--prom-file", metavar="PATH",
-                   help="write node_exporter textfile metrics here, atomically")
-    g.add_argument("--lock-file", metavar="PATH", help="serialises runs (default /run/migsync.lock)")
-    g.add_argument("--lock-wait", type=float, metavar="SEC",
-                   help="how long to wait for another run (default 10)")
-    g.add_argument("--cache-file", metavar="PATH",
-                   help="what the last full check learned, for the Prolog fast path "
-                        "(default /run/migsync/state.json)")
-    g.add_argument("--no-syslog", dest="syslog_flag", action="store_const", const=False,
-                   help="log to stderr only")
-
-
 def _add_node_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("healthcheck", "check, then drain or resume the node (HealthCheckProgram)",
             "For slurm.conf HealthCheckProgram= (via hooks/healthcheck). Runs a full check; on a "
@@ -190,23 +254,24 @@ def _add_node_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
             "shows; resumes the node once it is consistent, but only if migsync drained it. "
             "Leaves DOWN nodes and other people's drain reasons alone. Never drains for "
             "migsync's own errors. Logs to syslog and stderr.")
-    _common(p)
-    _add_act(p)
+    _flags(p, *WHERE, *DISCOVERY, "deadline", "json", "ignore", *ACTING)
 
     p = add("prolog", "fast procfs-only check before each job (Prolog)",
             "For slurm.conf Prolog= (via hooks/prolog). Reads procfs only (no NVML, no "
             "nvidia-smi) and reuses the last full check while nothing changed. On a mismatch it "
             "drains the node with migsync's reason and exits 1, so the job does not start; "
-            "Slurm keeps migsync's reason (measured on 22.05). migsync's own errors exit 0.")
-    _common(p)
-    _add_act(p)
+            "Slurm keeps migsync's reason (measured on 22.05). Every other outcome, migsync's "
+            "own errors included, exits 0.")
+    _flags(p, *WHERE, "timeout", "deadline", "json", "ignore",
+           *[a for a in ACTING if a not in ("no-resume", "prom-file")],
+           hidden=("backend", "nvidia-smi"))
 
     p = add("report", "print this node's report for `migsync merge` (one JSON line)",
-            "Discover the node and print one JSON line (schema migsync-report, version 1): node "
+            "Discover the node and print one JSON line (schema migsync-report, version 2): node "
             "name, GPUs, MIG devices with caps and types (types kept from the node's gres.conf "
             "where they fit), `slurmd -C` hardware, and the migsync version. Collect with clush, "
             "pdsh or srun and feed the output to `migsync merge` on the controller.")
-    _common(p)
+    _flags(p, *WHERE, *DISCOVERY, "ignore")
     p.add_argument("--pretty", action="store_true", help="indented JSON (merge reads both)")
     p.add_argument("--no-hardware", action="store_true", help="do not run `slurmd -C`")
 
@@ -224,7 +289,7 @@ def _add_node_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
                         "exit 1 when anything changes; its lines for nodes that sent no report "
                         "are kept")
     p.add_argument("--write", metavar="PATH", help="write the gres.conf atomically, keeping a "
-                   "backup of the previous file (PATH.bak-<time>)")
+                   "backup of the previous file")
     p.add_argument("--slurm-include", metavar="PATH",
                    help="also write a slurm.conf include with one NodeName line per group")
 
@@ -232,8 +297,8 @@ def _add_node_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
             "For a systemd ExecStartPre= drop-in (conf/slurmd-migsync.conf). A gres.conf that "
             "names a missing device file makes slurmd wait 20 s and die; this reports it and "
             "drains the node with the reason. It does not block slurmd unless --prestart-block.")
-    _common(p)
-    _add_act(p)
+    _flags(p, *WHERE, "timeout", "deadline", "reason-prefix", "no-drain", "slurm-backend",
+           "scontrol", "no-syslog")
     p.add_argument("--prestart-block", action="store_const", const=True,
                    help="exit 1 (so systemd does not start slurmd) on missing device files")
 
@@ -275,45 +340,84 @@ def _acting(args: argparse.Namespace, mode: str, nvml_module: Any, pyslurm_modul
 
 
 def cmd_check(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
-    from . import nodecheck, render
+    from . import jsondoc, nodecheck, render
 
+    if args.reason_only:
+        return _reason_only(args, nvml_module)
     if args.drain:
         st, report = _acting(args, "check", nvml_module, pyslurm_module)
         if args.json:
-            _print_json(report.to_dict())
+            _print_json(jsondoc.run_report("check", report))
         elif not args.quiet and report.outcome is not None:
             sys.stdout.write(render.check_report(report.outcome))
         return report.exit_code  # errors were already logged to stderr
     st = settings_from_args(args)
     outcome = nodecheck.run(st, nvml_module)
     if args.json:
-        _print_json(outcome.to_dict())
+        _print_json(jsondoc.outcome("check", outcome))
     elif not args.quiet:
         sys.stdout.write(render.check_report(outcome))
     return EXIT_OK if outcome.result.ok else EXIT_MISMATCH
 
 
+def _reason_only(args: argparse.Namespace, nvml_module: Any) -> int:
+    """One line for another health checker (NHC): the reason `healthcheck` would drain with,
+    built by the same functions, so both name a fault the same way."""
+    from . import act, nodecheck
+    from .errors import EXIT_DISCOVERY, DiscoveryError, UsageError
+
+    if args.drain:
+        raise UsageError("--reason-only never acts on the node: drop --drain")
+    st = settings_from_args(args)
+    try:
+        outcome = nodecheck.run(st, nvml_module)
+    except DiscoveryError as exc:  # a node fault the caller may or may not drain for
+        sys.stdout.write(act.reason_for_discovery(st.reason_prefix, str(exc)) + "\n")
+        return EXIT_DISCOVERY
+    if outcome.result.ok:
+        return EXIT_OK
+    sys.stdout.write(act.reason_for_findings(st.reason_prefix, outcome.result.findings) + "\n")
+    return EXIT_MISMATCH
+
+
 def cmd_emit(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
-    from . import nodecheck, render
+    from . import emit, jsondoc, nodecheck, render
 
     st = settings_from_args(args)
-    outcome = nodecheck.run(st, nvml_module)
+    res = nodecheck.emit_run(st, nvml_module)
+    if res.note:
+        sys.stderr.write(f"migsync: note: the Type names are migsync's defaults, because "
+                         f"the current gres.conf could not be used: {res.note}\n")
+    if args.write:
+        backup = emit.write_gres_conf(args.write, render.emit_text(res), res.node)
+        sys.stderr.write(f"migsync: wrote {args.write}"
+                         + (f" (previous file kept as {backup})" if backup else "")
+                         + "; add these lines to slurm.conf:\n")
     if args.json:
-        _print_json(outcome.to_dict()["suggested"])
+        doc = jsondoc.emit_result(res)
+        if args.write:
+            doc["files"] = {"gres_conf": args.write, "slurm_conf": None, "found_by": "written"}
+        _print_json(doc)
+    elif args.slurm_lines or args.write:
+        sys.stdout.write("\n".join(render.slurm_conf_lines(res.slurm_line)) + "\n")
     else:
-        sys.stdout.write(render.emit_text(outcome, st.style))
+        sys.stdout.write(render.emit_text(res))
     return EXIT_OK
 
 
 def cmd_discover(args: argparse.Namespace, nvml_module: Any = None,
                  pyslurm_module: Any = None) -> int:
-    from . import render
+    from . import jsondoc, render
     from .discovery import discover
 
     st = settings_from_args(args)
     inv = discover(st.root, st.backend, st.nvidia_smi or None, st.command_timeout, nvml_module)
     if args.json:
-        _print_json(inv.to_dict())
+        doc = jsondoc.new("discover")
+        jsondoc.set_status(doc, "ok")
+        doc["ok"] = None  # discover compares nothing
+        doc["inventory"] = jsondoc.inventory(inv)
+        _print_json(doc)
     else:
         sys.stdout.write(render.inventory_table(inv))
     return EXIT_OK
@@ -321,16 +425,21 @@ def cmd_discover(args: argparse.Namespace, nvml_module: Any = None,
 
 def cmd_healthcheck(args: argparse.Namespace, nvml_module: Any = None,
                     pyslurm_module: Any = None) -> int:
+    from . import jsondoc
+
     st, report = _acting(args, "healthcheck", nvml_module, pyslurm_module)
     if args.json:
-        _print_json(report.to_dict())
+        _print_json(jsondoc.run_report("healthcheck", report))
     return report.exit_code
 
 
 def cmd_prolog(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
+    from . import jsondoc
+
     st, report = _acting(args, "prolog", nvml_module, pyslurm_module)
     if args.json:
-        _print_json(report.to_dict())
+        doc = jsondoc.run_report("prolog", report)
+        _print_json(doc)
     if report.check_status == "mismatch":
         return EXIT_MISMATCH  # the job must not start here, drained by us or not
     if report.check_status == "discovery_failed" and st.drain_on_discovery_failure:
@@ -419,43 +528,42 @@ def cmd_merge(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module:
 def cmd_demo(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
     from . import demo
 
-    return demo.run(sys.stdout)
+    return demo.run(sys.stdout, args.keep)
+
+
+def cmd_install_hooks(args: argparse.Namespace, nvml_module: Any = None,
+                      pyslurm_module: Any = None) -> int:
+    from . import install
+
+    done = install.install_hooks(args.dir, args.nhc_dir)
+    for note in done.notes:
+        sys.stderr.write(f"migsync: {note}\n")
+    sys.stdout.write(install.config_lines(done))
+    return EXIT_OK
 
 
 COMMANDS: Dict[str, Callable[..., int]] = {
     "check": cmd_check, "emit": cmd_emit, "discover": cmd_discover, "demo": cmd_demo,
     "healthcheck": cmd_healthcheck, "prolog": cmd_prolog, "prestart": cmd_prestart,
-    "report": cmd_report, "merge": cmd_merge,
+    "report": cmd_report, "merge": cmd_merge, "install-hooks": cmd_install_hooks,
 }
 
 
-def main(argv: Optional[List[str]] = None, nvml_module: Any = None,
-         pyslurm_module: Any = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed its one-line usage error
-        return EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
-    if not args.command:
-        parser.print_help()
-        return EXIT_CONFIG
-    return dispatch(args, nvml_module, pyslurm_module)
-
-
-def dispatch(args: Any, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
-    """Run the command; the one place where errors become exit codes."""
+def _run(args: argparse.Namespace, nvml_module: Any, pyslurm_module: Any) -> int:
+    """Run the command; every error becomes its exit code here, in one line on stderr (and,
+    with --json, a JSON object on stdout)."""
+    wants_json = bool(getattr(args, "json", False))
     try:
         return COMMANDS[args.command](args, nvml_module, pyslurm_module)
     except MigsyncError as exc:
         sys.stderr.write(f"migsync: {exc}\n")
-        return exc.exit_code
+        code, err = exc.exit_code, exc
     except KeyboardInterrupt:
         sys.stderr.write("migsync: interrupted\n")
         return 130
     except Terminated:
         sys.stderr.write("migsync: terminated (SIGTERM); nothing was left half-written\n")
-        return 143
+        code, err = 143, MigsyncError("terminated (SIGTERM)")
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # a bug: say so in one line, never act on it
@@ -463,7 +571,54 @@ def dispatch(args: Any, nvml_module: Any = None, pyslurm_module: Any = None) -> 
             raise
         sys.stderr.write(f"migsync: internal error: {type(exc).__name__}: {exc} "
                          "(set MIGSYNC_DEBUG=1 for a traceback; please report it)\n")
-        return EXIT_INTERNAL
+        code, err = EXIT_INTERNAL, MigsyncError(f"internal error: {type(exc).__name__}: {exc}")
+    if wants_json:
+        from . import jsondoc
+
+        try:
+            _print_json(jsondoc.error(args.command, err, code, getattr(args, "node", None)))
+        except BrokenPipeError:
+            pass
+    return code
+
+
+def _prolog_exit(code: int) -> int:
+    """A Prolog's non-zero exit drains the node as 'Prolog error' and requeues the job:
+    only a real mismatch (1) may do that. Anything else was migsync's own trouble, already
+    said on stderr; say it in syslog too (slurmd logs nothing of a Prolog that exits 0)."""
+    if code in (EXIT_OK, EXIT_MISMATCH):
+        return code
+    try:
+        import syslog
+
+        syslog.openlog("migsync", syslog.LOG_PID, syslog.LOG_DAEMON)
+        syslog.syslog(syslog.LOG_ERR, f"prolog: migsync failed with exit code {code}; "
+                      "the job runs anyway (migsync never blocks a job for its own errors)")
+    except (ImportError, OSError):
+        pass
+    return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None, nvml_module: Any = None,
+         pyslurm_module: Any = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(command)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one-line usage error
+        code = EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
+        return _prolog_exit(code) if command == "prolog" else code
+    if not args.command:
+        parser.print_help()
+        return EXIT_CONFIG
+    return dispatch(args, nvml_module, pyslurm_module)
+
+
+def dispatch(args: Any, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
+    """Run parsed (or, for a bare Prolog, defaulted) arguments; a Prolog's exit rules."""
+    code = _run(args, nvml_module, pyslurm_module)
+    return _prolog_exit(code) if args.command == "prolog" else code
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

@@ -1,16 +1,33 @@
 """Render gres.conf lines and the slurm.conf Gres= fragment that describe the real hardware."""
 from __future__ import annotations
 
+import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import hostlist
 from .check import DeviceKey, resolve, type_fits
+from .errors import ConfigError
 from .gresconf import GresLine
-from .model import Inventory, gpu_path, short_gpu_type
+from .model import DEV_CAP, Inventory, gpu_path, short_gpu_type
 
 STYLES = ("multiple-files", "file")
+AUTO = "auto"  # the style the current gres.conf uses
 _PROFILE_RE = re.compile(r"\d+[gc]\.\d+gb", re.I)
+
+
+def choose_style(wanted: str, current: Sequence[GresLine] = ()) -> str:
+    """``wanted`` unless it is 'auto' (or empty): then the style the site already writes.
+
+    A site that lists CI caps with File= gets File= lines back; MultipleFiles= lines, or no
+    MIG line at all, give what Slurm's own NVML autodetect builds."""
+    if wanted and wanted != AUTO:
+        return wanted
+    if any(ln.multiple_files for ln in current):
+        return "multiple-files"
+    if any(f.startswith(DEV_CAP) for ln in current for f in ln.files):
+        return "file"
+    return "multiple-files"
 
 
 def hardware_devices(inv: Inventory) -> List[DeviceKey]:
@@ -120,3 +137,48 @@ def render_slurm_gres(types: Dict[DeviceKey, Optional[str]]) -> str:
 def render_slurm_line(node: str, types: Dict[DeviceKey, Optional[str]]) -> str:
     gres = render_slurm_gres(types)
     return f"NodeName={node} Gres={gres}" if gres else f"NodeName={node}"
+
+
+def _foreign_line(path: str, node: str, text: str) -> Optional[str]:
+    """The first line of the current file that is not this node's gpu configuration (another
+    node's, another GRES, an Include), or None. Replacing such a file would lose it."""
+    from . import gresconf
+
+    try:
+        current = gresconf.parse(text, path)
+    except ConfigError:
+        return None  # a broken file is exactly what emit replaces; the backup keeps it
+    for ln in current.lines:
+        where = f"{ln.path}:{ln.lineno}"
+        if os.path.abspath(ln.path) != os.path.abspath(path):
+            return f"{where} comes from an Include"
+        if ln.nodes is not None and (not hostlist.contains(ln.nodes, node)
+                                     or hostlist.count(ln.nodes) != 1):
+            return f"{where} is for other nodes (NodeName={ln.nodes})"
+        if ln.name is not None and ln.name.lower() != "gpu":
+            return f"{where} configures Name={ln.name}"
+    return None
+
+
+def write_gres_conf(path: str, text: str, node: str) -> Optional[str]:
+    """Write ``text`` to ``path`` atomically, keeping the previous file; returns the backup.
+
+    Refuses text that does not parse as a gres.conf for ``node``, and a file that also holds
+    lines emit would drop (other nodes', other GRES, Includes): that is merge's job."""
+    from . import gresconf
+    from .fsutil import atomic_write
+    from .slurmsyntax import read_text
+
+    try:
+        gresconf.parse(text, path).for_node(node)
+    except ConfigError as exc:
+        raise ConfigError(f"refusing to write: the generated gres.conf does not parse ({exc})",
+                          path=path) from None
+    mode = 0o644
+    if os.path.lexists(path):
+        foreign = _foreign_line(path, node, read_text(path))
+        if foreign:
+            raise ConfigError(f"refusing to replace it: {foreign}; emit writes one node's "
+                              "gres.conf (use `migsync merge` for a shared one)", path=path)
+        mode = os.stat(path).st_mode & 0o777
+    return atomic_write(path, text, mode, backup=True)

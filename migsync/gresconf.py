@@ -191,7 +191,11 @@ def _include(line: LogicalLine, head: List[str], path: str, depth: int,
     target = head[1].strip()
     if not os.path.isabs(target):
         target = os.path.join(os.path.dirname(path), target)
-    return parse(read_text(target), target, depth + 1, node)
+    try:
+        text = read_text(target)
+    except ConfigError as exc:  # name the line that asked for it, not only the missing file
+        raise _err(line, f"Include {target}: {exc.message}", line.text) from None
+    return parse(text, target, depth + 1, node)
 
 
 def load(path: str, node: Optional[str] = None) -> GresConf:

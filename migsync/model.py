@@ -143,6 +143,8 @@ FINDING_IDS = {
     "gpu-lost": "a GPU could not be read (fell off the bus, NVML error)",
     "whole-gpu-mig-on": "a whole GPU is configured while MIG is enabled on it",
     "mig-no-instances": "MIG is enabled on a GPU that has no instances",
+    "autodetect-unavailable": "gres.conf AutoDetect names a plugin this Slurm lacks: no GPUs are detected",
+    "autodetect-no-mig": "AutoDetect=nvidia (no MIG detection) on a node with MIG enabled",
     "unconfigured-device": "a real MIG device or GPU is named by no gres.conf line",
     "type-mismatch": "a configured Type does not match the device (case-insensitive substring)",
     "gres-count-mismatch": "slurm.conf Gres= count differs from gres.conf or the hardware",

@@ -8,6 +8,7 @@ from typing import Any, Callable, List, Optional
 from . import __version__, emit, gresconf, locate, slurmconf
 from .check import CheckResult, check
 from .discovery import discover
+from .errors import ConfigError
 from .model import Inventory
 from .procfs import rooted
 from .settings import Settings
@@ -23,6 +24,8 @@ class Outcome:
     slurm_line: str = ""
     node_in_slurm_conf: Optional[bool] = None
     types: dict = field(default_factory=dict)  # device key -> Type the suggestion uses
+    style: str = "multiple-files"  # the style of gres_lines
+    autodetect: Any = None  # autodetect.View when gres.conf's AutoDetect is NVIDIA's
 
     def to_dict(self) -> dict:
         return {
@@ -45,6 +48,62 @@ def load_config(settings: Settings, node: str, files: Optional[locate.ConfFiles]
     return files, gconf, sconf
 
 
+def autodetect_view(settings: Settings, gconf, sconf, node: str, inv: Inventory):
+    """What AutoDetect adds on this node, or None when it is off (the common case: no
+    plugin-directory lookup then)."""
+    from . import autodetect, runner
+
+    setting = autodetect.setting_for(gconf.lines, node)
+    if setting.value not in autodetect.OURS:
+        return None
+    plugin_dir = autodetect.find_plugin_dir(sconf.params.get("plugindir") if sconf else None,
+                                            settings.root, runner.find_program("slurmd"))
+    return autodetect.view(setting, inv, plugin_dir)
+
+
+def require_node(sconf, node: str) -> None:
+    """A node slurm.conf does not define would get a page of findings that all say 'wrong
+    node name': the short hostname often differs from the NodeName. Say that once."""
+    if sconf is not None and sconf.node_keys(node) is None:
+        raise ConfigError(f"has no NodeName line for {node!r}; give the node's Slurm name "
+                          "with --node NAME (the short hostname is not always the NodeName)",
+                          path=sconf.path)
+
+
+@dataclass
+class EmitResult:
+    """What `emit` prints or writes: lines for the hardware, whatever state the config is in."""
+
+    node: str
+    inventory: Inventory
+    style: str
+    types: dict
+    gres_lines: List[str]
+    slurm_line: str
+    gres_conf: Optional[str] = None  # the current file, when one was read
+    note: Optional[str] = None  # why the current gres.conf could not be used
+
+
+def emit_run(settings: Settings, nvml_module: Any = None) -> EmitResult:
+    """emit's own path: no gres.conf, or a broken one, is what a first emit meets, so the
+    current file only lends its Type names and style when it can be read."""
+    node = locate.node_name(settings.node)
+    lines: list = []
+    path, note = None, None
+    try:
+        files = locate.find(settings.gres_conf, settings.slurm_conf)
+        path = files.gres_conf
+        lines = gresconf.load(files.gres_conf, node).for_node(node)
+    except ConfigError as exc:
+        note = str(exc)
+    inv = discover(settings.root, settings.backend, settings.nvidia_smi or None,
+                   settings.command_timeout, nvml_module)
+    types = emit.assign_types(inv, lines)
+    style = emit.choose_style(settings.style, lines)
+    return EmitResult(node, inv, style, types, emit.render_gres(inv, node, style, lines, types),
+                      emit.render_slurm_line(node, types), path, note)
+
+
 def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None,
         files: Optional[locate.ConfFiles] = None,
         discover_fn: Optional[Callable[[], Inventory]] = None) -> Outcome:
@@ -53,6 +112,7 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
     ``discover_fn`` replaces the NVML/nvidia-smi discovery (the Prolog reads procfs only)."""
     node = locate.node_name(settings.node)
     files, gconf, sconf = load_config(settings, node, files)
+    require_node(sconf, node)
     lines = gconf.for_node(node)
     if discover_fn is not None:
         inv = discover_fn()
@@ -66,9 +126,10 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
         in_conf = got is not None
         if got is not None:
             slurm_gres, where = got
+    ad = autodetect_view(settings, gconf, sconf, node, inv)
     result = check(inv, lines, slurm_gres, where,
                    exists=lambda p: os.path.exists(rooted(settings.root, p)),
-                   ignore=settings.ignore, hardware_types=types)
-    return Outcome(node, files, inv, result,
-                   emit.render_gres(inv, node, style or settings.style, lines, types),
-                   emit.render_slurm_line(node, types), in_conf, types)
+                   ignore=settings.ignore, hardware_types=types, autodetected=ad)
+    style = style or emit.choose_style(settings.style, lines)
+    return Outcome(node, files, inv, result, emit.render_gres(inv, node, style, lines, types),
+                   emit.render_slurm_line(node, types), in_conf, types, style, ad)

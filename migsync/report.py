@@ -11,7 +11,9 @@ from .errors import CommandError, ConfigError
 from .model import Gpu, Inventory, MigDevice
 
 SCHEMA = "migsync-report"
-SCHEMA_VERSION = 1
+# 2: the common top-level names of every migsync JSON document (jsondoc.TOP_LEVEL), and
+# gpus[].mig_pending renamed mig_pending_mode. merge still reads version 1.
+SCHEMA_VERSION = 2
 HARDWARE_KEYS = ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore",
                  "RealMemory")
 
@@ -43,16 +45,21 @@ def build(node: str, inv: Inventory, types: Dict[DeviceKey, Optional[str]],
             devices.append({"kind": "mig", "minor": m.parent_minor, "gi": m.gi, "ci": m.ci,
                             "profile": m.profile, "gi_cap": m.gi_cap, "ci_cap": m.ci_cap,
                             "type": t, "files": list(m.files)})
-    return {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "migsync_version": __version__,
-        "node": node, "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    from . import jsondoc
+
+    doc = jsondoc.new("report", node, SCHEMA_VERSION)
+    jsondoc.set_status(doc, "ok")
+    doc["ok"] = None if findings is None else not findings
+    doc.update({
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "hardware": hardware, "backend": inv.backend,
         "gpus": [{"minor": g.minor, "name": g.name, "mig_current": g.mig_current,
-                  "mig_pending": g.mig_pending, "bus_id": g.bus_id, "uuid": g.uuid,
+                  "mig_pending_mode": g.mig_pending, "bus_id": g.bus_id, "uuid": g.uuid,
                   "lost": g.lost} for g in inv.gpus],
         "devices": devices,
         "findings": findings,
-    }
+    })
+    return doc
 
 
 def dumps(report: Dict[str, Any]) -> str:
@@ -92,7 +99,8 @@ def to_inventory(doc: Dict[str, Any]) -> Tuple[Inventory, Dict[DeviceKey, Option
     inv = Inventory(backend=doc.get("backend", ""))
     for g in doc["gpus"]:
         inv.gpus.append(Gpu(g["minor"], None, g.get("bus_id"), g.get("uuid"), g.get("name"),
-                            g.get("mig_current"), g.get("mig_pending")))
+                            g.get("mig_current"),
+                            g.get("mig_pending_mode", g.get("mig_pending"))))  # version 1 name
     types: Dict[DeviceKey, Optional[str]] = {}
     for d in doc["devices"]:
         if d["kind"] == "gpu":

@@ -25,7 +25,7 @@ class Settings:
     node: str = ""
     # check and emit
     ignore: List[str] = field(default_factory=list)  # finding ids to ignore
-    style: str = "multiple-files"  # multiple-files | file
+    style: str = "auto"  # auto (what the current gres.conf uses) | multiple-files | file
     # acting on the node
     reason_prefix: str = "migsync:"
     drain: bool = True  # healthcheck drains on a mismatch
@@ -86,7 +86,7 @@ def apply(settings: Settings, values: Dict[str, Any], source: str) -> None:
     validate(settings, source)
 
 
-CHOICES = {"backend": ("auto", "nvml", "nvidia-smi"), "style": ("multiple-files", "file"),
+CHOICES = {"backend": ("auto", "nvml", "nvidia-smi"), "style": ("auto", "multiple-files", "file"),
            "slurm_backend": ("auto", "pyslurm", "scontrol")}
 
 

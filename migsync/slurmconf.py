@@ -59,11 +59,17 @@ class SlurmConf:
             return None
         value = keys.get("gres", "")
         where = self.path
+        src: Tuple[str, Optional[int]] = (self.path, None)
         for nl in self.node_lines:
             if "gres" in nl.keys and (nl.nodes.lower() == "default"
                                       or hostlist.contains(nl.nodes, node)):
-                where = f"{os.path.basename(nl.path)}:{nl.lineno}"
-        return parse_gres(value, where), where
+                where = f"{os.path.basename(nl.path)}:{nl.lineno}"  # short, for findings
+                src = (nl.path, nl.lineno)
+        try:
+            return parse_gres(value, where), where
+        except ConfigError as exc:  # errors name the file as given, like every other error
+            raise ConfigError(exc.message, path=src[0], line=src[1],
+                              fragment=exc.fragment) from None
 
 
 def parse_gres(value: str, where: str = "Gres") -> List[GresSpec]:
@@ -101,7 +107,12 @@ def parse(text: str, path: str, _depth: int = 0) -> SlurmConf:
             target = head[1].strip()
             if not os.path.isabs(target):
                 target = os.path.join(os.path.dirname(path), target)
-            sub = parse(read_text(target), target, _depth + 1)
+            try:
+                text = read_text(target)
+            except ConfigError as exc:  # name the including line too
+                raise ConfigError(f"Include {target}: {exc.message}", path=path,
+                                  line=line.lineno, fragment=line.text) from None
+            sub = parse(text, target, _depth + 1)
             conf.params.update(sub.params)
             conf.node_lines.extend(sub.node_lines)
             continue

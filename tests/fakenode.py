@@ -1,6 +1,6 @@
 """Write a fake GPU node from a layout: procfs tree, /dev nodes, recorded-format nvidia-smi output.
 
-The formats are those of real drivers (see ../shared/reference/mig-devices.md); the layouts
+The formats are those of real drivers (NVIDIA's MIG User Guide, nvidia-smi output); the layouts
 are the scenarios the tests and the bench name. Run as a script to regenerate tests/data and
 the sample shipped in migsync/sample.
 """

@@ -1,6 +1,6 @@
 """A real one-node Slurm 22.05 cluster (Debian's packages) under one temporary directory.
 
-Recipe and pitfalls: ../shared/reference/slurm-test-cluster.md. The daemons run as root
+Recipe and pitfalls: the README's "How it is tested against real Slurm". The daemons run as root
 with private ports; configless mode serves slurm.conf and gres.conf from slurmctld and links
 /run/slurm/conf to slurmd's conf-cache, exactly as on a production node.
 """

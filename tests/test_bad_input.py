@@ -42,7 +42,7 @@ GRES_CASES = {
     "gres-no-equals.conf": (2, r"^{f}:1: expected key=value, got '/dev/nvidia0'"),
     "gres-bad-nodename.conf": (2, r"^{f}:1: NodeName=: unbalanced"),
     "gres-include-loop.conf": (2, r"Include nested too deeply \(a loop\?\)"),
-    "gres-include-missing.conf": (2, r"^/nonexistent/gres-extra.conf: file not found"),
+    "gres-include-missing.conf": (2, r"^{f}:1: Include /nonexistent/gres-extra.conf: file not found"),
     "gres-mixed-file-nofile.conf": (2, r"^{f}:2: some gpu lines for c51-g002 have File="),
     # a file cut after a continuation: slurmd reads a gpu line without File=, so do we
     "gres-truncated-continuation.conf": (1, None),
@@ -52,9 +52,9 @@ GRES_CASES = {
     "gres-duplicated-key.conf": (0, None),  # slurmd: 'specified more than once, latest value used'
 }
 SLURM_CASES = {
-    "slurm-gres-no-count.conf": (2, r"^slurm-gres-no-count.conf:2: Gres entry 'gpu:1g.10gb' has no count"),
+    "slurm-gres-no-count.conf": (2, r"^{f}:2: Gres entry 'gpu:1g.10gb' has no count"),
     "slurm-bad-nodename.conf": (2, r"^{f}:2: NodeName=: unbalanced"),
-    "slurm-gres-too-many-fields.conf": (2, r"too many ':' fields"),
+    "slurm-gres-too-many-fields.conf": (2, r"^{f}:\d+: Gres entry has too many ':' fields"),
 }
 TOML_CASES = {
     "migsync-unknown-key.toml": (2, r"^{f}: unknown key 'bakend' \(in 'bakend'\)"),

@@ -192,6 +192,7 @@ def test_ignore_setting_drops_a_finding_id():
 
 def test_every_finding_id_is_exercised_here():
     text = open(__file__).read()
+    text += open(os.path.join(os.path.dirname(__file__), "test_autodetect.py")).read()
     for fid in FINDING_IDS:
         assert f'"{fid}"' in text, fid
 

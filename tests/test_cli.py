@@ -136,8 +136,8 @@ def test_discover_table_and_json():
     assert r.code == 0
     assert "gpu0/gi1/ci0     3g.40gb" in r.out
     doc = run_cli("discover", "--json", *smi_args("minor-not-index")).json()
-    assert [g["minor"] for g in doc["gpus"]] == [0, 1, 2, 3]
-    assert [g["index"] for g in doc["gpus"]] == [2, 3, 0, 1]
+    assert [g["minor"] for g in doc["inventory"]["gpus"]] == [0, 1, 2, 3]
+    assert [g["index"] for g in doc["inventory"]["gpus"]] == [2, 3, 0, 1]
 
 
 def test_check_human_output_shows_findings_and_fix():

@@ -15,16 +15,16 @@ NODE_OF = {"seed": "c51-g002", "seed-lost": "c51-g002", "minor-not-index": "g-mi
 
 @pytest.mark.parametrize("style", ["multiple-files", "file"])
 @pytest.mark.parametrize("name", sorted(NODE_OF))
-def test_emitted_lines_fed_back_to_check_give_exit_0(tmp_path, name, style):
+def test_emitted_file_and_slurm_lines_fed_back_to_check_give_exit_0(tmp_path, name, style):
+    """stdout is the gres.conf as it is (no editing), --slurm-lines the slurm.conf part."""
     node_name = NODE_OF[name]
-    r = run_cli("emit", "--style", style, *smi_args(name, os.path.join(CONF, "mig-empty.gres.conf"),
-                                                      nodename=node_name))
+    args = smi_args(name, os.path.join(CONF, "mig-empty.gres.conf"), nodename=node_name)
+    r = run_cli("emit", "--style", style, *args)
     assert r.code == 0, r.err
-    gres = "\n".join(ln for ln in r.out.splitlines() if ln.startswith("NodeName=") and "Name=gpu" in ln)
-    slurm_line = [ln for ln in r.out.splitlines() if ln.startswith("NodeName=") and "Gres=" in ln]
-    (tmp_path / "gres.conf").write_text(gres + "\n")
-    (tmp_path / "slurm.conf").write_text("GresTypes=gpu\n" + (slurm_line[0] if slurm_line else
-                                                              f"NodeName={node_name}") + "\n")
+    (tmp_path / "gres.conf").write_text(r.out)
+    r = run_cli("emit", "--style", style, "--slurm-lines", *args)
+    assert r.out.startswith("GresTypes=gpu\nNodeName=" + node_name)
+    (tmp_path / "slurm.conf").write_text(r.out)
     r = run_cli("check", *smi_args(name, tmp_path / "gres.conf", tmp_path / "slurm.conf", node_name))
     if name == "mig-empty":
         assert r.code == 1 and "mig-no-instances" in r.out  # nothing to emit can fix that

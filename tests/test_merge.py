@@ -49,7 +49,7 @@ def reports(tmp_path):
 
 def test_report_schema(reports):
     doc = json.loads(reports["gpu01"])
-    assert doc["schema"] == "migsync-report" and doc["schema_version"] == 1
+    assert doc["schema"] == "migsync-report" and doc["schema_version"] == 2
     assert doc["node"] == "gpu01" and doc["migsync_version"]
     kinds = [d["kind"] for d in doc["devices"]]
     assert kinds.count("gpu") == 2 and kinds.count("mig") == 14

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from .. import runner
 from ..errors import CommandError, DiscoveryError
@@ -58,19 +58,55 @@ def parse_lci(text: str) -> List[BMig]:
     return migs
 
 
+_L_GPU = re.compile(r"^GPU (\d+): ")
+_L_MIG = re.compile(r"^\s+MIG (\S+)\s+Device\s+(\d+): \(UUID: (MIG-[^)\s]+)\)")
+
+
+def parse_list(text: str) -> Dict[int, List[Tuple[str, str]]]:
+    """`nvidia-smi -L`: per GPU index, the (profile, UUID) of each MIG device."""
+    out: Dict[int, List[Tuple[str, str]]] = {}
+    gpu = None
+    for line in text.splitlines():
+        m = _L_GPU.match(line)
+        if m:
+            gpu = int(m.group(1))
+            out.setdefault(gpu, [])
+            continue
+        m = _L_MIG.match(line)
+        if m and gpu is not None:
+            out[gpu].append((m.group(1), m.group(3)))
+    return out
+
+
+def attach_mig_uuids(migs: List[BMig], listing: Dict[int, List[Tuple[str, str]]]) -> None:
+    """Give a MIG device the UUID `nvidia-smi -L` lists, only where that is certain.
+
+    -L numbers a GPU's MIG devices ('Device 0', 'Device 1') but does not say which GPU
+    instance / compute instance each is, so a UUID is tied to a device only when its profile
+    occurs once on that GPU in both listings. Seven 1g.10gb devices on one GPU stay without
+    UUIDs (the NVML backend reads them per device)."""
+    for index, listed in listing.items():
+        mine = [m for m in migs if m.gpu_index == index]
+        for profile in {p for p, _ in listed}:
+            same = [m for m in mine if m.profile == profile]
+            uuids = [u for p, u in listed if p == profile]
+            if len(same) == 1 and len(uuids) == 1:
+                same[0].uuid = uuids[0]
+
+
 def probe(binary: Optional[str], timeout: float = 10.0) -> BackendView:
     return finish(start(binary, timeout))
 
 
 def start(binary: Optional[str], timeout: float = 10.0) -> runner.Batch:
-    """Start both nvidia-smi calls; the caller reads procfs while they run, then finish()es.
-    Both at once: on a MIG node the second is needed anyway, and start-up dominates."""
+    """Start the nvidia-smi calls; the caller reads procfs while they run, then finish()es.
+    All at once: on a MIG node they are needed anyway, and start-up dominates."""
     path = runner.find_program("nvidia-smi", binary, EXTRA_DIRS)
     if path is None:
         raise DiscoveryError(f"nvidia-smi not found{' at ' + binary if binary else ''}")
     try:
         return runner.start_all([[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
-                                 [path, "mig", "-lci"]], timeout)
+                                 [path, "mig", "-lci"], [path, "-L"]], timeout)
     except CommandError as exc:
         raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
 
@@ -78,7 +114,7 @@ def start(binary: Optional[str], timeout: float = 10.0) -> runner.Batch:
 def finish(batch: runner.Batch) -> BackendView:
     view = BackendView("nvidia-smi")
     try:
-        res, lci = batch.collect()
+        res, lci, listing = batch.collect()
     except CommandError as exc:
         raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
     try:
@@ -100,5 +136,7 @@ def finish(batch: runner.Batch) -> BackendView:
     if not view.migs and not _NO_INSTANCES.search(res.stdout + res.stderr):
         raise DiscoveryError("nvidia-smi mig -lci: no instance rows and no 'No compute "
                              f"instances found' message: {runner.first_line(res.stdout)}")
+    if listing.returncode == 0:  # UUIDs are a help, never a reason to fail discovery
+        attach_mig_uuids(view.migs, parse_list(listing.stdout))
     return view
 

@@ -1,0 +1,186 @@
+"""`migsync install-hooks DIR`: the hook scripts, bound to this installation's interpreter.
+
+Every file shipped in hooks/ is installed as it is, except that the helper every hook sources
+(`_find_migsync.sh`) gets this interpreter's absolute path written into it, so the hooks never
+search: slurmd runs them with no PATH from its log directory, and what they start must not
+depend on either. The interpreter runs isolated (-I) from `/`: a `migsync/` directory in the
+working directory or on PYTHONPATH is never imported.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from .errors import ConfigError
+
+PKG = os.path.dirname(os.path.abspath(__file__))
+HELPER = "_find_migsync.sh"
+BAKED_PY = 'MIGSYNC_PYTHON_BAKED=""'
+BAKED_SRC = 'MIGSYNC_SRC_BAKED=""'
+NHC_CHECK = os.path.join("nhc", "migsync.nhc")
+
+# What slurm.conf / systemd need for each known hook; other scripts are installed too and
+# named in the output.
+SLURM_LINES = {
+    "healthcheck": ["HealthCheckProgram={path}", "HealthCheckInterval=300",
+                    "HealthCheckNodeState=ANY"],
+    "prolog": ["Prolog={path}"],
+    "taskprolog": ["TaskProlog={path}"],
+}
+SYSTEMD_LINES = {"slurmd-prestart": ["ExecStartPre=-{path}"]}
+
+
+@dataclass
+class Installed:
+    dir: str
+    python: str
+    src: str  # '' when the interpreter imports migsync from its own site-packages
+    hooks: List[str] = field(default_factory=list)
+    nhc: Optional[str] = None
+    notes: List[str] = field(default_factory=list)
+
+
+MARKERS = {"hooks": HELPER, "conf": "migsync.toml"}
+
+
+def shipped_dir(name: str) -> Optional[str]:
+    """hooks/ or conf/ of this migsync: the source tree's (checkout, editable install) or the
+    copy packaged inside migsync (a wheel). A marker file tells ours from a stranger's
+    site-packages/hooks."""
+    for d in (os.path.join(os.path.dirname(PKG), name), os.path.join(PKG, "_shipped", name)):
+        if os.path.isfile(os.path.join(d, MARKERS[name])):
+            return d
+    return None
+
+
+def hook_files(hooks_dir: str) -> List[str]:
+    out = []
+    for name in sorted(os.listdir(hooks_dir)):
+        path = os.path.join(hooks_dir, name)
+        if name.startswith(".") or name.endswith((".pyc", "~")) or not os.path.isfile(path):
+            continue
+        out.append(name)
+    return out
+
+
+def import_root(python: str) -> str:
+    """'' when ``python -I`` imports this very migsync on its own; else the directory to put
+    first on sys.path (a source checkout used without installing)."""
+    from . import runner
+    from .errors import CommandError
+
+    here = os.path.dirname(PKG)
+    probe = "import migsync, os; print(os.path.dirname(os.path.dirname(os.path.abspath(migsync.__file__))))"
+    try:
+        res = runner.run([python, "-I", "-c", probe], timeout=30)
+    except CommandError:
+        return here
+    if res.returncode == 0 and os.path.realpath(res.stdout.strip()) == os.path.realpath(here):
+        return ""
+    return here
+
+
+def bake(text: str, python: str, src: str) -> str:
+    """Write the interpreter (and source tree) into the helper's marked lines."""
+    if BAKED_PY not in text or BAKED_SRC not in text:
+        raise ConfigError(f"{HELPER} lacks the lines install-hooks fills in ({BAKED_PY})")
+    for value in (python, src):
+        if any(c in value for c in "\"$`\\\n"):
+            raise ConfigError(f"cannot write {value!r} into a shell script (quote characters)")
+    return (text.replace(BAKED_PY, f'MIGSYNC_PYTHON_BAKED="{python}"', 1)
+                .replace(BAKED_SRC, f'MIGSYNC_SRC_BAKED="{src}"', 1))
+
+
+def _check_start(python: str, src: str, helper_text: str) -> None:
+    """Start migsync exactly as the installed hooks will; refuse to leave hooks that cannot."""
+    from . import runner
+    from .errors import CommandError
+
+    boot = helper_text.split("MIGSYNC_BOOT='", 1)[1].split("'", 1)[0]
+    try:
+        res = runner.run([python, "-I", "-c", boot, src, "--version"], timeout=30)
+    except CommandError as exc:
+        raise ConfigError(f"the hooks could not start migsync with {python}: {exc.message}") from None
+    if res.returncode != 0:
+        raise ConfigError(f"the hooks could not start migsync with {python}: "
+                          f"{runner.first_line(res.stderr or res.stdout)}")
+
+
+def install_hooks(dest: str, nhc_dir: Optional[str] = None,
+                  python: Optional[str] = None) -> Installed:
+    from .fsutil import atomic_write
+    from .slurmsyntax import read_text
+
+    hooks_dir = shipped_dir("hooks")
+    if hooks_dir is None or not os.path.isfile(os.path.join(hooks_dir, HELPER)):
+        raise ConfigError("this migsync has no hooks/ directory to install from")
+    nhc_src = None
+    if nhc_dir:
+        conf = shipped_dir("conf")
+        nhc_src = os.path.join(conf, NHC_CHECK) if conf else None
+        if nhc_src is None or not os.path.isfile(nhc_src):
+            raise ConfigError("--nhc-dir: this migsync ships no NHC check (conf/nhc/migsync.nhc)")
+        if not os.path.isdir(nhc_dir):
+            raise ConfigError("--nhc-dir: no such directory (install LBNL NHC first)",
+                              path=nhc_dir)
+    dest = os.path.abspath(dest)
+    parent = os.path.dirname(dest)
+    if not os.path.isdir(parent):
+        raise ConfigError("the parent directory does not exist; create it first", path=parent)
+    if not os.path.isdir(dest):
+        try:
+            os.mkdir(dest, 0o755)
+            os.chmod(dest, 0o755)  # whatever the umask: slurmd runs these as root
+        except OSError as exc:
+            raise ConfigError(f"cannot create: {exc.strerror or exc}", path=dest) from None
+    # sys.executable as called (a venv's bin/python is a symlink: resolving it would leave
+    # the venv and lose its site-packages).
+    python = python or os.path.abspath(sys.executable)
+    src = import_root(python)
+    done = Installed(dest, python, src)
+    helper = bake(read_text(os.path.join(hooks_dir, HELPER)), python, src)
+    _check_start(python, src, helper)
+    for name in hook_files(hooks_dir):
+        path = os.path.join(hooks_dir, name)
+        text = helper if name == HELPER else read_text(path)
+        mode = 0o644 if name == HELPER else 0o755
+        atomic_write(os.path.join(dest, name), text, mode)
+        if name != HELPER:
+            done.hooks.append(name)
+    if nhc_src and nhc_dir:
+        text = read_text(nhc_src)
+        if BAKED_PY in text:
+            text = bake(text, python, src)
+        done.nhc = os.path.join(os.path.abspath(nhc_dir), os.path.basename(nhc_src))
+        atomic_write(done.nhc, text, 0o644)
+    return done
+
+
+def config_lines(done: Installed) -> str:
+    """The slurm.conf and systemd lines for hooks installed in ``done.dir``."""
+    slurm: List[str] = []
+    systemd: List[str] = []
+    other: List[Tuple[str, str]] = []
+    for name in done.hooks:
+        path = os.path.join(done.dir, name)
+        if name in SLURM_LINES:
+            slurm += [ln.format(path=path) for ln in SLURM_LINES[name]]
+        elif name in SYSTEMD_LINES:
+            systemd += [ln.format(path=path) for ln in SYSTEMD_LINES[name]]
+        else:
+            other.append((name, path))
+    runs = done.python + (f" (migsync from {done.src})" if done.src else "")
+    out = [f"# migsync hooks installed in {done.dir}; they run {runs} -I from /.",
+           "# slurm.conf on every GPU node (configless ships slurm.conf, but not these scripts:",
+           "# install them on each node):", "GresTypes=gpu"] + slurm
+    if systemd:
+        out += ["", "# /etc/systemd/system/slurmd.service.d/migsync.conf, then "
+                    "`systemctl daemon-reload`:", "[Service]"] + systemd
+    for name, path in other:
+        out.append(f"# also installed: {path} (see its first lines for where it goes)")
+    if done.nhc:
+        out += ["", f"# LBNL NHC: {done.nhc} installed; enable it in /etc/nhc/nhc.conf "
+                    "(see the README, \"NHC\")"]
+    return "\n".join(out) + "\n"

@@ -328,7 +328,8 @@ HOOK = '''#!{python} -I
 # Before every job: a clean verdict that still holds answers at once (migsync.fastprolog);
 # otherwise `migsync prolog` checks procfs, drains on a mismatch and exits 1 so the job does
 # not start here. migsync's own trouble exits 0: it never blocks a job.
-import sys
+import os, sys
+os.chdir("/")  # as the shell hooks do: nothing may depend on slurmd's working directory
 {path_line}try:
     from migsync.fastprolog import main
 except BaseException as exc:

@@ -302,6 +302,15 @@ def _add_node_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--prestart-block", action="store_const", const=True,
                    help="exit 1 (so systemd does not start slurmd) on missing device files")
 
+    p = add("taskprolog", "print CUDA_VISIBLE_DEVICES=MIG-<uuid>,... for a task (TaskProlog)",
+            "For slurm.conf TaskProlog= (hooks/taskprolog is the same in sh, and cheaper). "
+            "Reads the node map the health check writes and prints `export "
+            "CUDA_VISIBLE_DEVICES=...` with the UUIDs of the task's GPUs in Slurm's order. "
+            "No map, a stale map or an unknown index: nothing printed, one line on stderr, "
+            "exit 0 (it never fails a job).")
+    p.add_argument("--map", metavar="FILE",
+                   help="the node map (default $MIGSYNC_NODE_MAP, then /run/migsync/node-map)")
+
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     from . import settings as settings_mod
@@ -542,10 +551,20 @@ def cmd_install_hooks(args: argparse.Namespace, nvml_module: Any = None,
     return EXIT_OK
 
 
+def cmd_taskprolog(args: argparse.Namespace, nvml_module: Any = None,
+                   pyslurm_module: Any = None) -> int:
+    # `migsync taskprolog` normally never gets here: entry.py sends it straight to
+    # taskprolog.main without loading this module (it runs once per task).
+    from . import taskprolog
+
+    return taskprolog.main(["--map", args.map] if args.map else [])
+
+
 COMMANDS: Dict[str, Callable[..., int]] = {
     "check": cmd_check, "emit": cmd_emit, "discover": cmd_discover, "demo": cmd_demo,
     "healthcheck": cmd_healthcheck, "prolog": cmd_prolog, "prestart": cmd_prestart,
     "report": cmd_report, "merge": cmd_merge, "install-hooks": cmd_install_hooks,
+    "taskprolog": cmd_taskprolog,
 }
 
 
@@ -608,6 +627,12 @@ def main(argv: Optional[List[str]] = None, nvml_module: Any = None,
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its one-line usage error
         code = EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
+        if code and "--json" in argv:
+            from . import jsondoc
+            from .errors import UsageError
+
+            _print_json(jsondoc.error(command, UsageError("invalid command line (the usage "
+                                                          "error is on stderr)"), code))
         return _prolog_exit(code) if command == "prolog" else code
     if not args.command:
         parser.print_help()

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import node
+from conftest import node, search_root_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOOKS = os.path.join(REPO, "hooks")
@@ -33,7 +33,8 @@ def settings(tmp_path, name="seed", **extra):
 
 def run_hook(path, cfg, *args, cwd="/", env=None):
     """As slurmd does: only SLURMD_NODENAME (plus where the settings are), no PATH."""
-    e = {"SLURMD_NODENAME": "c51-g002", "MIGSYNC_CONFIG": str(cfg)}
+    e = {"SLURMD_NODENAME": "c51-g002", "MIGSYNC_CONFIG": str(cfg),
+         **search_root_env()}  # hermetic: never the machine's /run/slurm/conf
     e.update(env or {})
     return subprocess.run([str(path), *args], cwd=str(cwd), env=e, capture_output=True,
                           text=True, timeout=120)

@@ -19,7 +19,7 @@ import pytest
 
 import nhcdir
 import slurm_cluster
-from conftest import node, run_cli
+from conftest import node, run_cli, search_root_env
 from migsync import act
 from migsync.slurmctl import NodeStatus
 
@@ -75,7 +75,9 @@ class Nhc:
 
     def run(self, env=None):
         """Run NHC as slurmd would: only SLURMD_NODENAME in the environment."""
-        r = subprocess.run([str(self.wrapper)], env={"SLURMD_NODENAME": N} if env is None else env,
+        env = {"SLURMD_NODENAME": N} if env is None else env
+        env = {**env, **search_root_env()}  # hermetic: never the machine's /etc/migsync
+        r = subprocess.run([str(self.wrapper)], env=env,
                            capture_output=True, text=True, timeout=90, cwd=str(self.dir))
         return r.returncode
 

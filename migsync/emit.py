@@ -75,7 +75,9 @@ def assign_types(inv: Inventory, current: Sequence[GresLine] = ()) -> Dict[Devic
         if key in untyped:
             types[key] = None  # the admin left it untyped; an untyped line matches any device
             continue
-        if own and _fits(inv, key, own):
+        # keep the site's Type where it fits, or where nothing can contradict it: an instance
+        # procfs has but the backend did not list has no known profile
+        if own and (_fits(inv, key, own) or (key[0] == "mig" and not inv.mig(key[1:]).profile)):
             types[key] = own
             continue
         types[key] = next((t for t in used if _fits(inv, key, t)), None) or default_type(inv, key)
@@ -84,7 +86,9 @@ def assign_types(inv: Inventory, current: Sequence[GresLine] = ()) -> Dict[Devic
         # specification while others do not", measured on 22.05-26.05): type them all
         for key, t in types.items():
             if t is None:
-                types[key] = default_type(inv, key)
+                gpu = inv.gpu(key[1])  # a MIG device of unknown profile: its GPU's short
+                types[key] = default_type(inv, key) or (  # type is a substring of its own
+                    short_gpu_type(gpu.name) if gpu and gpu.name else None)
     return types
 
 

@@ -101,8 +101,8 @@ def _conf_paths(report: RunReport):
     return [report.files.gres_conf, report.files.slurm_conf] if report.files else []
 
 
-def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
-    from . import fastprolog, nodecheck
+def _full_check(report: RunReport, st: Settings, nvml_module: Any, log: Log) -> None:
+    from . import fastprolog, nodecheck, nodemap
 
     before = fastprolog.inputs(st.root)  # read before the check: a change during it is seen
     try:
@@ -112,6 +112,7 @@ def _full_check(report: RunReport, st: Settings, nvml_module: Any) -> None:
         raise
     fastprolog.save(st, before, outcome.result.ok, _conf_paths(report))
     report.outcome = outcome
+    nodemap.write(outcome, st, log)  # GRES index -> UUID for hooks/taskprolog (issue 10)
     report.findings = outcome.result.findings
     report.status = "ok" if outcome.result.ok else "mismatch"
     if st.cache_file:
@@ -168,7 +169,7 @@ def run(st: Settings, mode: str, log: Log, nvml_module: Any = None,
                 if mode == "prolog":
                     _prolog_check(report, st)
                 else:
-                    _full_check(report, st, nvml_module)
+                    _full_check(report, st, nvml_module, log)
             except ConfigError as exc:
                 report.status, report.error = "config_error", str(exc)
             except DiscoveryError as exc:

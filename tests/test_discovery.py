@@ -59,7 +59,7 @@ def test_h200_mixed_profiles_with_split_gi(make):
 def test_nvml_gives_mig_uuids_and_nvidia_smi_does_not_guess_them():
     assert nvml_inv("seven-g").migs[0].uuid.startswith("MIG-")
     # nvidia-smi -L: the GPU's only MIG device is certain; seven alike 1g.10gb are not
-    assert smi_inv("seven-g").migs[0].uuid == "MIG-5a1c0de0-0000-0000-0000-0000000000000000"
+    assert smi_inv("seven-g").migs[0].uuid == "MIG-91012814-857d-e07f-142e-e06f3b95df71"  # smi/L.txt
     assert [m.uuid for m in smi_inv("seed").migs] == [None] * 14
 
 
@@ -119,11 +119,11 @@ def test_nvidia_smi_faults_are_discovery_errors(monkeypatch, mode, needle):
     monkeypatch.setenv("FAKE_SMI_MODE", mode)
     from migsync import runner
     monkeypatch.setattr(runner, "SAFE_PATH", runner.SAFE_PATH)
-    orig = runner.run_all
+    orig = runner.start_all
 
-    def run_with_mode(argvs, timeout=10.0, env=None, check=False):
-        return orig(argvs, timeout=timeout, env={"FAKE_SMI_MODE": mode}, check=check)
-    monkeypatch.setattr(runner, "run_all", run_with_mode)
+    def start_with_mode(argvs, timeout=10.0, env=None):
+        return orig(argvs, timeout=timeout, env={"FAKE_SMI_MODE": mode})
+    monkeypatch.setattr(runner, "start_all", start_with_mode)
     with pytest.raises(DiscoveryError, match=needle):
         smi_inv("seed", timeout=0.5)
 

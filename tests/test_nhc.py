@@ -13,12 +13,13 @@ Two layers:
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 import nhcdir
 import slurm_cluster
-from conftest import node, run_cli
+from conftest import node, run_cli, search_root_env
 from migsync import act
 from migsync.slurmctl import NodeStatus
 
@@ -74,7 +75,9 @@ class Nhc:
 
     def run(self, env=None):
         """Run NHC as slurmd would: only SLURMD_NODENAME in the environment."""
-        r = subprocess.run([str(self.wrapper)], env={"SLURMD_NODENAME": N} if env is None else env,
+        env = {"SLURMD_NODENAME": N} if env is None else env
+        env = {**env, **search_root_env()}  # hermetic: never the machine's /etc/migsync
+        r = subprocess.run([str(self.wrapper)], env=env,
                            capture_output=True, text=True, timeout=90, cwd=str(self.dir))
         return r.returncode
 
@@ -300,13 +303,13 @@ def test_check_migsync_leaks_no_variables_and_keeps_nhcs_shell_settings(tmp_path
 
 def test_a_copy_of_the_check_without_migsync_anywhere_is_logged(tmp_path, seed_gres):
     if any(os.path.exists(p) for p in ("/usr/local/bin/migsync", "/usr/bin/migsync",
-                                       "/opt/migsync/bin/migsync")):
+                                       "/opt/migsync/bin/python3")):
         pytest.skip("this machine has migsync installed in a place the check searches")
     nhc = nhc_recording(tmp_path, [f"* || check_migsync {seed_args('seed-lost', seed_gres)}"],
                         link=False)
     assert nhc.run() == 0
     assert marks(tmp_path) == [["online", N, ""]]
-    assert "check_migsync: migsync not found (set MIGSYNC_BIN" in nhc.log_text()
+    assert "check_migsync: migsync not found (no MIGSYNC_BIN in nhc.conf" in nhc.log_text()
 
 
 # ---- real NHC, its own helpers, NHC_RM=slurm, the real test cluster ----------------------------
@@ -482,3 +485,68 @@ def test_with_prefix_nhc_migsync_the_prolog_drain_is_nhcs_to_resume(nhc_cluster)
     fake.restore_instance()
     assert nhc.run() == 0
     cluster.wait_state("idle", timeout=30)
+
+
+@pytest.mark.parametrize("host,runs", [
+    ("gpu-a007", [[], []]),  # * and {gpu-a[001-064]}; -d and -t are check_migsync's own
+    ("gpu-h200-3", [[], ["--ignore", "gres-count-mismatch"]]),
+    ("gpu-test2", [[], ["--config", "/etc/migsync/test.toml", "--gres-conf",
+                        "/etc/slurm/gres.test.conf"]]),
+    ("login1", [[]]),
+])
+def test_the_example_nhc_conf_runs_the_checks_it_says(tmp_path, host, runs):
+    """conf/nhc/nhc.conf.example with every line uncommented, through NHC's host matching."""
+    fake = tmp_path / "fake-migsync"
+    fake.write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path}/calls\n")
+    fake.chmod(0o755)
+    lines = []
+    for ln in open(os.path.join(REPO, "conf", "nhc", "nhc.conf.example")):
+        ln = ln.strip()
+        if "||" in ln:
+            ln = ln.lstrip("# ")
+            if "MIGSYNC_BIN=" in ln:
+                ln = f"* || export MIGSYNC_BIN={fake}"
+            lines.append(ln)
+    nhc = nhc_recording(tmp_path, lines)
+    assert nhc.run(env={"SLURMD_NODENAME": host}) == 0, nhc.log_text()
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == [" ".join(["check", "--reason-only"] + r) for r in runs]
+
+
+def test_migsync_is_started_isolated_from_cwd_and_pythonpath(tmp_path, seed_gres):
+    # A `migsync` package where NHC runs and on PYTHONPATH would fail the node if imported.
+    evil = tmp_path / "evil"
+    (evil / "migsync").mkdir(parents=True)
+    (evil / "migsync" / "__init__.py").write_text("")
+    (evil / "migsync" / "cli.py").write_text(
+        "import sys\ndef main_exit():\n    print('migsync: imported from PYTHONPATH')\n"
+        "    sys.exit(1)\n")
+    nhc = nhc_recording(tmp_path, [f"* || check_migsync {seed_args('seed', seed_gres)}"],
+                        link=False)
+    # As install-hooks leaves it: this interpreter written in, migsync from its site-packages.
+    check = nhc.scripts / "migsync.nhc"
+    text = check.read_text()
+    assert text.count('MIGSYNC_PYTHON_BAKED=""') == 1
+    check.write_text(text.replace('MIGSYNC_PYTHON_BAKED=""', f'MIGSYNC_PYTHON_BAKED="{sys.executable}"'))
+    r = subprocess.run([str(nhc.wrapper)], env={"SLURMD_NODENAME": N, "PYTHONPATH": str(evil)},
+                       cwd=str(evil), capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, nhc.log_text()
+    assert marks(tmp_path) == [["online", N, ""]]
+
+
+def test_install_hooks_places_the_check_and_nhc_runs_the_installed_migsync(tmp_path, seed_gres):
+    r = run_cli("install-hooks", "--help")
+    if r.code != 0:
+        pytest.skip("this migsync has no install-hooks command yet")
+    incdir = tmp_path / "etc-nhc-scripts"
+    incdir.mkdir()
+    r = run_cli("install-hooks", tmp_path / "hooks", "--nhc-dir", incdir)
+    assert r.code == 0, r.err
+    installed = (incdir / "migsync.nhc").read_text()
+    assert 'MIGSYNC_PYTHON_BAKED=""' not in installed  # the interpreter was written in
+    nhc = nhc_recording(tmp_path, [f"* || check_migsync {seed_args('seed-lost', seed_gres)}"],
+                        link=False)
+    shutil.copy(incdir / "migsync.nhc", nhc.scripts / "migsync.nhc")  # a copy: no checkout
+    assert nhc.run() == 1
+    (what, host, msg), = marks(tmp_path)
+    assert what == "offline" and msg.startswith(LOST_REASON_START)

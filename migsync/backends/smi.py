@@ -40,8 +40,14 @@ def parse_query_gpu(text: str) -> List[BGpu]:
                 lost.append(normalise_bus_id(m.group(1)))
                 continue
             raise DiscoveryError(f"nvidia-smi --query-gpu: unexpected line {lineno}: {line[:80]!r}")
+        # '[N/A]' / '[Not Supported]': no MIG on this GPU. Any other bracketed value
+        # ('[GPU requires reset]', '[Unknown Error]') means the GPU could not be read: it is
+        # not a GPU with MIG off, and must not be configured as a whole GPU.
+        broken = [c for c in cols[3:6] if c.startswith("[") and _mode(c) is None
+                  and c.lower() not in ("[n/a]", "[not supported]")]
         gpus.append(BGpu(int(cols[0]), None, normalise_bus_id(cols[1]), cols[2], cols[3],
-                         _mode(cols[4]), _mode(cols[5])))
+                         _mode(cols[4]), _mode(cols[5]),
+                         lost=f"nvidia-smi: {broken[0]}" if broken else None))
     for bus in lost:
         gpus.append(BGpu(-1, None, bus, lost="nvidia-smi: GPU is lost or unreadable"))
     return gpus
@@ -95,15 +101,26 @@ def attach_mig_uuids(migs: List[BMig], listing: Dict[int, List[Tuple[str, str]]]
 
 
 def probe(binary: Optional[str], timeout: float = 10.0) -> BackendView:
+    return finish(start(binary, timeout))
+
+
+def start(binary: Optional[str], timeout: float = 10.0) -> runner.Batch:
+    """Start the nvidia-smi calls; the caller reads procfs while they run, then finish()es.
+    All at once: on a MIG node they are needed anyway, and start-up dominates."""
     path = runner.find_program("nvidia-smi", binary, EXTRA_DIRS)
     if path is None:
         raise DiscoveryError(f"nvidia-smi not found{' at ' + binary if binary else ''}")
-    view = BackendView("nvidia-smi")
-    # Both at once: on a MIG node the second is needed anyway, and start-up dominates.
     try:
-        res, lci, listing = runner.run_all(
-            [[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
-             [path, "mig", "-lci"], [path, "-L"]], timeout)
+        return runner.start_all([[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
+                                 [path, "mig", "-lci"], [path, "-L"]], timeout)
+    except CommandError as exc:
+        raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
+
+
+def finish(batch: runner.Batch) -> BackendView:
+    view = BackendView("nvidia-smi")
+    try:
+        res, lci, listing = batch.collect()
     except CommandError as exc:
         raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
     try:

@@ -45,7 +45,8 @@ class Nhc:
     """One NHC setup under ``tmp``: its conf dir, INCDIR with NHC's common.nhc and migsync.nhc,
     a log, and the wrapper a site gives slurmd as HealthCheckProgram."""
 
-    def __init__(self, tmp, lines, helperdir=None, slurm_conf=None, timeout=20, link=True):
+    def __init__(self, tmp, lines, helperdir=None, slurm_conf=None, timeout=20, link=True,
+                 nhc_opts=""):
         self.dir = tmp / "nhc"
         self.scripts = self.dir / "scripts"
         self.scripts.mkdir(parents=True)
@@ -63,7 +64,8 @@ class Nhc:
         # HOSTNAME/HOSTNAME_S: the test node's Slurm name is not the kernel's (nhc.md).
         self.wrapper.write_text(
             "#!/bin/sh\n" + exports +
-            f"{NHC_DIR}/nhc -D {self.dir} -c {self.conf} -t {timeout} INCDIR={self.scripts} "
+            f"{NHC_DIR}/nhc {nhc_opts} -D {self.dir} -c {self.conf} -t {timeout} "
+            f"INCDIR={self.scripts} "
             f"HELPERDIR={helperdir or os.path.join(NHC_DIR, 'helpers')} NHC_RM=slurm "
             f"LOGFILE={self.log} HOSTNAME=${{SLURMD_NODENAME:-{N}}} "
             f"HOSTNAME_S=${{SLURMD_NODENAME:-{N}}}\n"
@@ -548,3 +550,16 @@ def test_install_hooks_places_the_check_and_nhc_runs_the_installed_migsync(tmp_p
     assert nhc.run() == 1
     (what, host, msg), = marks(tmp_path)
     assert what == "offline" and msg.startswith(LOST_REASON_START)
+
+
+@pytest.mark.parametrize("mode", ["-a", "-f"], ids=["check-all", "forked"])
+@pytest.mark.parametrize("code,out,offline", [
+    (1, "migsync: stale cap535 [stale-cap] x", "migsync: stale cap535 [stale-cap] x"),
+    (2, "", None)])
+def test_nhcs_check_all_and_forked_modes(tmp_path, mode, code, out, offline):
+    fake = fake_migsync(tmp_path, code, out, "migsync: bad setting" if code == 2 else "")
+    nhc = nhc_recording(tmp_path, [f"* || export MIGSYNC_BIN={fake}", "* || check_migsync",
+                                   "* || /bin/true"], nhc_opts=mode)
+    assert nhc.run() == (0 if offline is None else 1)
+    assert marks(tmp_path) == ([["online", N, ""]] if offline is None else
+                               [["offline", N, offline]])

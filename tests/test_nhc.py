@@ -46,10 +46,16 @@ class Nhc:
     a log, and the wrapper a site gives slurmd as HealthCheckProgram."""
 
     def __init__(self, tmp, lines, helperdir=None, slurm_conf=None, timeout=20, link=True,
-                 nhc_opts=""):
+                 nhc_opts="", rt=None):
         self.dir = tmp / "nhc"
         self.scripts = self.dir / "scripts"
-        self.scripts.mkdir(parents=True)
+        self.rt = rt  # the Slurm runtime (host or a version's chroot) NHC runs in
+        # NHC's files, unmodified, where a chroot sees them too (tmp is bound, ../shared not)
+        dist = self.dir / "dist"
+        (dist / "scripts").mkdir(parents=True)
+        shutil.copy(os.path.join(NHC_DIR, "nhc"), dist / "nhc")
+        shutil.copytree(os.path.join(NHC_DIR, "helpers"), dist / "helpers")
+        self.scripts.mkdir()
         shutil.copy(os.path.join(NHC_DIR, "scripts", "common.nhc"), self.scripts)
         if link:  # as a source checkout would: the check then finds the checkout's .venv
             os.symlink(CHECK_FILE, self.scripts / "migsync.nhc")
@@ -64,9 +70,8 @@ class Nhc:
         # HOSTNAME/HOSTNAME_S: the test node's Slurm name is not the kernel's (nhc.md).
         self.wrapper.write_text(
             "#!/bin/sh\n" + exports +
-            f"{NHC_DIR}/nhc {nhc_opts} -D {self.dir} -c {self.conf} -t {timeout} "
-            f"INCDIR={self.scripts} "
-            f"HELPERDIR={helperdir or os.path.join(NHC_DIR, 'helpers')} NHC_RM=slurm "
+            f"{dist}/nhc {nhc_opts} -D {self.dir} -c {self.conf} -t {timeout} "
+            f"INCDIR={self.scripts} HELPERDIR={helperdir or dist / 'helpers'} NHC_RM=slurm "
             f"LOGFILE={self.log} HOSTNAME=${{SLURMD_NODENAME:-{N}}} "
             f"HOSTNAME_S=${{SLURMD_NODENAME:-{N}}}\n"
             f"rc=$?\necho $rc >> {self.runs}\nexit $rc\n")
@@ -77,8 +82,9 @@ class Nhc:
 
     def run(self, env=None):
         """Run NHC as slurmd would: only SLURMD_NODENAME in the environment."""
-        r = subprocess.run([str(self.wrapper)], env={"SLURMD_NODENAME": N} if env is None else env,
-                           capture_output=True, text=True, timeout=90, cwd=str(self.dir))
+        r = run_in(self.rt, [str(self.wrapper)],
+                   env={"SLURMD_NODENAME": N} if env is None else env,
+                   capture_output=True, text=True, timeout=90, cwd=str(self.dir))
         return r.returncode
 
     def log_text(self):
@@ -92,6 +98,11 @@ class Nhc:
             return len(self.runs.read_text().split())
         except OSError:
             return 0
+
+
+def run_in(rt, argv, **kw):
+    """Run where that Slurm version's clients are: the host, or its chroot."""
+    return rt.run(argv, **kw) if rt is not None else subprocess.run(argv, **kw)
 
 
 def recording_helpers(tmp):
@@ -319,13 +330,21 @@ from test_slurm_hooks import why as SLURM_WHY  # noqa: E402
 
 
 
+try:  # 22.05 on the host, 24.11 and 26.05 in chroots, where the fixture has them
+    from slurm_cluster import slurm_rt  # noqa: F401
+except ImportError:
+    @pytest.fixture
+    def slurm_rt():
+        return None
+
+
 def slurm_test(fn):
     fn = pytest.mark.slurm(fn)
     return pytest.mark.skip(reason=SLURM_WHY)(fn) if SLURM_WHY else fn
 
 
 @pytest.fixture
-def nhc_cluster(tmp_path):
+def nhc_cluster(tmp_path, slurm_rt):
     """The seed node in a real cluster; NHC set up to run check_migsync on it. With
     ``by_slurmd`` slurmd runs NHC as its HealthCheckProgram every 5 s; otherwise the test
     runs NHC itself (the same wrapper, the same bare environment), one run at a time."""
@@ -334,13 +353,15 @@ def nhc_cluster(tmp_path):
     def make(lines=None, by_slurmd=False, toml_extra=""):
         fake = FakeNode(tmp_path)
         made.append((None, fake))
-        cluster = slurm_cluster.Cluster(tmp_path / "slurm", SEED_GRES, SEED_SLURM_GRES, interval=5)
+        cluster = slurm_cluster.Cluster(tmp_path / "slurm", SEED_GRES, SEED_SLURM_GRES, interval=5,
+                                        **({"runtime": slurm_rt} if slurm_rt is not None else {}))
         made[-1] = (cluster, fake)
         cfg = write_config(tmp_path, fake, cluster, False)
         if toml_extra:
             cfg.write_text(cfg.read_text() + toml_extra + "\n")
         nhc = Nhc(tmp_path, lines or [f"* || check_migsync --config {cfg}"],
-                  slurm_conf=cluster.slurm_conf)
+                  slurm_conf=cluster.slurm_conf, rt=slurm_rt)
+        cluster.rt_ = slurm_rt
         if by_slurmd:
             cluster.health_check = str(nhc.wrapper)
             cluster.write_slurm_conf()
@@ -361,9 +382,9 @@ def reason(cluster):
 
 def standalone_healthcheck(cluster):
     """migsync's own health check run by hand beside NHC (hooks/healthcheck)."""
-    r = subprocess.run([os.path.join(HOOKS, "healthcheck"), "--json", "--no-syslog"],
-                       env={"SLURMD_NODENAME": N, "MIGSYNC_CONFIG": str(cluster.cfg)},
-                       capture_output=True, text=True, timeout=60)
+    r = run_in(cluster.rt_, [os.path.join(HOOKS, "healthcheck"), "--json", "--no-syslog"],
+               env={"SLURMD_NODENAME": N, "MIGSYNC_CONFIG": str(cluster.cfg)},
+               capture_output=True, text=True, timeout=60)
     import json
     return json.loads(r.stdout)
 
@@ -563,3 +584,32 @@ def test_nhcs_check_all_and_forked_modes(tmp_path, mode, code, out, offline):
     assert nhc.run() == (0 if offline is None else 1)
     assert marks(tmp_path) == ([["online", N, ""]] if offline is None else
                                [["offline", N, offline]])
+
+
+# Slurm releases that keep an admin's reason on a node the admin resumed (nhc.md and
+# slurm-test-cluster.md in ../shared/reference: 24.11.5 only).
+KEEPS_OLD_REASON_AFTER_RESUME = {"24.11"}
+
+
+@slurm_test
+def test_after_an_admin_resumed_the_node_an_nhc_failure_drains_as_the_release_allows(nhc_cluster,
+                                                                                       slurm_rt):
+    cluster, fake, nhc = nhc_cluster()
+    version = slurm_rt.version if slurm_rt is not None else "22.05"
+    cluster.scontrol("update", f"nodename={N}", "state=drain", "reason=admin: swapping PSU")
+    cluster.scontrol("update", f"nodename={N}", "state=resume")
+    cluster.wait_state("idle")
+    fake.lose_instance()
+    assert nhc.run() == 1
+    if version in KEEPS_OLD_REASON_AFTER_RESUME:
+        # NHC's node-mark-offline sees the admin's leftover reason on an idle node, keeps it
+        # as a foreign note, and so never resumes the node: the trap the README warns about.
+        assert reason(cluster) == "admin: swapping PSU"
+        fake.restore_instance()
+        assert nhc.run() == 0
+        assert cluster.state() == "drained"
+    else:
+        assert reason(cluster).startswith("NHC: " + LOST_REASON_START)
+        fake.restore_instance()
+        assert nhc.run() == 0
+        cluster.wait_state("idle", timeout=30)

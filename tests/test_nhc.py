@@ -434,7 +434,9 @@ def test_migsync_missing_or_misconfigured_never_drains_and_nhc_logs_why(nhc_clus
         why = [f"check_migsync: migsync not found at {tmp_path}/opt/bin/migsync"]
         check = f"check_migsync --config {cfg}"
     elif case == "python without migsync":
-        lines = ["* || export MIGSYNC_BIN='/usr/bin/python3 -I -m migsync'"]
+        # the interpreter the venv was made from: there in every chroot the fixture binds
+        base = os.path.join(os.path.realpath(sys.base_prefix), "bin", "python3")
+        lines = [f"* || export MIGSYNC_BIN='{base} -I -m migsync'"]
         why = ["No module named migsync", "migsync's own error (exit 1 without a reason)"]
         check = f"check_migsync --config {cfg}"
     elif case == "bad migsync.toml":

@@ -233,8 +233,11 @@ def check(inv: Inventory, lines: Sequence[GresLine], slurm_gres: Optional[List[G
         if not g.mig_current and ("gpu", g.minor) not in seen:
             findings.append(Finding("unconfigured-device", f"gpu{g.minor} ({g.path}) is named by "
                                     "no gres.conf line", f"unconf gpu{g.minor}"))
+    lost = {g.minor for g in inv.gpus if g.lost}
     for m in inv.migs:
-        if ("mig",) + m.key not in seen:
+        # as for whole GPUs above: a lost GPU is reported once (gpu-lost); whether its
+        # instances are configured cannot be judged while it is unreadable
+        if ("mig",) + m.key not in seen and m.parent_minor not in lost:
             profile = m.profile or "profile unknown"
             findings.append(Finding("unconfigured-device", f"{m.label} ({profile}, {m.files[2]}) "
                                     "is named by no gres.conf line",

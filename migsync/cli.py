@@ -580,6 +580,12 @@ def main(argv: Optional[List[str]] = None, nvml_module: Any = None,
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its one-line usage error
         code = EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
+        if code and "--json" in argv:
+            from . import jsondoc
+            from .errors import UsageError
+
+            _print_json(jsondoc.error(command, UsageError("invalid command line (the usage "
+                                                          "error is on stderr)"), code))
         return _prolog_exit(code) if command == "prolog" else code
     if not args.command:
         parser.print_help()

@@ -75,7 +75,9 @@ def assign_types(inv: Inventory, current: Sequence[GresLine] = ()) -> Dict[Devic
         if key in untyped:
             types[key] = None  # the admin left it untyped; an untyped line matches any device
             continue
-        if own and _fits(inv, key, own):
+        # keep the site's Type where it fits, or where nothing can contradict it: an instance
+        # procfs has but the backend did not list has no known profile
+        if own and (_fits(inv, key, own) or (key[0] == "mig" and not inv.mig(key[1:]).profile)):
             types[key] = own
             continue
         types[key] = next((t for t in used if _fits(inv, key, t)), None) or default_type(inv, key)

@@ -87,7 +87,9 @@ def environment(environ) -> str:
 
 
 def config_path(environ) -> str:
-    return environ.get("MIGSYNC_CONFIG") or DEFAULT_CONFIG
+    # $MIGSYNC_SEARCH_ROOT (tests; see locate.builtin) roots the default settings file here too
+    return environ.get("MIGSYNC_CONFIG") or _rooted(environ.get("MIGSYNC_SEARCH_ROOT", ""),
+                                                    DEFAULT_CONFIG)
 
 
 def cache_file_of(config: str):

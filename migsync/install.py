@@ -20,6 +20,7 @@ HELPER = "_find_migsync.sh"
 BAKED_PY = 'MIGSYNC_PYTHON_BAKED=""'
 BAKED_SRC = 'MIGSYNC_SRC_BAKED=""'
 NHC_CHECK = os.path.join("nhc", "migsync.nhc")
+NHC_BIN = 'local INSTALLED_BIN=""'  # where conf/nhc/migsync.nhc takes the installed command
 
 # What slurm.conf / systemd need for each known hook; other scripts are installed too and
 # named in the output.
@@ -30,6 +31,7 @@ SLURM_LINES = {
     "taskprolog": ["TaskProlog={path}"],
 }
 SYSTEMD_LINES = {"slurmd-prestart": ["ExecStartPre=-{path}"]}
+COMMAND = "migsync"  # hooks/migsync: the command itself, for NHC and scripts
 
 
 @dataclass
@@ -151,8 +153,10 @@ def install_hooks(dest: str, nhc_dir: Optional[str] = None,
             done.hooks.append(name)
     if nhc_src and nhc_dir:
         text = read_text(nhc_src)
-        if BAKED_PY in text:
+        if BAKED_PY in text:  # the check starts migsync itself, like the hooks
             text = bake(text, python, src)
+        elif NHC_BIN in text and COMMAND in done.hooks:  # an older check: a command to run
+            text = text.replace(NHC_BIN, f'local INSTALLED_BIN="{os.path.join(dest, "migsync")}"', 1)
         done.nhc = os.path.join(os.path.abspath(nhc_dir), os.path.basename(nhc_src))
         atomic_write(done.nhc, text, 0o644)
     return done
@@ -169,9 +173,13 @@ def config_lines(done: Installed) -> str:
             slurm += [ln.format(path=path) for ln in SLURM_LINES[name]]
         elif name in SYSTEMD_LINES:
             systemd += [ln.format(path=path) for ln in SYSTEMD_LINES[name]]
+        elif name == COMMAND:
+            continue
         else:
             other.append((name, path))
     runs = done.python + (f" (migsync from {done.src})" if done.src else "")
+    if COMMAND in done.hooks:
+        runs += f"; {os.path.join(done.dir, COMMAND)} is migsync itself, started the same way"
     out = [f"# migsync hooks installed in {done.dir}; they run {runs} -I from /.",
            "# slurm.conf on every GPU node (configless ships slurm.conf, but not these scripts:",
            "# install them on each node):", "GresTypes=gpu"] + slurm

@@ -13,6 +13,18 @@ CONFIGLESS_DIR = "/run/slurm/conf"
 # default SlurmdSpoolDir.
 CONF_CACHES = ("/var/spool/slurmd/conf-cache", "/var/lib/slurm/slurmd/conf-cache")
 DEFAULT_DIR = "/etc/slurm"
+# $MIGSYNC_SEARCH_ROOT, when set, is the directory the built-in locations above (and
+# settings.DEFAULT_CONFIG) are looked up under instead of "/". Meant for tests: they set it to
+# an empty per-test directory so that a real node's /run/slurm/conf, /etc/slurm or
+# /etc/migsync never leaks into a result. Flags, the migsync config and $SLURM_CONF are not
+# affected: they are paths the user gave.
+SEARCH_ROOT_ENV = "MIGSYNC_SEARCH_ROOT"
+
+
+def builtin(path: str, env: Optional[dict] = None) -> str:
+    """A built-in location, under $MIGSYNC_SEARCH_ROOT when that is set."""
+    root = (os.environ if env is None else env).get(SEARCH_ROOT_ENV, "")
+    return os.path.join(root, path.lstrip("/")) if root else path
 
 
 @dataclass
@@ -29,13 +41,13 @@ def _is_file(path: str) -> bool:
         return False
 
 
-def candidate_dirs(slurm_conf_env: Optional[str]) -> List[Tuple[str, str]]:
+def candidate_dirs(slurm_conf_env: Optional[str], env: Optional[dict] = None) -> List[Tuple[str, str]]:
     dirs = []
     if slurm_conf_env:
         dirs.append((os.path.dirname(slurm_conf_env) or ".", "$SLURM_CONF"))
-    dirs.append((CONFIGLESS_DIR, "configless"))
-    dirs.append((DEFAULT_DIR, DEFAULT_DIR))
-    dirs += [(d, "configless conf-cache") for d in CONF_CACHES]
+    dirs.append((builtin(CONFIGLESS_DIR, env), "configless"))
+    dirs.append((builtin(DEFAULT_DIR, env), DEFAULT_DIR))
+    dirs += [(builtin(d, env), "configless conf-cache") for d in CONF_CACHES]
     return dirs
 
 
@@ -55,20 +67,20 @@ def find(gres_conf: str = "", slurm_conf: str = "", configured_gres: str = "",
         if sc_env and _is_file(sc_env):
             sconf, how = sc_env, "$SLURM_CONF"
         else:
-            for d, label in candidate_dirs(None):
+            for d, label in candidate_dirs(None, env):
                 if _is_file(os.path.join(d, "slurm.conf")):
                     sconf, how = os.path.join(d, "slurm.conf"), label
                     break
     if not gconf:
         dirs = [(os.path.dirname(sconf), how)] if sconf else []
-        dirs += candidate_dirs(env.get("SLURM_CONF"))
+        dirs += candidate_dirs(env.get("SLURM_CONF"), env)
         for d, label in dirs:
             if _is_file(os.path.join(d, "gres.conf")):
                 gconf = os.path.join(d, "gres.conf")
                 how = label
                 break
     if not gconf:
-        looked = ", ".join(sorted({d for d, _ in candidate_dirs(env.get("SLURM_CONF"))}))
+        looked = ", ".join(sorted({d for d, _ in candidate_dirs(env.get("SLURM_CONF"), env)}))
         raise ConfigError(f"gres.conf not found (looked beside slurm.conf and in {looked}); "
                           "use --gres-conf")
     if sconf and not _is_file(sconf):

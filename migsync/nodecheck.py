@@ -84,18 +84,23 @@ class EmitResult:
     slurm_line: str
     gres_conf: Optional[str] = None  # the current file, when one was read
     note: Optional[str] = None  # why the current gres.conf could not be used
+    autodetect: Any = None  # the current file's AutoDetect for this node (autodetect.Setting)
 
 
 def emit_run(settings: Settings, nvml_module: Any = None) -> EmitResult:
     """emit's own path: no gres.conf, or a broken one, is what a first emit meets, so the
     current file only lends its Type names and style when it can be read."""
     node = locate.node_name(settings.node)
+    from . import autodetect
+
     lines: list = []
-    path, note = None, None
+    path, note, ad = None, None, None
     try:
         files = locate.find(settings.gres_conf, settings.slurm_conf)
         path = files.gres_conf
-        lines = gresconf.load(files.gres_conf, node).for_node(node)
+        gconf = gresconf.load(files.gres_conf, node)
+        ad = autodetect.setting_for(gconf.lines, node)
+        lines = gconf.for_node(node)
     except ConfigError as exc:
         note = str(exc)
     inv = discover(settings.root, settings.backend, settings.nvidia_smi or None,
@@ -103,7 +108,8 @@ def emit_run(settings: Settings, nvml_module: Any = None) -> EmitResult:
     types = emit.assign_types(inv, lines)
     style = emit.choose_style(settings.style, lines)
     return EmitResult(node, inv, style, types, emit.render_gres(inv, node, style, lines, types),
-                      emit.render_slurm_line(node, types), path, note)
+                      emit.render_slurm_line(node, types), path, note,
+                      ad if ad is not None and ad.value in autodetect.OURS else None)
 
 
 def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None,

@@ -72,6 +72,10 @@ def emit_text(res) -> str:
     """Exactly a gres.conf: the slurm.conf part is comment lines, which slurmd skips."""
     out = [f"# gres.conf for {res.node}, written by `migsync emit --style {res.style}` "
            f"from the hardware ({res.inventory.backend})"]
+    ad = getattr(res, "autodetect", None)
+    if ad is not None:
+        out.append(f"# ({ad.source} had AutoDetect={ad.value}; this file lists the devices "
+                   "instead, so slurmd's autodetection is off)")
     out += res.gres_lines
     out.append("#")
     out.append("# slurm.conf (not this file): GresTypes must include gpu, and the node's")

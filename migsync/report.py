@@ -5,7 +5,7 @@ import json
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import __version__, runner
+from . import runner
 from .check import DeviceKey
 from .errors import CommandError, ConfigError
 from .model import Gpu, Inventory, MigDevice

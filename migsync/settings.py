@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List
 
 from .errors import ConfigError
+from .locate import builtin
 
 DEFAULT_CONFIG = "/etc/migsync/migsync.toml"
 
@@ -109,7 +110,7 @@ def load(path: str = "", explicit: bool = False) -> Settings:
     if path:
         explicit = True
     else:
-        path = DEFAULT_CONFIG
+        path = builtin(DEFAULT_CONFIG)  # under $MIGSYNC_SEARCH_ROOT when set (tests)
     if not explicit and not os.path.exists(path):
         return settings
     apply(settings, _load_toml(path), path)

@@ -40,35 +40,46 @@ class SlurmConf:
         value = self.params.get("grestypes", "")
         return [t.strip().lower() for t in value.split(",") if t.strip()]
 
-    def node_keys(self, node: str) -> Optional[Dict[str, str]]:
-        """The keys slurmctld applies to ``node`` (DEFAULT lines first), or None if absent."""
+    def _node_record(self, node: str) -> Optional[Tuple[Dict[str, str],
+                                                         Dict[str, Tuple[str, int]]]]:
+        """The keys slurmctld applies to ``node`` and the (file, line) each came from, or None.
+        slurm.conf(5): a NodeName=DEFAULT line applies to the node lines AFTER it (each one
+        adds to or replaces earlier defaults)."""
+        defaults: Dict[str, str] = {}
+        default_src: Dict[str, Tuple[str, int]] = {}
         merged: Dict[str, str] = {}
+        src: Dict[str, Tuple[str, int]] = {}
         found = False
         for nl in self.node_lines:
+            here = (nl.path, nl.lineno)
             if nl.nodes.lower() == "default":
-                merged.update(nl.keys)
+                defaults.update(nl.keys)
+                default_src.update(dict.fromkeys(nl.keys, here))
             elif hostlist.contains(nl.nodes, node):
+                merged.update(defaults)
+                src.update(default_src)
                 merged.update(nl.keys)
+                src.update(dict.fromkeys(nl.keys, here))
                 found = True
-        return merged if found else None
+        return (merged, src) if found else None
+
+    def node_keys(self, node: str) -> Optional[Dict[str, str]]:
+        """The keys slurmctld applies to ``node`` (DEFAULT lines above it first), or None."""
+        record = self._node_record(node)
+        return record[0] if record else None
 
     def node_gres(self, node: str) -> Optional[Tuple[List[GresSpec], str]]:
         """Parsed Gres= for ``node`` and where it came from, or None if the node has no line."""
-        keys = self.node_keys(node)
-        if keys is None:
+        record = self._node_record(node)
+        if record is None:
             return None
-        value = keys.get("gres", "")
-        where = self.path
-        src: Tuple[str, Optional[int]] = (self.path, None)
-        for nl in self.node_lines:
-            if "gres" in nl.keys and (nl.nodes.lower() == "default"
-                                      or hostlist.contains(nl.nodes, node)):
-                where = f"{os.path.basename(nl.path)}:{nl.lineno}"  # short, for findings
-                src = (nl.path, nl.lineno)
+        keys, src = record
+        path, lineno = src.get("gres", (self.path, None))
+        where = f"{os.path.basename(path)}:{lineno}" if lineno else self.path  # short, for findings
         try:
-            return parse_gres(value, where), where
+            return parse_gres(keys.get("gres", ""), where), where
         except ConfigError as exc:  # errors name the file as given, like every other error
-            raise ConfigError(exc.message, path=src[0], line=src[1],
+            raise ConfigError(exc.message, path=path, line=lineno,
                               fragment=exc.fragment) from None
 
 

@@ -13,6 +13,8 @@ from migsync import cli  # noqa: E402
 DATA = os.path.join(HERE, "data")
 NODES = os.path.join(DATA, "nodes")
 CONF = os.path.join(DATA, "conf")
+SAMPLE = os.path.join(os.path.dirname(HERE), "migsync", "sample", "seed-node")
+SAMPLE_GRES = os.path.join(SAMPLE, "gres.conf")
 
 
 def node(name):
@@ -39,14 +41,53 @@ def _one_real_slurm_at_a_time(request):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+SEARCH_ROOT_ENV = "MIGSYNC_SEARCH_ROOT"  # migsync/locate.py: where built-in locations are read
+
+
 @pytest.fixture(autouse=True)
-def _isolate(monkeypatch, tmp_path):
-    """No test reads the machine's /etc/migsync, SLURM_CONF or node name by accident."""
-    monkeypatch.setenv("MIGSYNC_CONFIG", str(tmp_path / "no-migsync.toml.absent"))
+def _isolate(monkeypatch, tmp_path, request):
+    """No test reads the machine's /etc/migsync, /etc/slurm, /run/slurm/conf, conf-caches,
+    SLURM_CONF or node name by accident.
+
+    $MIGSYNC_SEARCH_ROOT points migsync's built-in locations at an empty directory of this
+    test's own; subprocesses inherit it (tests that pass env= must pass hermetic_env()).
+    Real-Slurm tests keep the machine's locations: the cluster they start links the real
+    /run/slurm/conf, as slurmd does on a configless node, and that is what they test."""
     monkeypatch.delenv("SLURM_CONF", raising=False)
     monkeypatch.delenv("SLURMD_NODENAME", raising=False)
-    # an explicit but absent config would be an error: use an empty one instead
-    (tmp_path / "no-migsync.toml.absent").write_text("")
+    monkeypatch.delenv("MIGSYNC_CONFIG", raising=False)
+    if request.node.get_closest_marker("slurm") is None:
+        root = tmp_path / "search-root"
+        root.mkdir()
+        monkeypatch.setenv(SEARCH_ROOT_ENV, str(root))
+    else:
+        monkeypatch.delenv(SEARCH_ROOT_ENV, raising=False)
+        # ... but never the machine's own migsync settings
+        (tmp_path / "empty-migsync.toml").write_text("")
+        monkeypatch.setenv("MIGSYNC_CONFIG", str(tmp_path / "empty-migsync.toml"))
+
+
+@pytest.fixture
+def search_root():
+    """The directory this test's migsync treats as "/" for /run/slurm/conf, /etc/slurm,
+    the conf-caches and /etc/migsync/migsync.toml (create files under it to plant them)."""
+    import pathlib
+
+    return pathlib.Path(os.environ[SEARCH_ROOT_ENV])
+
+
+def search_root_env():
+    """Just $MIGSYNC_SEARCH_ROOT, for subprocesses that mimic slurmd's bare environment."""
+    return {k: os.environ[k] for k in (SEARCH_ROOT_ENV,) if k in os.environ}
+
+
+def hermetic_env(**extra):
+    """An environment for a subprocess that must not see the caller's, but must stay hermetic."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if SEARCH_ROOT_ENV in os.environ:
+        env[SEARCH_ROOT_ENV] = os.environ[SEARCH_ROOT_ENV]
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
 
 
 class Run:

@@ -10,25 +10,38 @@ import json
 import os
 import sys
 
+# The exact argument lists the fake answers, as migsync's backends call nvidia-smi. Anything
+# else (another field list, another order, -i, a new flag) fails loudly: a changed query must
+# break the tests, not be served yesterday's CSV.
+QUERY_FIELDS = "index,pci.bus_id,uuid,name,mig.mode.current,mig.mode.pending"
+RECORDED = {  # argument list -> (output file, exit-code file) under <node>/smi/
+    f"--query-gpu={QUERY_FIELDS} --format=csv,noheader": ("query-gpu.csv", "query-gpu.rc"),
+    "mig -lgi": ("lgi.txt", "lgi.rc"),
+    "mig -lci": ("lci.txt", "lci.rc"),
+    "-L": ("L.txt", "L.rc"),
+}
+
 SMI_SCRIPT = """#!/bin/sh
-# Fake nvidia-smi: serves recorded output. Env FAKE_SMI_MODE=hang|garbage|fail for faults.
+# Fake nvidia-smi: serves output recorded for exactly these argument lists (tests/fakenode.py).
+# Env FAKE_SMI_MODE=hang|garbage|fail for faults.
 d=${0%/*}/smi
 case "$FAKE_SMI_MODE" in
   hang) exec sleep 300 ;;
   garbage) echo 'Segmentation fault (core dumped) ??? @@@'; exit 0 ;;
   fail) echo 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.'; exit 9 ;;
 esac
-case "$1 $2" in
-  "mig -lgi") cat "$d/lgi.txt"; exit $(cat "$d/lgi.rc") ;;
-  "mig -lci") cat "$d/lci.txt"; exit $(cat "$d/lci.rc") ;;
-  "-L ") cat "$d/L.txt"; exit 0 ;;
+case "$*" in
+@CASES@
 esac
-case "$1" in
-  --query-gpu=*) cat "$d/query-gpu.csv"; exit 0 ;;
-esac
-echo "fake nvidia-smi: unsupported arguments: $*" >&2
+echo "fake nvidia-smi: no recorded output for arguments: $*" >&2
 exit 2
 """
+
+
+def _smi_script():
+    cases = "\n".join(f'  "{args}") cat "$d/{out}"; exit $(cat "$d/{rc}") ;;'
+                      for args, (out, rc) in RECORDED.items())
+    return SMI_SCRIPT.replace("@CASES@", cases)
 
 
 def gi_cap(minor, gi):
@@ -120,69 +133,112 @@ def _rows(rows, sep):
     return out
 
 
+# Table frames exactly as nvidia-smi (R470 and later, with the placement column) prints them:
+# -lgi is 57 characters wide, -lci 70.
+LGI_SEP = "+" + "-" * 55 + "+"
+LGI_HEAD = [LGI_SEP,
+            "| GPU instances:                                        |",
+            "| GPU   Name             Profile  Instance   Placement  |",
+            "|                          ID       ID       Start:Size |",
+            "|" + "=" * 55 + "|"]
+LCI_SEP = "+" + "-" * 68 + "+"
+LCI_HEAD = [LCI_SEP,
+            "| Compute instances:                                                 |",
+            "| GPU     GPU       Name             Profile   Instance   Placement  |",
+            "|       Instance                       ID        ID       Start:Size |",
+            "|         ID                                                         |",
+            "|" + "=" * 68 + "|"]
+
+
+def lgi_row(index, profile, gi_profile_id, gi, placement):
+    """|   0  MIG 1g.10gb         19        7          0:1     |"""
+    return (f"|  {index:>2}  MIG {profile:<13}{gi_profile_id:>5}{gi:>9}        "
+            f"{placement:>5}     |")
+
+
+def lci_row(index, gi, profile, ci_profile_id, ci, placement):
+    """|   0      7       MIG 1g.10gb          0         0          0:1     |"""
+    return (f"|  {index:>2}    {gi:>3}       MIG {profile:<13}{ci_profile_id:>5}{ci:>10}        "
+            f"{placement:>5}     |")
+
+
+def smi_bus(bus):
+    """nvidia-smi's bus id: 8-hex-digit domain, upper case (procfs has 4, lower case)."""
+    return _smi_bus(bus)
+
+
+def lost_line(g):
+    """What nvidia-smi prints for a GPU that fell off the bus (driver R450-R535 wording)."""
+    dom_bus = _smi_bus(g["bus"])[4:]  # 0000:4E:00.0
+    return f"Unable to determine the device handle for GPU{dom_bus}: Unknown Error"
+
+
+def _query_row(g):
+    mode = {True: "Enabled", False: "Disabled", None: "[N/A]"}
+    fields = {"index": str(g["index"]), "pci.bus_id": _smi_bus(g["bus"]), "uuid": g["uuid"],
+              "name": g["name"], "mig.mode.current": mode[g.get("mig")],
+              "mig.mode.pending": mode[g.get("pending", g.get("mig"))]}
+    fields.update(g.get("smi_fields", {}))  # e.g. '[GPU requires reset]', '[Unknown Error]'
+    return ", ".join(fields[f] for f in QUERY_FIELDS.split(","))
+
+
 def _write_smi(layout, out):
     smi = os.path.join(out, "smi")
-    rows = []
-    for g in sorted(layout["gpus"], key=lambda g: g["index"]):
-        mode = {True: "Enabled", False: "Disabled", None: "[N/A]"}
-        cur = mode[g.get("mig")]
-        pend = mode[g.get("pending", g.get("mig"))]
-        rows.append(f"{g['index']}, {_smi_bus(g['bus'])}, {g['uuid']}, {g['name']}, {cur}, {pend}")
+    gpus = sorted(layout["gpus"], key=lambda g: g["index"])
+    lost = [g for g in gpus if g.get("lost")]
+    lost_rc = "15\n" if lost else "0\n"  # nvidia-smi: 15 = GPU has fallen off the bus
+    rows = [lost_line(g) if g.get("lost") else _query_row(g) for g in gpus]
     _write(os.path.join(smi, "query-gpu.csv"), "\n".join(rows) + "\n")
+    _write(os.path.join(smi, "query-gpu.rc"), lost_rc)
     lgi, lci = [], []
-    for g in sorted(layout["gpus"], key=lambda g: g["index"]):
-        if not g.get("mig"):
+    for g in gpus:
+        if not g.get("mig") or g.get("lost"):
             continue
         for inst in instances(g):
             if inst.get("smi_hidden"):
                 continue
-            lgi.append(f"|  {g['index']:>2}  MIG {inst['profile']:<13}{inst['gi_profile_id']:>5}"
-                       f"{inst['gi']:>9}       {inst.get('placement', '0:1'):>5}     |")
+            lgi.append(lgi_row(g["index"], inst["profile"], inst["gi_profile_id"], inst["gi"],
+                               inst.get("placement", "0:1")))
             for c in inst["cis"]:
-                lci.append(f"|  {g['index']:>2}    {inst['gi']:>3}       MIG {c['profile']:<13}"
-                           f"{c['ci_profile_id']:>5}{c['ci']:>10}       "
-                           f"{c.get('placement', '0:1'):>5}     |")
-    sep = "+" + "-" * 68 + "+"
-    if lgi:
-        text = "\n".join(["+" + "-" * 55 + "+", "| GPU instances:" + " " * 40 + "|",
-                          "| GPU   Name             Profile  Instance   Placement  |",
-                          "|                          ID       ID       Start:Size |",
-                          "|" + "=" * 55 + "|"] + _rows(lgi, "+" + "-" * 55 + "+"))
-        _write(os.path.join(smi, "lgi.txt"), text + "\n")
-        _write(os.path.join(smi, "lgi.rc"), "0\n")
-    else:
-        _write(os.path.join(smi, "lgi.txt"), "No GPU instances found: Not Found\n")
-        _write(os.path.join(smi, "lgi.rc"), "6\n")
-    if lci:
-        text = "\n".join([sep, "| Compute instances:" + " " * 49 + "|",
-                          "| GPU     GPU       Name             Profile   Instance   Placement  |",
-                          "|       Instance                       ID        ID       Start:Size |",
-                          "|         ID                                                         |",
-                          "|" + "=" * 68 + "|"] + _rows(lci, sep))
-        _write(os.path.join(smi, "lci.txt"), text + "\n")
-        _write(os.path.join(smi, "lci.rc"), "0\n")
-    else:
-        _write(os.path.join(smi, "lci.txt"), "No compute instances found: Not Found\n")
-        _write(os.path.join(smi, "lci.rc"), "6\n")
+                lci.append(lci_row(g["index"], inst["gi"], c["profile"], c["ci_profile_id"],
+                                   c["ci"], c.get("placement", "0:1")))
+    errors = [lost_line(g) for g in lost]
+    for name, head, sep, body, none in (
+            ("lgi", LGI_HEAD, LGI_SEP, lgi, "No GPU instances found: Not Found"),
+            ("lci", LCI_HEAD, LCI_SEP, lci, "No compute instances found: Not Found")):
+        if body:
+            text, rc = "\n".join(errors + head + _rows(body, sep)) + "\n", lost_rc
+        else:
+            text, rc = "\n".join(errors + [none]) + "\n", "6\n"
+        _write(os.path.join(smi, f"{name}.txt"), text)
+        _write(os.path.join(smi, f"{name}.rc"), rc)
     lines = []
-    for g in sorted(layout["gpus"], key=lambda g: g["index"]):
+    for g in gpus:
+        if g.get("lost"):
+            lines.append(lost_line(g))
+            continue
         lines.append(f"GPU {g['index']}: {g['name']} (UUID: {g['uuid']})")
         if g.get("mig"):
             n = 0
             for inst in instances(g):
+                if inst.get("smi_hidden"):
+                    continue
                 for c in inst["cis"]:
                     lines.append(f"  MIG {c['profile']:<12}Device {n:>2}: (UUID: {c['uuid']})")
                     n += 1
     _write(os.path.join(smi, "L.txt"), "\n".join(lines) + "\n")
+    _write(os.path.join(smi, "L.rc"), "0\n")
     path = os.path.join(out, "nvidia-smi")
-    _write(path, SMI_SCRIPT, 0o755)
+    _write(path, _smi_script(), 0o755)
 
 
 # ---- layouts -------------------------------------------------------------------------
 
 A100 = "NVIDIA A100 80GB PCIe"
+A100_SXM = "NVIDIA A100-SXM4-80GB"
 H100 = "NVIDIA H100 80GB HBM3"
 H200 = "NVIDIA H200"
+V100 = "Tesla V100-SXM2-32GB"  # no MIG: nvidia-smi prints [N/A], NVML says Not Supported
 
 GI_PROFILE_ID = {"1g": 19, "1g+me": 20, "1g.20gb": 15, "1g.35gb": 15, "2g": 14, "3g": 9,
                  "4g": 5, "7g": 0}
@@ -190,8 +246,12 @@ CI_PROFILE_ID = {"1c": 0, "2c": 1, "3c": 2, "4c": 3, "7c": 4}
 
 
 def _uuid(kind, *nums):
-    h = "".join(f"{n:02x}" for n in nums).ljust(12, "0")[:12]
-    return f"{kind}-5a1c0de0-{h[:4]}-{h[4:8]}-{h[8:12]}-0000{h}"[:44]
+    """A fixed UUID of the real shape, 8-4-4-4-12 lower-case hex: GPU-... for a GPU,
+    MIG-... for a MIG device (drivers >= R470; older ones printed MIG-GPU-<uuid>/gi/ci)."""
+    import hashlib
+
+    h = hashlib.sha256(repr((kind,) + nums).encode()).hexdigest()
+    return f"{kind}-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
 def gi_profile_id(profile):
@@ -207,11 +267,15 @@ def inst(minor, gi, profile, placement="0:1", cis=None):
     """A GI with one full CI (or the given (ci, ci_profile) pairs)."""
     slices = int(profile.split("g")[0])
     full_ci_id = CI_PROFILE_ID[f"{slices if slices != 7 else 7}c"] if slices in (1, 2, 3, 4, 7) else 0
-    if cis is None:
+    full = cis is None
+    if full:
         cis = [(0, profile, full_ci_id)]
+    # a CI's placement counts compute slices inside its GI: a full CI spans them all (0:4
+    # for a 4g GI), each 1c CI of a split GI takes one (0:1, 1:1, ...)
     return {"gi": gi, "profile": profile, "gi_profile_id": gi_profile_id(profile),
             "placement": placement,
-            "cis": [{"ci": ci, "profile": p, "ci_profile_id": pid, "placement": f"{ci}:1",
+            "cis": [{"ci": ci, "profile": p, "ci_profile_id": pid,
+                     "placement": f"0:{slices}" if full else f"{ci}:1",
                      "uuid": _uuid("MIG", minor, gi, ci)} for ci, p, pid in cis]}
 
 
@@ -294,9 +358,41 @@ def big_node(n_gpus=8, node="g-big"):
     return {"node": node, "gpus": gpus}
 
 
+def sxm_mixed():
+    """What real DGX/HGX nodes look like and the other fixtures do not: device minors with
+    gaps (1, 3, 6, 7: GPUs excluded at driver load keep their numbers), SXM4 and HBM3 names
+    containing '-' (Slurm's Type rule cuts there), a GPU without MIG support, and a GI that
+    procfs has but nvidia-smi/NVML do not list (created while the backend was queried)."""
+    hidden = inst(6, 10, "1g.10gb", "5:1")
+    hidden["smi_hidden"] = True
+    return {"node": "g-sxm", "driver": "550.54.15", "gpus": [
+        gpu(0, 1, "0000:07:00.0", A100_SXM, mig=True,
+            instances=[inst(1, 1, "3g.40gb", "4:4"), inst(1, 2, "3g.40gb", "0:4")]),
+        gpu(1, 3, "0000:0f:00.0", A100_SXM),
+        gpu(2, 6, "0000:47:00.0", H100, mig=True,
+            instances=[inst(6, 1, "4g.40gb", "0:4"), inst(6, 9, "1g.10gb", "4:1"), hidden]),
+        gpu(3, 7, "0000:4e:00.0", V100, mig=None)]}
+
+
+def lost_gpu():
+    """Three H100s with MIG on. GPU 1 fell off the bus: nvidia-smi prints 'Unable to determine
+    the device handle for GPU0000:4E:00.0: Unknown Error' in its place (and in -L, -lgi, -lci)
+    and exits 15; NVML raises GpuIsLost; procfs still lists it and its capability files.
+    GPU 2 needs a reset after an Xid: its MIG fields read '[GPU requires reset]'."""
+    g1 = gpu(1, 1, "0000:4e:00.0", H100, mig=True, instances=[inst(1, 1, "4g.40gb", "0:4")])
+    g1["lost"] = True
+    g2 = gpu(2, 2, "0000:ca:00.0", H100, mig=True, instances=[inst(2, 1, "4g.40gb", "0:4")])
+    g2["smi_fields"] = {"mig.mode.current": "[GPU requires reset]",
+                        "mig.mode.pending": "[GPU requires reset]"}
+    g2["nvml_error"] = "RESET_REQUIRED"
+    return {"node": "g-lost", "gpus": [
+        gpu(0, 0, "0000:1b:00.0", H100, mig=True, instances=[inst(0, 1, "4g.40gb", "0:4")]),
+        g1, g2]}
+
+
 LAYOUTS = {"seed": seed_node, "seed-lost": seed_lost, "minor-not-index": minor_not_index,
            "seven-g": seven_g, "h200-mixed": h200_mixed, "mig-empty": mig_empty,
-           "big": big_node}
+           "big": big_node, "sxm-mixed": sxm_mixed, "lost-gpu": lost_gpu}
 
 
 def main(argv):

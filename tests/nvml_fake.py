@@ -26,6 +26,7 @@ def make(layout_path, lost=(), no_library=False, lost_after_handle=False):
     with open(layout_path) as fh:
         layout = json.load(fh)
     gpus = sorted(layout["gpus"], key=lambda g: g["index"])
+    lost = set(lost) | {g["index"] for g in gpus if g.get("lost")}  # recorded in the layout
     state = {"init": False}
     mod = types.SimpleNamespace()
     for name in dir(pynvml):
@@ -95,6 +96,8 @@ def make(layout_path, lost=(), no_library=False, lost_after_handle=False):
 
     def nvmlDeviceGetMigMode(h):
         g = gpu_of(h)
+        if g.get("nvml_error"):  # e.g. RESET_REQUIRED after an Xid
+            raise err(getattr(pynvml, f"NVML_ERROR_{g['nvml_error']}"))
         if g.get("mig") is None:
             raise err(pynvml.NVML_ERROR_NOT_SUPPORTED)
         cur = 1 if g["mig"] else 0

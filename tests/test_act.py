@@ -1,6 +1,7 @@
 """Drain/resume policy, the Slurm backends (scontrol output parsing, a pyslurm 25.11 fake),
 metrics, the lock and the Prolog's cache. The real-cluster proof is in test_slurm_hooks.py."""
 import os
+import re
 import shutil
 import time
 
@@ -69,14 +70,17 @@ def test_parse_scontrol_show_node():
 
 
 def test_pyslurm_backend_against_the_25_11_api_fake():
-    nodes = {"n1": {"state": "IDLE", "reason": "", "reason_user": ""}}
+    nodes = {"n1": {"state": "MIXED+DRAIN", "reason": "admin: PSU", "reason_user": "alice"}}
     fake = pyslurm_fake.make(nodes)
     b = slurmctl.PyslurmBackend(fake)
+    s = b.status("n1")  # what Slurm holds, read back field by field
+    assert (s.states, s.reason, s.reason_user) == ({"MIXED", "DRAIN"}, "admin: PSU", "alice")
+    assert s.drained and not s.down
     b.drain("n1", "migsync: stale cap535")
-    s = b.status("n1")
-    assert s.drained and s.reason == "migsync: stale cap535" and s.reason_user == "root"
     b.resume("n1")
-    assert b.status("n1").states == {"IDLE"}
+    # what migsync asked Slurm for, in order: DRAIN with the exact reason, then RESUME
+    assert fake.calls == [("n1", {"state": "DRAIN", "reason": "migsync: stale cap535"}),
+                          ("n1", {"state": "RESUME"})]
     with pytest.raises(SlurmError, match="does not exist"):
         b.status("nope")
 
@@ -229,9 +233,28 @@ def test_prom_render_is_textfile_format():
     text = prom.render('n"1', True, {"stale-cap": 2}, {"1g.10gb": 3}, 0.1234, 1700000000, "ok")
     assert 'migsync_consistent{node="n\\"1"} 1' in text
     assert 'migsync_findings{node="n\\"1",id="stale-cap"} 2' in text
+    assert 'migsync_findings{node="n\\"1",id="gpu-lost"} 0' in text  # every id, zeros too
+    assert 'migsync_devices{node="n\\"1",type="1g.10gb"} 3' in text
     assert 'migsync_run_status{node="n\\"1",status="ok"} 1' in text
+    assert 'migsync_run_status{node="n\\"1",status="mismatch"} 0' in text
+    assert 'migsync_run_duration_seconds{node="n\\"1"} 0.123' in text
+    assert 'migsync_last_run_timestamp_seconds{node="n\\"1"} 1700000000' in text
+    # the exposition format node_exporter's textfile collector parses: every sample is
+    # name{labels} value, and each metric has its HELP and TYPE lines before its samples
+    sample = re.compile(r'^(migsync_[a-z_]+)\{node="(?:[^"\\]|\\.)*"(?:,[a-z]+="[^"]*")?\} -?[0-9.]+$')
+    typed = set()
     for line in text.splitlines():
-        assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+            assert line.split()[3] == "gauge"
+        elif not line.startswith("# HELP "):
+            m = sample.match(line)
+            assert m, line
+            assert m.group(1) in typed, line
+    assert typed == {"migsync_consistent", "migsync_findings", "migsync_devices", "migsync_run_status",
+                     "migsync_run_duration_seconds", "migsync_last_run_timestamp_seconds"}
+    unknown = prom.render("n1", None, {}, {}, 0, 0, "discovery_failed")
+    assert 'migsync_consistent{node="n1"} -1' in unknown
 
 
 def test_prolog_still_stops_the_job_when_the_drain_itself_fails(tmp_path):
@@ -273,3 +296,49 @@ def test_metrics_count_devices_by_the_sites_own_type_names(tmp_path):
     assert r.code == 0, r.err
     text = (tmp_path / "m.prom").read_text()
     assert 'migsync_devices{node="h200-01",type="nvidia_h200_1c.3g.71gb"} 3' in text
+
+
+# What the log says for each decision (the one line an admin reads to learn why migsync did
+# or did not touch the node), and the reason a drain sets: by hand, per NHC's etiquette.
+@pytest.mark.parametrize("states,reason,problem,kw,action,words", [
+    ("DOWN", "", "migsync: x", {}, "none", ["node is DOWN: left alone"]),
+    ("DOWN+DRAIN", "", None, {}, "none", ["node is DOWN+DRAIN: left alone"]),
+    ("IDLE", "", "migsync: x", {"drain": False}, "none", ["mismatch", "(drain = false)"]),
+    ("IDLE+DRAIN", "admin: PSU", "migsync: x", {}, "none",
+     ["already drained by someone else", "'admin: PSU'"]),
+    ("IDLE+DRAIN", "migsync: x", "migsync: x", {}, "none",
+     ["already drained by migsync for the same findings"]),
+    ("IDLE+DRAIN", "migsync: old", "migsync: new", {}, "drain",
+     ["findings changed: updating migsync's reason"]),
+    ("MIXED", "", "migsync: new", {}, "drain", ["draining"]),
+    ("IDLE+DRAIN", "migsync: x", None, {"resume": False}, "none",
+     ["consistent again, but resume = false: left drained"]),
+    ("IDLE+DRAIN+INVALID_REG", "migsync: x", None, {}, "none",
+     ["INVALID_REG", "(fix slurm.conf Gres= and restart slurmd)"]),
+    ("IDLE+DRAIN", "migsync: x", None, {}, "resume",
+     ["consistent again: resuming the node migsync drained"]),
+    ("IDLE+DRAIN", "admin: PSU", None, {}, "none",
+     ["node drained by someone else", "'admin: PSU'", "not resumed"]),
+    ("IDLE", "", None, {}, "none", ["consistent"]),
+])
+def test_decide_explains_itself_and_drains_with_the_problem(states, reason, problem, kw, action,
+                                                            words):
+    d = act.decide(st(states, reason), problem, P, **kw)
+    assert d.action == action
+    for w in words:
+        assert w in d.why, (w, d.why)
+    assert d.reason == (problem if action == "drain" else "")
+
+
+def test_reason_text_exactly():
+    f = [Finding("type-mismatch", 'gres.conf:2: Type="1g" does not match\\nsecond line',
+                 "bad Type 1g", "gres.conf:2")]
+    assert act.reason_for_findings(P, f) == \
+        "migsync: bad Type 1g [type-mismatch] gres.conf:2: Type='1g' does not match\\nsecond line"
+    f = [Finding("future-id", "m1", "s1"), Finding("stale-cap", "m2", "s2")]
+    assert act.reason_for_findings(P, f) == "migsync: s2 +1 [stale-cap] m2"  # unknown ids rank last
+    assert act.reason_for_findings(P, [Finding("x", "y " * 300, "z")]) == \
+        ("migsync: z [x] " + "y " * 300)[:act.MAX_REASON]
+    assert act.reason_for_discovery(P, 'NVML: "init" failed\n  twice') == \
+        "migsync: no GPU info [discovery] NVML: 'init' failed twice"
+    assert act.summary([Finding("a", "m1", "s"), Finding("b", "m2", "s")]) == "a: m1; b: m2"

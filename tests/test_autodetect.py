@@ -151,3 +151,12 @@ def test_the_installed_slurm_plugin_directory_is_found_like_slurmd_does():
     if found is None:
         pytest.skip("no Slurm plugins installed here")
     assert os.path.isfile(os.path.join(found, "gres_gpu.so"))
+
+
+def test_emit_over_an_autodetect_file_says_it_lists_the_devices_instead(tmp_path, plugins):
+    g, s = files(tmp_path, "AutoDetect=nvml\n", "gpu:a100:2,gpu:1g.10gb:14", plugins("gpu_nvml.so"))
+    r = run_cli("emit", *smi_args("seed", g, s, NODE))
+    assert r.code == 0 and "gres.conf:1 had AutoDetect=nvml" in r.out
+    conf = gresconf.parse(r.out, "emitted")
+    assert not [ln for ln in conf.lines if ln.autodetect]
+    assert sum(ln.device_count for ln in conf.for_node(NODE)) == 16

@@ -5,7 +5,10 @@ import shutil
 
 import nvml_fake
 from conftest import CONF, node, run_cli, smi_args
-from migsync.model import FINDING_IDS
+import pytest
+
+from migsync import act
+from migsync.model import FINDING_IDS, Finding
 
 SEED_GRES = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "migsync", "sample",
                                           "seed-node", "gres.conf"))
@@ -190,14 +193,52 @@ def test_ignore_setting_drops_a_finding_id():
     assert r.code == 0 and doc["ignored"][0]["id"] == "stale-cap"
 
 
-def test_every_finding_id_is_exercised_here():
-    text = open(__file__).read()
-    text += open(os.path.join(os.path.dirname(__file__), "test_autodetect.py")).read()
-    for fid in FINDING_IDS:
-        assert f'"{fid}"' in text, fid
+# Written by hand from the README's "What check finds" table: most urgent first, and a drain
+# reason names the first (sinfo -R shows 20 characters of it).
+URGENCY = ["missing-file", "stale-cap", "gpu-lost", "whole-gpu-mig-on", "mig-no-instances",
+           "autodetect-unavailable", "autodetect-no-mig", "unconfigured-device", "type-mismatch", "gres-count-mismatch", "duplicate-device",
+           "incomplete-device", "unknown-device", "gres-name-case", "mig-pending",
+           "backend-disagrees"]
+
+
+@pytest.mark.parametrize("i", range(len(URGENCY)))
+def test_drain_reason_names_the_most_urgent_finding(i):
+    """Findings from URGENCY[i] down, given least urgent first: the reason leads with URGENCY[i]."""
+    findings = [Finding(fid, f"{fid} message", f"short-{fid}") for fid in reversed(URGENCY[i:])]
+    reason = act.reason_for_findings("migsync:", findings)
+    more = f" +{len(findings) - 1}" if len(findings) > 1 else ""
+    assert reason.startswith(f"migsync: short-{URGENCY[i]}{more} [{URGENCY[i]}] {URGENCY[i]} message")
+
+
+def test_every_finding_id_is_documented_in_urgency_order():
+    assert list(FINDING_IDS) == URGENCY
 
 
 def test_upper_case_gres_name_registers_nothing(tmp_path):
     r, doc = check("seven-g", "NodeName=g-7g Name=GPU Type=7g.80gb File=/dev/nvidia-caps/nvidia-cap4\n",
                    tmp_path, nodename="g-7g")
     assert ids(doc) == ["gres-name-case", "unconfigured-device"]
+
+
+# slurm.conf Gres= against the seed gres.conf (2 x a100, 14 x 1g.10gb; 16 in all), by hand:
+# typed specs are compared per type (case-insensitively, as Slurm does); an untyped
+# 'gpu:N' is compared with the total only when no typed spec exists.
+@pytest.mark.parametrize("gres,want", [
+    ("gpu:a100:2,gpu:1g.10gb:14", []),
+    ("gpu:A100:2,gpu:1G.10GB:14", []),
+    ("gpu:16", []),
+    ("gpu:15", ["Gres=gpu:15 but gres.conf gives 16"]),
+    ("gpu:17", ["Gres=gpu:17 but gres.conf gives 16"]),
+    ("gpu:a100:2,gpu:1g.10gb:14,gpu:3", []),
+    ("gpu:a100:2", ["gres.conf gives 14 gpu:1g.10gb but slurm.conf Gres= has no such type"]),
+    ("gpu:a100:1,gpu:1g.10gb:14", ["Gres=gpu:a100:1 but gres.conf gives 2, hardware 2"]),
+    ("gpu:a100:2,gpu:1g.10gb:14,gpu:2g.20gb:1", ["Gres=gpu:2g.20gb:1 but gres.conf gives 0"]),
+    ("mps:100", ["gres.conf gives 16 gpu but the node's slurm.conf line has no Gres=gpu"]),
+])
+def test_slurm_conf_gres_counts_table(tmp_path, gres, want):
+    slurm = f"GresTypes=gpu,mps\nNodeName=c51-g002 CPUs=64 Gres={gres}\n"
+    r, doc = check("seed", gres=SEED_GRES, tmp_path=tmp_path, slurm_text=slurm, nodename="c51-g002")
+    got = [f["message"] for f in doc["findings"]]
+    assert [m.split(": ", 1)[1] for m in got] == want
+    assert all(f["id"] == "gres-count-mismatch" for f in doc["findings"])
+    assert r.code == (1 if want else 0)

@@ -5,22 +5,19 @@ import sys
 
 import pytest
 
-from conftest import CONF, node, run_cli, smi_args
-from migsync import locate
+from conftest import CONF, hermetic_env, node, run_cli, smi_args
 
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT_DIR, "migsync", "sample", "seed-node")
 
 
 @pytest.fixture
-def fake_dirs(tmp_path, monkeypatch):
-    configless = tmp_path / "run-slurm-conf"
-    etc = tmp_path / "etc-slurm"
-    configless.mkdir()
-    etc.mkdir()
-    monkeypatch.setattr(locate, "CONFIGLESS_DIR", str(configless))
-    monkeypatch.setattr(locate, "DEFAULT_DIR", str(etc))
-    monkeypatch.setattr(locate, "CONF_CACHES", (str(tmp_path / "spool" / "conf-cache"),))
+def fake_dirs(search_root):
+    """/run/slurm/conf and /etc/slurm under this test's $MIGSYNC_SEARCH_ROOT (conftest)."""
+    configless = search_root / "run/slurm/conf"
+    etc = search_root / "etc/slurm"
+    configless.mkdir(parents=True)
+    etc.mkdir(parents=True)
     return configless, etc
 
 
@@ -57,8 +54,8 @@ def test_etc_slurm_is_the_last_resort(fake_dirs):
     assert r.json()["files"]["gres_conf"] == str(etc / "gres.conf")
 
 
-def test_conf_cache_is_found_when_run_slurm_conf_is_gone(fake_dirs, tmp_path, monkeypatch):
-    cache = tmp_path / "spool" / "conf-cache"
+def test_conf_cache_is_found_when_run_slurm_conf_is_gone(fake_dirs, search_root):
+    cache = search_root / "var/spool/slurmd/conf-cache"  # Slurm's default SlurmdSpoolDir
     cache.mkdir(parents=True)
     shutil.copy(os.path.join(SAMPLE, "gres.conf"), cache / "gres.conf")
     shutil.copy(os.path.join(SAMPLE, "slurm.conf"), cache / "slurm.conf")
@@ -153,8 +150,7 @@ def test_check_human_output_shows_findings_and_fix():
 
 def test_demo_runs_from_an_installed_layout():
     r = subprocess.run([sys.executable, "-m", "migsync", "demo"], capture_output=True, text=True,
-                       cwd="/", env={"PYTHONPATH": ROOT_DIR, "PATH": os.environ["PATH"],
-                                     "MIGSYNC_CONFIG": os.devnull})
+                       cwd="/", env=hermetic_env(PYTHONPATH=ROOT_DIR))
     assert r.returncode == 0, r.stderr
     assert "stale-cap" in r.stdout and "nvidia-cap535" in r.stdout
     assert "nvidia-cap[337,346,355,364,373,382,391,472,481,490,508,517,526]" in r.stdout
@@ -162,7 +158,7 @@ def test_demo_runs_from_an_installed_layout():
 
 def test_python_dash_m_and_help_teach():
     r = subprocess.run([sys.executable, "-m", "migsync", "check", "--help"], capture_output=True,
-                       text=True, env={"PYTHONPATH": ROOT_DIR, "PATH": os.environ["PATH"]})
+                       text=True, env=hermetic_env(PYTHONPATH=ROOT_DIR))
     assert r.returncode == 0
     assert "exit codes:" in r.stdout and "/run/slurm/conf" in r.stdout
 

@@ -59,7 +59,7 @@ def test_h200_mixed_profiles_with_split_gi(make):
 def test_nvml_gives_mig_uuids_and_nvidia_smi_does_not_guess_them():
     assert nvml_inv("seven-g").migs[0].uuid.startswith("MIG-")
     # nvidia-smi -L: the GPU's only MIG device is certain; seven alike 1g.10gb are not
-    assert smi_inv("seven-g").migs[0].uuid == "MIG-5a1c0de0-0000-0000-0000-0000000000000000"
+    assert smi_inv("seven-g").migs[0].uuid == "MIG-91012814-857d-e07f-142e-e06f3b95df71"  # smi/L.txt
     assert [m.uuid for m in smi_inv("seed").migs] == [None] * 14
 
 

@@ -107,16 +107,63 @@ def layouts(draw):
     return {"gpus": gpus}
 
 
+# Written by hand from Slurm's Type rule (lower-case, spaces to '_', cut at the first '-',
+# then the short form drops 'nvidia_' and keeps the first word): the whole-GPU default Types.
+SHORT_TYPE = {"NVIDIA A100 80GB PCIe": "a100", "NVIDIA H100 80GB HBM3": "h100",
+              "NVIDIA A100-SXM4-80GB": "a100"}
+
+
+def expected_devices(layout, style):
+    """What emit must list, derived from the layout alone: (Type, files) per device, in
+    Slurm's order (GPU minor, GI, CI); caps by the formula NVIDIA's mig-minors table follows."""
+    out = []
+    for g in sorted(layout["gpus"], key=lambda g: g["minor"]):
+        m = g["minor"]
+        if not g["mig"]:
+            out.append((SHORT_TYPE[g["name"]], (f"/dev/nvidia{m}",)))
+            continue
+        for i in sorted(g["instances"], key=lambda i: i["gi"]):
+            for c in sorted(i["cis"], key=lambda c: c["ci"]):
+                gi, ci = 3 + 135 * m + 9 * i["gi"], 3 + 135 * m + 9 * i["gi"] + 1 + c["ci"]
+                files = (f"/dev/nvidia{m}", f"/dev/nvidia-caps/nvidia-cap{gi}",
+                         f"/dev/nvidia-caps/nvidia-cap{ci}")
+                out.append((c["profile"], files if style == "multiple-files" else files[2:]))
+    return out
+
+
+def emitted_devices(lines):
+    """The same list read back from emitted text by the gres.conf parser (not by emit/check)."""
+    out = []
+    for ln in gresconf.parse("\n".join(lines) + "\n", "gres.conf").for_node("n1"):
+        if ln.multiple_files:
+            out.append((ln.type, tuple(ln.multiple_files)))
+        else:
+            out += [(ln.type, (f,)) for f in ln.files]
+    return out
+
+
 @settings(max_examples=150, deadline=None)
 @given(layouts(), st.sampled_from(emit.STYLES))
-def test_property_emit_then_check_is_clean(layout, style):
+def test_property_emit_lists_every_device_once_with_its_type(layout, style):
     inv = layout_inventory(layout)
     lines = emit.render_gres(inv, "n1", style)
+    want = expected_devices(layout, style)
+    assert emitted_devices(lines) == want
+    # consecutive whole GPUs / CI caps of one Type share one File= line in the file style
+    if style == "file":
+        runs = sum(1 for i, d in enumerate(want) if i == 0 or want[i - 1][0] != d[0]
+                   or ("caps" in want[i - 1][1][0]) != ("caps" in d[1][0]))
+        assert len(lines) == runs
+    counts = {}
+    for t, _ in want:
+        counts[t] = counts.get(t, 0) + 1
+    gres = ",".join(f"gpu:{t}:{n}" for t, n in counts.items())
+    assert emit.render_slurm_line("n1", emit.assign_types(inv)) == (
+        f"NodeName=n1 Gres={gres}" if gres else "NodeName=n1")
+    # and check, fed what emit wrote, finds nothing (a round trip, on top of the above)
     conf = gresconf.parse("\n".join(lines) + "\n", "gres.conf")
     types = emit.assign_types(inv, conf.for_node("n1"))
     sconf = slurmconf.parse("GresTypes=gpu\n" + emit.render_slurm_line("n1", types) + "\n", "s")
     existing = {f for m in inv.migs for f in m.files} | {g.path for g in inv.gpus}
-    specs = sconf.node_gres("n1")[0]
-    res = check(inv, conf.for_node("n1"), specs, exists=existing.__contains__)
-    allowed = {"mig-no-instances"}
-    assert [f for f in res.findings if f.id not in allowed] == []
+    res = check(inv, conf.for_node("n1"), sconf.node_gres("n1")[0], exists=existing.__contains__)
+    assert [f for f in res.findings if f.id != "mig-no-instances"] == []

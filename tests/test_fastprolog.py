@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import node
+from conftest import node, search_root_env
 from migsync import fastprolog
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,7 +66,8 @@ def site(tmp_path):
     s = Site()
     s.tmp, s.gres, s.conf, s.hook, s.log, s.node = tmp_path, gres, conf, hook, log, seed
     s.sidecar = tmp_path / "run" / "state.json.hit"
-    s.env = {"MIGSYNC_CONFIG": str(conf), "SLURMD_NODENAME": "c51-g002", "SLURM_JOB_ID": "7"}
+    s.env = {"MIGSYNC_CONFIG": str(conf), "SLURMD_NODENAME": "c51-g002", "SLURM_JOB_ID": "7",
+             **search_root_env()}  # hermetic: never the machine's /run/slurm/conf
     return s
 
 

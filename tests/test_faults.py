@@ -7,11 +7,14 @@ import time
 
 import pytest
 
-from conftest import node
+from conftest import hermetic_env, node
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(REPO, "migsync", "sample", "seed-node")
-ENV = {"PYTHONPATH": REPO, "MIGSYNC_CONFIG": os.devnull, "PATH": "/usr/bin:/bin"}
+
+
+def env():
+    return hermetic_env(PYTHONPATH=REPO, MIGSYNC_CONFIG=os.devnull, PATH="/usr/bin:/bin")
 
 
 def script(path, body):
@@ -57,14 +60,14 @@ def fakes(tmp_path):
 
 def test_two_runs_at_once_the_second_waits_then_exits_4_without_acting(tmp_path, fakes):
     scontrol, hang, log = fakes
-    first = subprocess.Popen(hc_argv(tmp_path, hang, scontrol, "--timeout", "8"), env=ENV,
+    first = subprocess.Popen(hc_argv(tmp_path, hang, scontrol, "--timeout", "8"), env=env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: (tmp_path / "smi.pids").exists()), "first run never started"
         t = time.monotonic()
         second = subprocess.run(hc_argv(tmp_path, os.path.join(node("seed"), "nvidia-smi"),
                                         scontrol, "--lock-wait", "0.5"),
-                                env=ENV, capture_output=True, text=True, timeout=60)
+                                env=env(), capture_output=True, text=True, timeout=60)
         assert second.returncode == 4, second.stderr
         assert "another migsync run (pid" in second.stderr
         assert time.monotonic() - t < 30
@@ -79,7 +82,7 @@ def test_sigterm_mid_run_leaves_no_partial_state_and_kills_the_child(tmp_path, f
     prom_dir = tmp_path / "prom"
     prom_dir.mkdir()
     (prom_dir / "migsync.prom").write_text("# from the last run\n")
-    proc = subprocess.Popen(hc_argv(tmp_path, hang, scontrol, "--timeout", "60"), env=ENV,
+    proc = subprocess.Popen(hc_argv(tmp_path, hang, scontrol, "--timeout", "60"), env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert wait_for(lambda: (tmp_path / "smi.pids").exists())
     child = int((tmp_path / "smi.pids").read_text().split()[0])
@@ -99,7 +102,7 @@ def test_run_never_exceeds_its_deadline_when_every_command_hangs(tmp_path):
     hang = script(tmp_path / "nvidia-smi", "exec sleep 300")
     t = time.monotonic()
     r = subprocess.run(hc_argv(tmp_path, hang, scontrol, "--timeout", "120", "--deadline", "4"),
-                       env=ENV, capture_output=True, text=True, timeout=120)
+                       env=env(), capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - t
     assert r.returncode == 5, r.stderr  # discovery timed out, then scontrol did too
     assert "timed out" in r.stderr
@@ -122,6 +125,6 @@ def test_prolog_path_never_imports_pynvml_or_starts_nvidia_smi(tmp_path, fakes):
         "bad = [m for m in sys.modules if m.startswith(('pynvml', 'migsync.backends'))]\n"
         "assert not bad, bad\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr

@@ -100,12 +100,60 @@ def test_missing_and_unreadable_files(tmp_path):
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("NnaAmMeE=Ffile/dev[]0123456789,-#\\ \n\"Typ.gG")),
                max_size=120))
-def test_property_parsers_raise_only_typed_errors(text):
+def test_property_parsers_fail_with_one_line_naming_the_file(text):
+    """Garbage in: either parsed lines that point back into the text, or a typed error whose
+    message is one line starting with the file name (what the CLI prints)."""
+    nlines = text.count("\n") + 1
     for mod in (gresconf, slurmconf):
         try:
-            mod.parse(text, "fuzz.conf")
-        except MigsyncError:
-            pass
+            conf = mod.parse(text, "fuzz.conf")
+        except MigsyncError as exc:
+            msg = str(exc)
+            assert msg.startswith("fuzz.conf") and "\n" not in msg, msg
+            continue
+        for ln in getattr(conf, "lines", []):
+            assert 1 <= ln.lineno <= nlines and ln.path == "fuzz.conf"
+
+
+def _case(draw, word):
+    return "".join(ch.upper() if draw(st.booleans()) else ch.lower() for ch in word)
+
+
+@st.composite
+def gres_lines(draw):
+    """A valid gres.conf line built from parts, and the parts: the expected parse result."""
+    minors = draw(st.lists(st.integers(0, 15), min_size=1, max_size=4, unique=True))
+    want = {"nodes": draw(st.sampled_from([None, "gpu01", "gpu[01-04]", "c51-g[001-002,010]"])),
+            "type": draw(st.sampled_from([None, "a100", "1g.10gb", "nvidia_h100_80gb_hbm3_4g.40gb"])),
+            "files": [f"/dev/nvidia{m}" for m in minors]}
+    parts = []
+    if want["nodes"]:
+        parts.append(f"{_case(draw, 'NodeName')}={want['nodes']}")
+    parts.append(f"{_case(draw, 'Name')}=gpu")
+    if want["type"]:
+        parts.append(f"{_case(draw, 'Type')}={want['type']}")
+    parts.append(f"{_case(draw, 'File')}=" + ",".join(want["files"]))
+    # slurmd wants NodeName= (or Name=) first; the other keys come in any order
+    lead = 1 if want["nodes"] else 0
+    parts = parts[:lead + 1] + list(draw(st.permutations(parts[lead + 1:])))
+    seps = [draw(st.sampled_from([" ", "  ", "\t", " \\\n  "])) for _ in parts[1:]]
+    text = parts[0] + "".join(sep + p for sep, p in zip(seps, parts[1:]))
+    if draw(st.booleans()):
+        text += " # a comment [with] Type=x"
+    return text, want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(gres_lines(), min_size=1, max_size=5))
+def test_property_parse_gives_back_the_parts_a_line_was_built_from(items):
+    text = "\n".join(t for t, _ in items) + "\n"
+    conf = gresconf.parse(text, "gres.conf")
+    assert len(conf.lines) == len(items)
+    first_line = 1
+    for ln, (t, want) in zip(conf.lines, items):
+        assert (ln.nodes, ln.name, ln.type, ln.files) == (want["nodes"], "gpu", want["type"], want["files"])
+        assert ln.lineno == first_line and ln.device_count == len(want["files"])
+        first_line += t.count("\n") + 1
 
 
 def test_slurm_conf_gres_default_and_repeated_node_lines():

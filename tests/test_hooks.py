@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import node
+from conftest import node, search_root_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOOKS = os.path.join(REPO, "hooks")
@@ -33,7 +33,8 @@ def settings(tmp_path, name="seed", **extra):
 
 def run_hook(path, cfg, *args, cwd="/", env=None):
     """As slurmd does: only SLURMD_NODENAME (plus where the settings are), no PATH."""
-    e = {"SLURMD_NODENAME": "c51-g002", "MIGSYNC_CONFIG": str(cfg)}
+    e = {"SLURMD_NODENAME": "c51-g002", "MIGSYNC_CONFIG": str(cfg),
+         **search_root_env()}  # hermetic: never the machine's /run/slurm/conf
     e.update(env or {})
     return subprocess.run([str(path), *args], cwd=str(cwd), env=e, capture_output=True,
                           text=True, timeout=120)
@@ -101,6 +102,9 @@ def test_install_hooks_writes_every_shipped_hook_bound_to_this_interpreter(tmp_p
     logdir.mkdir()
     out = run_hook(dest / "healthcheck", settings(tmp_path), "--json", "--no-drain", cwd=logdir)
     assert json.loads(out.stdout)["ok"] is True, out.stderr
+    # DIR/migsync is migsync itself, started the same isolated way
+    out = run_hook(dest / "migsync", settings(tmp_path), "check", "--json", cwd=logdir)
+    assert out.returncode == 0 and json.loads(out.stdout)["command"] == "check"
 
 
 def test_install_hooks_nhc_dir_installs_the_nhc_check_or_says_there_is_none(tmp_path):
@@ -111,8 +115,12 @@ def test_install_hooks_nhc_dir_installs_the_nhc_check_or_says_there_is_none(tmp_
     shipped = os.path.join(REPO, "conf", "nhc", "migsync.nhc")
     if os.path.exists(shipped):
         assert r.returncode == 0, r.stderr
-        assert (nhc_dir / "migsync.nhc").exists()
         assert str(nhc_dir / "migsync.nhc") in r.stdout
+        text = (nhc_dir / "migsync.nhc").read_text()
+        # check_migsync starts this interpreter, isolated, like the hooks do
+        baked = f'MIGSYNC_PYTHON_BAKED="{os.path.abspath(sys.executable)}"'
+        assert baked in text
+        assert text.replace(baked, 'MIGSYNC_PYTHON_BAKED=""') == open(shipped).read()
     else:
         assert r.returncode == 2 and "migsync.nhc" in r.stderr and r.stderr.count("\n") == 1
         assert not (tmp_path / "h").exists()  # nothing half-installed

@@ -177,5 +177,14 @@ def test_write_is_atomic_and_keeps_a_backup(tmp_path, reports):
     assert len(backups) == 1 and (tmp_path / backups[0]).read_text() == "# the old file\n"
     assert "NodeName=gpu01" in target.read_text()
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
-    r = merged(tmp_path, reports["gpu01"] + "\n", "--write", tmp_path / "nodir" / "x" / "g.conf")
-    assert r.code == 0  # missing directories are created
+    deep = tmp_path / "nodir" / "x" / "g.conf"
+    r = merged(tmp_path, reports["gpu01"] + "\n", "--write", deep)
+    assert r.code == 0, r.err  # missing directories are created ...
+    lines = [ln for ln in deep.read_text().splitlines() if ln and not ln.startswith("#")]
+    # ... and the file holds gpu01's devices (the seed node, hand-counted: 2 whole A100s,
+    # 14 x 1g.10gb as one MultipleFiles= line each)
+    assert lines[0] == "NodeName=gpu01 Name=gpu Type=a100 File=/dev/nvidia[0-1]"
+    assert len(lines) == 15 and all(ln.startswith("NodeName=gpu01 Name=gpu Type=1g.10gb MultipleFiles="
+                                                  "/dev/nvidia") for ln in lines[1:])
+    assert lines[1].endswith("MultipleFiles=/dev/nvidia2,/dev/nvidia-caps/nvidia-cap336,"
+                             "/dev/nvidia-caps/nvidia-cap337")

@@ -19,7 +19,7 @@ import pytest
 
 import nhcdir
 import slurm_cluster
-from conftest import node, run_cli
+from conftest import node, run_cli, search_root_env
 from migsync import act
 from migsync.slurmctl import NodeStatus
 
@@ -82,8 +82,9 @@ class Nhc:
 
     def run(self, env=None):
         """Run NHC as slurmd would: only SLURMD_NODENAME in the environment."""
-        r = run_in(self.rt, [str(self.wrapper)],
-                   env={"SLURMD_NODENAME": N} if env is None else env,
+        env = {"SLURMD_NODENAME": N} if env is None else env
+        env = {**env, **search_root_env()}  # hermetic: never the machine's /etc/migsync
+        r = run_in(self.rt, [str(self.wrapper)], env=env,
                    capture_output=True, text=True, timeout=90, cwd=str(self.dir))
         return r.returncode
 
@@ -383,7 +384,7 @@ def reason(cluster):
 def standalone_healthcheck(cluster):
     """migsync's own health check run by hand beside NHC (hooks/healthcheck)."""
     r = run_in(cluster.rt_, [os.path.join(HOOKS, "healthcheck"), "--json", "--no-syslog"],
-               env={"SLURMD_NODENAME": N, "MIGSYNC_CONFIG": str(cluster.cfg)},
+               env={"SLURMD_NODENAME": N, "MIGSYNC_CONFIG": str(cluster.cfg), **search_root_env()},
                capture_output=True, text=True, timeout=60)
     import json
     return json.loads(r.stdout)
@@ -551,7 +552,8 @@ def test_migsync_is_started_isolated_from_cwd_and_pythonpath(tmp_path, seed_gres
     text = check.read_text()
     assert text.count('MIGSYNC_PYTHON_BAKED=""') == 1
     check.write_text(text.replace('MIGSYNC_PYTHON_BAKED=""', f'MIGSYNC_PYTHON_BAKED="{sys.executable}"'))
-    r = subprocess.run([str(nhc.wrapper)], env={"SLURMD_NODENAME": N, "PYTHONPATH": str(evil)},
+    r = subprocess.run([str(nhc.wrapper)], env={"SLURMD_NODENAME": N, "PYTHONPATH": str(evil),
+                                                 **search_root_env()},
                        cwd=str(evil), capture_output=True, text=True, timeout=90)
     assert r.returncode == 0, nhc.log_text()
     assert marks(tmp_path) == [["online", N, ""]]

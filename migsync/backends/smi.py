@@ -40,8 +40,14 @@ def parse_query_gpu(text: str) -> List[BGpu]:
                 lost.append(normalise_bus_id(m.group(1)))
                 continue
             raise DiscoveryError(f"nvidia-smi --query-gpu: unexpected line {lineno}: {line[:80]!r}")
+        # '[N/A]' / '[Not Supported]': no MIG on this GPU. Any other bracketed value
+        # ('[GPU requires reset]', '[Unknown Error]') means the GPU could not be read: it is
+        # not a GPU with MIG off, and must not be configured as a whole GPU.
+        broken = [c for c in cols[3:6] if c.startswith("[") and _mode(c) is None
+                  and c.lower() not in ("[n/a]", "[not supported]")]
         gpus.append(BGpu(int(cols[0]), None, normalise_bus_id(cols[1]), cols[2], cols[3],
-                         _mode(cols[4]), _mode(cols[5])))
+                         _mode(cols[4]), _mode(cols[5]),
+                         lost=f"nvidia-smi: {broken[0]}" if broken else None))
     for bus in lost:
         gpus.append(BGpu(-1, None, bus, lost="nvidia-smi: GPU is lost or unreadable"))
     return gpus

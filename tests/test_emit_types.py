@@ -1,0 +1,104 @@
+"""Which Type emit gives each device, and what it leaves out. Expected lines are written by
+hand for the recorded seed node (GPUs 0,1 whole A100s; GPUs 2,3 with seven 1g.10gb each:
+CI caps 337..391 step 9 on gpu2, 472,481,490,508,517,526,535 on gpu3)."""
+import os
+
+import pytest
+
+import nvml_fake
+from conftest import node, run_cli, smi_args
+from migsync import emit
+from migsync.model import Gpu, Inventory
+
+GPU2_CAPS = "337,346,355,364,373,382,391"
+GPU3_CAPS = "472,481,490,508,517,526,535"
+
+
+def emit_file_style(tmp_path, gres_text, name="seed", nvml=None):
+    (tmp_path / "gres.conf").write_text(gres_text)
+    if nvml is not None:
+        d = node(name)
+        r = run_cli("emit", "--json", "--style", "file", "--backend", "nvml", "--root",
+                    os.path.join(d, "root"), "--gres-conf", tmp_path / "gres.conf",
+                    "--node", "c51-g002", nvml=nvml)
+    else:
+        r = run_cli("emit", "--json", "--style", "file",
+                    *smi_args(name, tmp_path / "gres.conf", nodename="c51-g002"))
+    assert r.code == 0, r.err
+    return r.json()["suggested"]
+
+
+def test_a_new_device_gets_the_sites_type_not_the_default(tmp_path):
+    """Only gpu2's instances are configured, with a long Type; gpu3's (unconfigured) get it too."""
+    doc = emit_file_style(tmp_path, "NodeName=c51-g002 Name=gpu Type=nvidia_a100 File=/dev/nvidia[0-1]\n"
+                          "NodeName=c51-g002 Name=gpu Type=nvidia_a100_80gb_pcie_1g.10gb "
+                          f"File=/dev/nvidia-caps/nvidia-cap[{GPU2_CAPS}]\n")
+    assert doc["gres_conf"] == [
+        "NodeName=c51-g002 Name=gpu Type=nvidia_a100 File=/dev/nvidia[0-1]",
+        "NodeName=c51-g002 Name=gpu Type=nvidia_a100_80gb_pcie_1g.10gb "
+        f"File=/dev/nvidia-caps/nvidia-cap[{GPU2_CAPS},{GPU3_CAPS}]"]
+
+
+def test_the_longest_fitting_site_type_wins_for_a_new_device(tmp_path):
+    doc = emit_file_style(tmp_path, "NodeName=c51-g002 Name=gpu Type=a100 File=/dev/nvidia[0-1]\n"
+                          "NodeName=c51-g002 Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap337\n"
+                          "NodeName=c51-g002 Name=gpu Type=pcie_1g.10gb File=/dev/nvidia-caps/nvidia-cap346\n")
+    # configured devices keep their own Type; the other twelve take the longest that fits
+    assert doc["gres_conf"] == [
+        "NodeName=c51-g002 Name=gpu Type=a100 File=/dev/nvidia[0-1]",
+        "NodeName=c51-g002 Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap337",
+        "NodeName=c51-g002 Name=gpu Type=pcie_1g.10gb "
+        f"File=/dev/nvidia-caps/nvidia-cap[346,355,364,373,382,391,{GPU3_CAPS}]"]
+
+
+def test_lost_gpus_are_left_out_and_the_others_still_listed(tmp_path):
+    fake = nvml_fake.make(os.path.join(node("seed"), "layout.json"), lost={0})
+    doc = emit_file_style(tmp_path, "NodeName=c51-g002 Name=gpu Type=a100 File=/dev/nvidia[0-1]\n",
+                          nvml=fake)
+    assert doc["gres_conf"] == [
+        "NodeName=c51-g002 Name=gpu Type=a100 File=/dev/nvidia1",
+        f"NodeName=c51-g002 Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap[{GPU2_CAPS},{GPU3_CAPS}]"]
+
+
+def test_untyped_site_lines_stay_untyped_and_count_as_plain_gpu(tmp_path):
+    doc = emit_file_style(tmp_path, "NodeName=c51-g002 Name=gpu File=/dev/nvidia[0-1]\n"
+                          f"NodeName=c51-g002 Name=gpu File=/dev/nvidia-caps/nvidia-cap[{GPU2_CAPS},{GPU3_CAPS}]\n")
+    assert doc["gres_conf"] == [
+        "NodeName=c51-g002 Name=gpu File=/dev/nvidia[0-1]",
+        f"NodeName=c51-g002 Name=gpu File=/dev/nvidia-caps/nvidia-cap[{GPU2_CAPS},{GPU3_CAPS}]"]
+    assert doc["slurm_conf"].endswith("Gres=gpu:16")
+
+
+def inv_two_gpus(name1="NVIDIA A100 80GB PCIe", name2=None):
+    return Inventory(gpus=[Gpu(0, 0, "0000:17:00.0", "GPU-a", name1, False, False),
+                           Gpu(1, 1, "0000:65:00.0", "GPU-b", name2, False, False)])
+
+
+def test_render_defaults_to_multiple_files_style_and_refuses_others():
+    inv = inv_two_gpus(name2="NVIDIA A100 80GB PCIe")
+    assert emit.render_gres(inv, "n1") == emit.render_gres(inv, "n1", "multiple-files") == [
+        "NodeName=n1 Name=gpu Type=a100 File=/dev/nvidia[0-1]"]
+    with pytest.raises(ValueError, match="bogus"):
+        emit.render_gres(inv, "n1", "bogus")
+
+
+def test_a_gpu_whose_name_is_unknown_gets_an_untyped_line():
+    inv = inv_two_gpus(name2=None)
+    assert emit.render_gres(inv, "n1", "file") == [
+        "NodeName=n1 Name=gpu Type=a100 File=/dev/nvidia0",
+        "NodeName=n1 Name=gpu File=/dev/nvidia1"]
+
+
+def test_render_keeps_the_types_of_the_current_lines_without_precomputed_types(tmp_path):
+    from migsync import gresconf
+    inv = inv_two_gpus(name2="NVIDIA A100 80GB PCIe")
+    lines = gresconf.parse("NodeName=n1 Name=gpu Type=nvidia_a100 File=/dev/nvidia[0-1]\n",
+                           "gres.conf").for_node("n1")
+    assert emit.render_gres(inv, "n1", "file", current=lines) == [
+        "NodeName=n1 Name=gpu Type=nvidia_a100 File=/dev/nvidia[0-1]"]
+
+
+def test_slurm_line_without_devices_has_no_gres():
+    assert emit.render_slurm_line("n1", {}) == "NodeName=n1"
+    assert emit.render_slurm_line("n1", {("gpu", 0): "a100", ("gpu", 1): None}) == \
+        "NodeName=n1 Gres=gpu:a100:1,gpu:1"

@@ -1,0 +1,114 @@
+"""slurm.conf as slurmctld reads the parts migsync needs: Gres= specs, NodeName lines with
+DEFAULT, hostlists and Include, GresTypes. Expected values are written by hand from
+slurm.conf(5)."""
+import pytest
+
+from migsync import slurmconf
+from migsync.errors import ConfigError
+
+
+@pytest.mark.parametrize("value,want", [
+    ("gpu:1g.10gb:14,gpu:a100:2", [("gpu", "1g.10gb", 14), ("gpu", "a100", 2)]),
+    ("gpu:2", [("gpu", None, 2)]),
+    ("gpu", [("gpu", None, 1)]),
+    ("GPU:A100:2", [("gpu", "A100", 2)]),  # the name is case-folded, the Type kept as written
+    ("gpu:a100:no_consume:2", [("gpu", "a100", 2)]),
+    ("gpu:no_consume:2", [("gpu", None, 2)]),
+    ("gpu:a100:1K", [("gpu", "a100", 1024)]),
+    (" gpu:a100:2 , mps:100", [("gpu", "a100", 2), ("mps", None, 100)]),
+    ("(null)", []),
+    ("(NULL)", []),
+    ("", []),
+])
+def test_parse_gres_table(value, want):
+    assert [(s.name, s.type, s.count) for s in slurmconf.parse_gres(value, "slurm.conf:7")] == want
+
+
+@pytest.mark.parametrize("value,message", [
+    ("gpu:2,,gpu:1", "slurm.conf:7: empty Gres entry in 'gpu:2,,gpu:1' (in '')"),
+    (":2", "slurm.conf:7: empty Gres entry in ':2' (in ':2')"),
+    ("gpu:a:b:2", "slurm.conf:7: Gres entry has too many ':' fields (in 'gpu:a:b:2')"),
+    ("gpu:a100", "slurm.conf:7: Gres entry 'gpu:a100' has no count after its last ':' (in 'gpu:a100')"),
+    ("gpu:a100:x2", "slurm.conf:7: Gres entry 'gpu:a100:x2' has no count after its last ':' "
+                    "(in 'gpu:a100:x2')"),
+])
+def test_parse_gres_refusals(value, message):
+    with pytest.raises(ConfigError) as exc:
+        slurmconf.parse_gres(value, "slurm.conf:7")
+    assert str(exc.value) == message
+
+
+CONF = """\
+ClusterName=demo
+GresTypes=GPU,mps
+NodeName=DEFAULT CPUs=8 Gres=gpu:2
+NodeName=a[1-3] RealMemory=100
+PartitionName=p Nodes=a[1-3],b1 Gres=gpu:99
+NodeName=a2 Gres=gpu:a100:4
+nodename=default Gres=gpu:3
+NodeName=b1 CPUs=4
+ClusterName=later
+"""
+
+
+def test_node_lines_default_order_and_where():
+    """slurm.conf(5): a NodeName=DEFAULT line applies to the node lines after it."""
+    conf = slurmconf.parse(CONF, "/etc/slurm/slurm.conf")
+    assert conf.gres_types == ["gpu", "mps"]
+    assert conf.params["clustername"] == "later"  # the last value wins
+    assert conf.node_keys("a1") == {"cpus": "8", "gres": "gpu:2", "realmemory": "100"}
+    specs, where = conf.node_gres("a1")
+    assert [(s.type, s.count) for s in specs] == [(None, 2)] and where == "slurm.conf:3"
+    specs, where = conf.node_gres("a2")  # its own later line wins over the earlier DEFAULT
+    assert [(s.type, s.count) for s in specs] == [("a100", 4)] and where == "slurm.conf:6"
+    specs, where = conf.node_gres("b1")  # the second DEFAULT (line 7) applies to b1 only
+    assert [(s.type, s.count) for s in specs] == [(None, 3)] and where == "slurm.conf:7"
+    assert conf.node_keys("b1") == {"cpus": "4", "gres": "gpu:3"}
+    assert conf.node_keys("a4") is None and conf.node_gres("zz") is None
+    assert [nl.lineno for nl in conf.node_lines] == [3, 4, 6, 7, 8]  # PartitionName is not a node
+
+
+def test_node_without_gres_and_where_defaults_to_the_file():
+    conf = slurmconf.parse("NodeName=n1 CPUs=4\n", "/etc/slurm/slurm.conf")
+    assert conf.node_gres("n1") == ([], "/etc/slurm/slurm.conf")
+
+
+def test_include_relative_to_the_including_file_and_depth_limit(tmp_path):
+    (tmp_path / "nodes.conf").write_text("NodeName=n[1-2] Gres=gpu:a100:2\n")
+    (tmp_path / "slurm.conf").write_text("GresTypes=gpu\nInclude nodes.conf\n")
+    conf = slurmconf.load(str(tmp_path / "slurm.conf"))
+    specs, where = conf.node_gres("n2")
+    assert [(s.type, s.count) for s in specs] == [("a100", 2)] and where == "nodes.conf:1"
+    (tmp_path / "loop.conf").write_text("Include loop.conf\n")
+    with pytest.raises(ConfigError, match="bad or too deeply nested Include"):
+        slurmconf.load(str(tmp_path / "loop.conf"))
+    with pytest.raises(ConfigError) as exc:
+        slurmconf.parse("Include\n", "s.conf")
+    assert str(exc.value) == "s.conf:1: bad or too deeply nested Include (in 'Include')"
+
+
+def test_include_nesting_up_to_the_limit_is_fine(tmp_path):
+    for i in range(8):
+        (tmp_path / f"{i}.conf").write_text(f"Include {i + 1}.conf\n")
+    (tmp_path / "8.conf").write_text("NodeName=deep Gres=gpu:1\n")
+    assert slurmconf.load(str(tmp_path / "0.conf")).node_gres("deep")[0][0].count == 1
+    (tmp_path / "8.conf").write_text("Include 9.conf\n")
+    (tmp_path / "9.conf").write_text("NodeName=deep Gres=gpu:1\n")
+    with pytest.raises(ConfigError, match="too deeply nested"):
+        slurmconf.load(str(tmp_path / "0.conf"))
+
+
+def test_bad_nodename_hostlist_names_line_and_fragment():
+    with pytest.raises(ConfigError) as exc:
+        slurmconf.parse("GresTypes=gpu\nNodeName=n[1-\n", "slurm.conf")
+    assert str(exc.value) == "slurm.conf:2: NodeName=: unbalanced '[' in hostlist (in 'n[1-')"
+
+
+def test_include_keyword_any_case_and_file_names_with_spaces(tmp_path):
+    (tmp_path / "my nodes.conf").write_text("NodeName=n1 Gres=gpu:a100:1\n")
+    (tmp_path / "slurm.conf").write_text("INCLUDE my nodes.conf\n")
+    conf = slurmconf.load(str(tmp_path / "slurm.conf"))
+    assert conf.node_gres("n1") == (conf.node_gres("n1")[0], "my nodes.conf:1")
+    assert [(s.type, s.count) for s in conf.node_gres("n1")[0]] == [("a100", 1)]
+    (tmp_path / "abs.conf").write_text(f"include {tmp_path / 'my nodes.conf'}\n")
+    assert slurmconf.load(str(tmp_path / "abs.conf")).node_keys("n1") == {"gres": "gpu:a100:1"}

@@ -1,0 +1,191 @@
+"""The nvidia-smi backend on output as nvidia-smi prints it, faults included. Expected values
+are written by hand; the fake commands here are shell scripts with fixed output."""
+import os
+
+import pytest
+
+from migsync.backends import smi
+from migsync.errors import DiscoveryError
+
+Q = "{i}, 00000000:{b}:00.0, GPU-8f2c1d90-3e5a-4b17-9c2e-5da9abb5176{i}, NVIDIA A100-SXM4-80GB, {cur}, {pend}"
+
+
+def row(i, b, cur="Enabled", pend="Enabled"):
+    return Q.format(i=i, b=b, cur=cur, pend=pend)
+
+
+def gpus(text):
+    return [(g.index, g.bus_id, g.uuid, g.name, g.mig_current, g.mig_pending, g.lost)
+            for g in smi.parse_query_gpu(text)]
+
+
+def test_query_rows_lost_lines_and_mig_fields():
+    text = "\n".join([
+        row(0, "17"),
+        "Unable to determine the device handle for GPU0000:4E:00.0: Unknown Error",
+        row(1, "65", "Disabled", "Enabled"),
+        "Unable to determine the device handle for GPU2: 0000:CA:00.0: Unknown Error",
+        row(3, "E3", "[N/A]", "[N/A]"),
+        "GPU 00000000:F1:00.0 is lost; reboot the system",
+        row(4, "F3", "[Not Supported]", "[Not Supported]"),
+        row(5, "F5", "[GPU requires reset]", "[GPU requires reset]"),
+        "",
+    ]) + "\n"
+    u = "GPU-8f2c1d90-3e5a-4b17-9c2e-5da9abb5176"
+    assert gpus(text) == [
+        (0, "0000:17:00.0", u + "0", "NVIDIA A100-SXM4-80GB", True, True, None),
+        (1, "0000:65:00.0", u + "1", "NVIDIA A100-SXM4-80GB", False, True, None),
+        (3, "0000:e3:00.0", u + "3", "NVIDIA A100-SXM4-80GB", None, None, None),
+        (4, "0000:f3:00.0", u + "4", "NVIDIA A100-SXM4-80GB", None, None, None),
+        (5, "0000:f5:00.0", u + "5", "NVIDIA A100-SXM4-80GB", None, None,
+         "nvidia-smi: [GPU requires reset]"),
+        (-1, "0000:4e:00.0", None, None, None, None, "nvidia-smi: GPU is lost or unreadable"),
+        (-1, "0000:ca:00.0", None, None, None, None, "nvidia-smi: GPU is lost or unreadable"),
+        (-1, "0000:f1:00.0", None, None, None, None, "nvidia-smi: GPU is lost or unreadable")]
+
+
+@pytest.mark.parametrize("cols,why", [
+    ("0, 00000000:17:00.0, [Unknown Error], [Unknown Error], [Unknown Error], [Unknown Error]",
+     "nvidia-smi: [Unknown Error]"),
+    (row(0, "17", "Enabled", "[Unknown Error]"), "nvidia-smi: [Unknown Error]"),
+    ("0, 00000000:17:00.0, GPU-x, [Unknown Error], [GPU requires reset], Enabled",
+     "nvidia-smi: [Unknown Error]"),  # the first unreadable field is named
+])
+def test_an_unreadable_field_makes_the_gpu_lost(cols, why):
+    (g,) = smi.parse_query_gpu(cols + "\n")
+    assert g.lost == why and g.index == 0 and g.bus_id == "0000:17:00.0"
+
+
+@pytest.mark.parametrize("line", [
+    "0, 00000000:17:00.0, GPU-x, NVIDIA A100-SXM4-80GB, Enabled",  # five columns
+    "x, 00000000:17:00.0, GPU-x, NVIDIA A100-SXM4-80GB, Enabled, Enabled",
+    "0000:17:00.0: something else entirely",  # a bus id, but not a lost-GPU message
+    "Unable to determine the device handle: Unknown Error",  # a lost message without a bus id
+])
+def test_unexpected_lines_are_refused_naming_line_number_and_text(line):
+    with pytest.raises(DiscoveryError) as exc:
+        smi.parse_query_gpu(row(0, "17") + "\n" + line + "\n")
+    assert str(exc.value) == f"nvidia-smi --query-gpu: unexpected line 2: {line!r}"
+
+
+def test_unexpected_line_text_is_cut_at_80_characters():
+    line = "z" * 100
+    with pytest.raises(DiscoveryError) as exc:
+        smi.parse_query_gpu(line + "\n")
+    assert str(exc.value) == f"nvidia-smi --query-gpu: unexpected line 1: {'z' * 80!r}"
+
+
+# ---- probe: the commands' exit codes and messages
+
+LCI_ONE = """\
++--------------------------------------------------------------------+
+| Compute instances:                                                 |
+| GPU     GPU       Name             Profile   Instance   Placement  |
+|       Instance                       ID        ID       Start:Size |
+|         ID                                                         |
+|====================================================================|
+|   0      7       MIG 1g.10gb          0         0          0:1     |
++--------------------------------------------------------------------+
+"""
+
+
+def fake_smi(tmp_path, query, qrc=0, lci="", lci_rc=0, lci_err="", listing="", lrc=0):
+    d = tmp_path / "smi"
+    d.mkdir(exist_ok=True)
+    for name, text in (("q", query), ("lci", lci), ("lci.err", lci_err), ("L", listing)):
+        (d / name).write_text(text)
+    script = tmp_path / "nvidia-smi"
+    script.write_text(f"""#!/bin/sh
+d={d}
+case "$1" in
+  --query-gpu=*) cat $d/q; exit {qrc} ;;
+  mig) cat $d/lci; cat $d/lci.err >&2; exit {lci_rc} ;;
+  -L) cat $d/L; exit {lrc} ;;
+esac
+exit 99
+""")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_probe_reads_gpus_and_instances(tmp_path):
+    view = smi.probe(fake_smi(tmp_path, row(0, "17") + "\n", lci=LCI_ONE), 10)
+    assert view.name == "nvidia-smi"
+    assert [(m.gpu_index, m.gi, m.ci, m.profile) for m in view.migs] == [(0, 7, 0, "1g.10gb")]
+
+
+def test_probe_skips_lci_when_no_gpu_has_mig_on(tmp_path):
+    view = smi.probe(fake_smi(tmp_path, row(0, "17", "Disabled", "Disabled") + "\n",
+                              lci="garbage", lci_rc=3), 10)
+    assert len(view.gpus) == 1 and view.migs == []
+
+
+def test_probe_missing_binary_names_the_path(tmp_path):
+    with pytest.raises(DiscoveryError) as exc:
+        smi.probe(str(tmp_path / "nope"), 10)
+    assert str(exc.value) == f"nvidia-smi not found at {tmp_path / 'nope'}"
+
+
+@pytest.mark.parametrize("rc", [1, 9, 15])
+def test_probe_query_failing_with_no_readable_gpu_is_an_error(tmp_path, rc):
+    s = fake_smi(tmp_path, "NVIDIA-SMI has failed because it could not communicate with the "
+                 "NVIDIA driver.\nsecond line\n", qrc=rc)
+    with pytest.raises(DiscoveryError) as exc:
+        smi.probe(s, 10)
+    assert str(exc.value) == (f"nvidia-smi --query-gpu exited {rc}: NVIDIA-SMI has failed "
+                              "because it could not communicate with the NVIDIA driver.")
+
+
+@pytest.mark.parametrize("rc", [1, 15])
+def test_probe_query_failing_with_one_lost_gpu_keeps_the_others(tmp_path, rc):
+    s = fake_smi(tmp_path, row(0, "17", "Disabled", "Disabled") + "\nUnable to determine the "
+                 "device handle for GPU0000:4E:00.0: Unknown Error\n", qrc=rc)
+    view = smi.probe(s, 10)
+    assert [(g.index, bool(g.lost)) for g in view.gpus] == [(0, False), (-1, True)]
+    s = fake_smi(tmp_path, "Unable to determine the device handle for GPU0000:4E:00.0: "
+                 "Unknown Error\n", qrc=rc)
+    with pytest.raises(DiscoveryError, match=f"exited {rc}: Unable to determine"):
+        smi.probe(s, 10)  # every GPU lost: nothing to check
+
+
+@pytest.mark.parametrize("rc", [0, 6])
+def test_probe_no_compute_instances_message_is_an_empty_list(tmp_path, rc):
+    view = smi.probe(fake_smi(tmp_path, row(0, "17") + "\n",
+                              lci="No compute instances found: Not Found\n", lci_rc=rc), 10)
+    assert view.migs == []
+
+
+@pytest.mark.parametrize("rc", [1, 2])
+def test_probe_lci_failing_names_its_exit_code_and_stderr(tmp_path, rc):
+    s = fake_smi(tmp_path, row(0, "17") + "\n", lci="stdout line\n", lci_rc=rc,
+                 lci_err="Insufficient Permissions\n")
+    with pytest.raises(DiscoveryError) as exc:
+        smi.probe(s, 10)
+    assert str(exc.value) == f"nvidia-smi mig -lci exited {rc}: Insufficient Permissions"
+    s = fake_smi(tmp_path, row(0, "17") + "\n", lci="only stdout\n", lci_rc=rc)
+    with pytest.raises(DiscoveryError, match=f"exited {rc}: only stdout"):
+        smi.probe(s, 10)
+
+
+def test_probe_lci_with_neither_rows_nor_the_no_instances_message(tmp_path):
+    s = fake_smi(tmp_path, row(0, "17") + "\n", lci="Some new table format\nrow\n")
+    with pytest.raises(DiscoveryError) as exc:
+        smi.probe(s, 10)
+    assert str(exc.value) == ("nvidia-smi mig -lci: no instance rows and no 'No compute "
+                              "instances found' message: Some new table format")
+
+
+def test_probe_listing_failure_never_fails_discovery(tmp_path):
+    view = smi.probe(fake_smi(tmp_path, row(0, "17") + "\n", lci=LCI_ONE,
+                              listing="garbage", lrc=4), 10)
+    assert [m.uuid for m in view.migs] == [None]
+    listing = ("GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-8f2c1d90-3e5a-4b17-9c2e-5da9abb51760)\n"
+               "  MIG 1g.10gb     Device  0: (UUID: MIG-b6ba6b2a-1cd4-5f1e-8a03-77d19e02c4b1)\n")
+    view = smi.probe(fake_smi(tmp_path, row(0, "17") + "\n", lci=LCI_ONE, listing=listing), 10)
+    assert [m.uuid for m in view.migs] == ["MIG-b6ba6b2a-1cd4-5f1e-8a03-77d19e02c4b1"]
+
+
+def test_probe_finds_nvidia_smi_on_path(tmp_path, monkeypatch):
+    s = fake_smi(tmp_path, row(0, "17", "Disabled", "Disabled") + "\n")
+    monkeypatch.setenv("PATH", os.path.dirname(s) + os.pathsep + os.environ.get("PATH", ""))
+    assert len(smi.probe(None, 10).gpus) == 1

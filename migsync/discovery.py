@@ -106,10 +106,27 @@ def discover(root: str = "/", backend: str = "auto", nvidia_smi: Optional[str] =
     """The node's inventory, from complete and self-consistent data only: when the backend
     and procfs disagree (an instance one lists and the other lacks, a GPU only one knows),
     one of them is partial or corrupt, and a verdict built on it could drain a good node."""
+    if backend == "nvidia-smi":  # its two calls run while procfs is read
+        from .backends import smi
+
+        try:
+            batch = smi.start(nvidia_smi, timeout)
+        except DiscoveryError:
+            read_snapshot(root)  # no driver at all says more than a missing nvidia-smi
+            raise
+        try:
+            snap = read_snapshot(root)
+        except BaseException:
+            batch.kill()
+            raise
+        return _consistent(merge(smi.finish(batch), snap))
     snap = read_snapshot(root)
     view = probe_backend(backend, nvidia_smi, timeout, nvml_module)
-    inv = merge(view, snap)
+    return _consistent(merge(view, snap))
+
+
+def _consistent(inv: Inventory) -> Inventory:
     if inv.disagreements:
         more = f" (+{len(inv.disagreements) - 1} more)" if len(inv.disagreements) > 1 else ""
-        raise DiscoveryError(f"{view.name} and procfs disagree: {inv.disagreements[0]}{more}")
+        raise DiscoveryError(f"{inv.backend} and procfs disagree: {inv.disagreements[0]}{more}")
     return inv

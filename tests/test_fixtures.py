@@ -242,12 +242,14 @@ def test_lost_and_reset_needing_gpus_are_gpu_lost_not_mig_off(tmp_path, backend)
 
 
 def test_untyped_site_and_an_unlisted_instance_count_as_one_plain_gpu_total(tmp_path):
-    """Every device configured without Type except one instance the site left out: the
-    suggested Gres= keeps the site's untyped total, gpu:6 (2 + 1 + 3 devices... the six it
-    configured), and names the left-out 1g.10gb instance by its profile."""
+    """Every device configured without Type except one instance the site left out. That
+    instance has a profile (the backend lists it: an instance it did not list is a discovery
+    failure since issue 12), so it is typed, and since slurmd refuses typed and untyped lines
+    for one GRES on a node, the suggestion types every device."""
     untyped = "\n".join(ln.replace(ln.split()[2] + " ", "") for ln in SXM_GRES.splitlines()[:-1])
     r = sxm_check(tmp_path, untyped + "\n")
-    assert r.json()["suggested"]["slurm_conf"] == "NodeName=g-sxm Gres=gpu:6,gpu:1g.10gb:1"
+    assert r.json()["suggested"]["slurm_conf"] == (
+        "NodeName=g-sxm Gres=gpu:3g.40gb:2,gpu:a100:1,gpu:4g.40gb:1,gpu:1g.10gb:2,gpu:v100:1")
 
 
 # ---- cap numbers come from the files, never from the observed formula

@@ -1,7 +1,6 @@
 """Every field of every finding (id, message, the short text a drain reason leads with, source,
 path) in three scenarios, written out by hand: what `check --json` users, metrics and
 `sinfo -R` see."""
-import json
 import os
 
 import nvml_fake

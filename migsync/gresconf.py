@@ -94,8 +94,10 @@ def _parse_line(line: LogicalLine, node: Optional[str] = None) -> GresLine:
         raise _err(line, "a gres.conf line must start with NodeName=, Name= or AutoDetect=",
                    line.text[:60])
     if node is not None and first == "NodeName":
+        # slurmd uses the latest value of a key given twice: NodeName too
+        nodes = [v for k, v in pairs if KEYS.get(k.lower()) == "NodeName"][-1]
         try:
-            other = not hostlist.contains(pairs[0][1], node)
+            other = not hostlist.contains(nodes, node)
         except HostlistError as exc:
             raise _err(line, f"NodeName=: {exc.message}", f"{pairs[0][0]}={pairs[0][1]}") from None
         if other:
@@ -107,7 +109,7 @@ def _parse_line(line: LogicalLine, node: Optional[str] = None) -> GresLine:
                     out.name = value
                 elif canon == "Type":
                     out.type = value
-            out.nodes = pairs[0][1]
+            out.nodes = nodes
             return out
     for key, value in pairs:
         canon = KEYS.get(key.lower())
@@ -177,8 +179,8 @@ def _other_node(head: List[str], node: str) -> bool:
         return False
     for word in head[1].split():
         key, sep, _ = word.partition("=")
-        if not sep or key.lower() not in KEYS:
-            return False
+        if not sep or key.lower() not in KEYS or key.lower() == "nodename":
+            return False  # a second NodeName= wins in slurmd: the full parser decides
     return True
 
 

@@ -114,10 +114,18 @@ def test_property_node_scoped_parse_gives_the_same_lines(rows, node):
         assert isinstance(full, str), (full, scoped)
         lineno = int(full.split(":")[1])
         words = rows[lineno - 1]
-        assert words[0].startswith("NodeName=") and node not in words[0].split("=", 1)[1]
+        nodes = [w.split("=", 1)[1].strip('"') for w in words if w.startswith("NodeName=")]
+        assert words[0].startswith("NodeName=") and node not in nodes[-1]  # the latest wins
         assert "unknown key" not in full and "NodeName=" not in full.split(": ", 1)[1][:10]
 
 
 def test_a_quoted_nodename_is_this_node_in_the_fast_path_too():
     text = 'NodeName="n1" Name=gpu File=/dev/nvidia0\n'
     assert [ln.files for ln in parse(text, node="n1").for_node("n1")] == [["/dev/nvidia0"]]
+
+
+def test_a_nodename_given_twice_uses_the_latest_in_the_fast_path_too():
+    text = "NodeName=n1 NodeName=n1,n3 Name=gpu File=/dev/nvidia0\n"
+    for scoped in (None, "n3"):
+        assert [ln.nodes for ln in parse(text, node=scoped).for_node("n3")] == ["n1,n3"]
+    assert parse(text, node="n2").for_node("n2") == []

@@ -41,15 +41,21 @@ def run_once(argv, env):
     return time.perf_counter() - t, p.returncode
 
 
-def median(argv, env, runs):
+def median(argv, env, runs, baseline=None):
+    """Median wall time of ``argv``; with ``baseline`` ((argv, env)), the two alternate run
+    by run, so that load from other processes drifts into both alike: (cand, base)."""
+    pairs = [(argv, env)] + ([baseline] if baseline else [])
     for _ in range(3):
-        run_once(argv, env)
-    times = []
+        for a, e in pairs:
+            run_once(a, e)
+    times = [[] for _ in pairs]
     for _ in range(runs):
-        t, code = run_once(argv, env)
-        assert code == 0, (argv, code)
-        times.append(t)
-    return statistics.median(times)
+        for k, (a, e) in enumerate(pairs):
+            t, code = run_once(a, e)
+            assert code == 0, (a, code)
+            times[k].append(t)
+    meds = [statistics.median(t) for t in times]
+    return tuple(meds) if baseline else meds[0]
 
 
 def report(name, t, base, base_name, limit=None):
@@ -108,34 +114,33 @@ def main(argv=None):
         assert check.stdout.startswith("export CUDA_VISIBLE_DEVICES=MIG-"), check
         console = os.path.join(os.path.dirname(PY), "migsync")
 
-        sh_base = median(["/bin/sh", "-c", "true"], base_env, args.runs)
-        py_base = median([PY, "-c", "pass"], base_env, args.runs)
-        print(f"INFO  baselines: sh -c true {sh_base * 1000:.2f} ms; {PY} -c pass "
-              f"{py_base * 1000:.2f} ms; map of 56 devices, {os.path.getsize(node_map)} bytes",
-              flush=True)
+        sh = (["/bin/sh", "-c", "true"], base_env)
+        py = ([PY, "-c", "pass"], base_env)
+
+        def vs(name, argv, env, base, base_name, limit=None):
+            t, b = median(argv, env, args.runs, base)
+            return report(name, t, b, base_name, limit)
+
+        print(f"INFO  map of 56 devices, {os.path.getsize(node_map)} bytes; {args.runs} runs "
+              "each, alternating with the baseline", flush=True)
         ok = True
-        ok &= report("hooks/taskprolog, 1 slice", median(["/bin/sh", HOOK], task, args.runs),
-                     sh_base, "sh -c true", 3.0)
-        ok &= report("hooks/taskprolog, 2 slices", median(["/bin/sh", HOOK], two, args.runs),
-                     sh_base, "sh -c true", 3.0)
+        ok &= vs("hooks/taskprolog, 1 slice", ["/bin/sh", HOOK], task, sh, "sh -c true", 3.0)
+        ok &= vs("hooks/taskprolog, 2 slices", ["/bin/sh", HOOK], two, sh, "sh -c true", 3.0)
         if shutil.which("bash"):
-            report("hooks/taskprolog under bash (RHEL's /bin/sh)",
-                   median([shutil.which("bash"), HOOK], task, args.runs), sh_base, "sh -c true")
+            vs("hooks/taskprolog under bash (RHEL's /bin/sh)", [shutil.which("bash"), HOOK],
+               task, sh, "sh -c true")
         no_gpu = {k: v for k, v in task.items() if k != "SLURM_JOB_GPUS"}
-        report("hooks/taskprolog, task without GPUs", median(["/bin/sh", HOOK], no_gpu,
-                                                             args.runs), sh_base, "sh -c true")
-        ok &= report("python -m migsync taskprolog, 2 slices",
-                     median([PY, "-m", "migsync", "taskprolog"], two, args.runs),
-                     py_base, "python -c pass", 1.15)
+        vs("hooks/taskprolog, task without GPUs", ["/bin/sh", HOOK], no_gpu, sh, "sh -c true")
+        ok &= vs("python -m migsync taskprolog, 2 slices", [PY, "-m", "migsync", "taskprolog"],
+                 two, py, "python -c pass", 1.15)
         if os.path.exists(console):
-            ok &= report("migsync taskprolog (console script), 2 slices",
-                         median([console, "taskprolog"], two, args.runs), py_base,
-                         "python -c pass", 1.15)
+            ok &= vs("migsync taskprolog (console script), 2 slices", [console, "taskprolog"],
+                     two, py, "python -c pass", 1.15)
         # the stale path: the layout listing differs (a slice gone)
         os.unlink(os.path.join(node_dir, "root/proc/driver/nvidia/capabilities/gpu7/mig/gi13/"
                                "ci0/access"))
-        report("hooks/taskprolog, stale map (logs, changes nothing)",
-               median(["/bin/sh", HOOK], two, args.runs), sh_base, "sh -c true")
+        vs("hooks/taskprolog, stale map (logs, changes nothing)", ["/bin/sh", HOOK], two, sh,
+           "sh -c true")
         return 0 if ok else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

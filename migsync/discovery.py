@@ -96,6 +96,20 @@ def merge(view: BackendView, snap: ProcSnapshot) -> Inventory:
 
 def discover(root: str = "/", backend: str = "auto", nvidia_smi: Optional[str] = None,
              timeout: float = 10.0, nvml_module: Any = None) -> Inventory:
+    if backend == "nvidia-smi":  # its two calls run while procfs is read
+        from .backends import smi
+
+        try:
+            batch = smi.start(nvidia_smi, timeout)
+        except DiscoveryError:
+            read_snapshot(root)  # no driver at all says more than a missing nvidia-smi
+            raise
+        try:
+            snap = read_snapshot(root)
+        except BaseException:
+            batch.kill()
+            raise
+        return merge(smi.finish(batch), snap)
     snap = read_snapshot(root)
     view = probe_backend(backend, nvidia_smi, timeout, nvml_module)
     return merge(view, snap)

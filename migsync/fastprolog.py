@@ -3,7 +3,7 @@
 A Prolog runs before every job, so its start-up is paid per job. When the last verdict was
 clean and nothing it depended on changed, this answers from a plain-text sidecar of the cache
 (``<cache_file>.hit``) with the standard library's os and sys only: no json, re, argparse,
-typing, dataclasses, tomllib or subprocess (tests/test_import_guard.py holds it to that).
+typing, dataclasses, tomllib or subprocess (tests/test_fastprolog.py holds it to that).
 Anything else (arguments, a changed file, a cached mismatch, an odd settings file, a
 sidecar that is not ours) falls back to the full `migsync prolog`, which acts and explains.
 
@@ -23,7 +23,7 @@ HEADER = "migsync-prolog-hit 1"
 SUFFIX = ".hit"
 DEFAULT_CONFIG = "/etc/migsync/migsync.toml"
 DEFAULT_CACHE = "/run/migsync/state.json"
-ENV_KEYS = ("MIGSYNC_CONFIG", "SLURMD_NODENAME", "SLURM_CONF")
+ENV_KEYS = ("MIGSYNC_CONFIG", "SLURMD_NODENAME", "SLURM_CONF", "MIGSYNC_SEARCH_ROOT")
 NV_GPUS = "/proc/driver/nvidia/gpus"
 NV_CAPS = "/proc/driver/nvidia/capabilities"
 DEV_CAPS = "/dev/nvidia-caps"
@@ -165,7 +165,11 @@ def save(st, before: str, ok: bool, files, environ=None) -> None:
     if not ok:
         forget(path)
         return
-    lines = [before]
+    import json
+
+    from .settings import KEYS
+
+    lines = [before, "settings\t" + json.dumps({k: getattr(st, k) for k in KEYS}, sort_keys=True)]
     seen = {config_path(environ)}
     for p in list(files) + candidates(environ):
         if p and p not in seen:
@@ -190,15 +194,61 @@ def forget(path: str) -> None:
         pass
 
 
-def plain(st, environ) -> bool:  # noqa: ARG001 - settings.load reads os.environ
+def plain(st, environ) -> bool:
     """Were these settings exactly the settings file's (no flags, no --config elsewhere)?"""
     from . import settings as settings_mod
     from .errors import ConfigError
 
+    if cached_settings(environ) == st:  # the file is unchanged since a plain run: no TOML
+        return True
     try:
         return settings_mod.load() == st
     except ConfigError:
         return False
+
+
+def read_sidecar(path: str):
+    """Its lines, or None unless it is root's own (the caller's uid) regular 0600 file: one
+    that anyone else could have written says nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o777 != 0o600 or (st.st_mode >> 12) != 8:
+            return None
+        data = os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8").split("\n")
+    except UnicodeError:
+        return None
+
+
+def cached_settings(environ):
+    """The settings the last check ran under, while the settings file is unchanged: a Prolog
+    that must check again need not parse TOML (tomllib costs ~4 ms). None: read the file."""
+    config = config_path(environ)
+    cache_file = cache_file_of(config)
+    lines = read_sidecar(sidecar(cache_file)) if cache_file else None
+    if not lines or len(lines) < 9 or lines[0] != HEADER or lines[1] != f"version\t{__version__}":
+        return None
+    if lines[5] != f"stat\t{stamp(config)}" or not lines[6].startswith("settings\t"):
+        return None
+    import json
+
+    from .settings import Settings
+
+    try:
+        values = json.loads(lines[6].partition("\t")[2])
+        st = Settings()
+        for k, v in values.items():
+            setattr(st, k, v)
+        return st
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def hit(environ) -> bool:
@@ -208,30 +258,19 @@ def hit(environ) -> bool:
     cache_file = cache_file_of(config)
     if not cache_file:
         return False
-    try:
-        fd = os.open(sidecar(cache_file), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    lines = read_sidecar(sidecar(cache_file))
+    if lines is None:
         return False
-    try:
-        st = os.fstat(fd)
-        # A file anyone else could have written says nothing: root's own, 0600, regular.
-        if st.st_uid != os.geteuid() or st.st_mode & 0o777 != 0o600 or (st.st_mode >> 12) != 8:
-            return False
-        data = os.read(fd, 1 << 16)
-    finally:
-        os.close(fd)
-    try:
-        lines = data.decode("utf-8").split("\n")
-    except UnicodeError:
-        return False
-    if len(lines) < 7 or lines[0] != HEADER or lines[-1] != "" or lines[-2] != "verdict\tok":
+    if len(lines) < 9 or lines[0] != HEADER or lines[-1] != "" or lines[-2] != "verdict\tok":
         return False
     if lines[1] != f"version\t{__version__}" or lines[3] != f"env\t{environment(environ)}":
         return False
     root = lines[2].partition("\t")[2]
     if lines[5] != f"stat\t{stamp(config)}":  # made under this very settings file
         return False
-    for line in lines[6:-2]:
+    if not lines[6].startswith("settings\t"):
+        return False
+    for line in lines[7:-2]:
         kind, _, rest = line.partition("\t")
         if kind != "stat" or line != f"stat\t{stamp(rest.partition(chr(9))[0])}":
             return False
@@ -253,14 +292,24 @@ def main() -> None:
     os._exit(code)
 
 
+class _Args:
+    """`migsync prolog` with no arguments, as argparse would have given it."""
+
+    command, json, config, ignore = "prolog", False, None, None
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+
+
 def full(argv) -> int:
     try:
-        import signal
-
         from . import cli
 
-        signal.signal(signal.SIGTERM, cli._on_sigterm)  # unwind, as the console script does
-        code = cli.main(["prolog", *argv])
+        cli.install_sigterm()  # unwind, as the console script does
+        if argv:
+            code = cli.main(["prolog", *argv])
+        else:
+            code = cli.dispatch(_Args(cached_settings(os.environ)))
     except BaseException as exc:  # cannot even start: one line, and the job runs
         code = 70
         sys.stderr.write(f"migsync prolog: cannot run migsync: {type(exc).__name__}: {exc}\n")
@@ -281,7 +330,8 @@ HOOK = '''#!{python} -I
 # Before every job: a clean verdict that still holds answers at once (migsync.fastprolog);
 # otherwise `migsync prolog` checks procfs, drains on a mismatch and exits 1 so the job does
 # not start here. migsync's own trouble exits 0: it never blocks a job.
-import sys
+import os, sys
+os.chdir("/")  # as the shell hooks do: nothing may depend on slurmd's working directory
 {path_line}try:
     from migsync.fastprolog import main
 except BaseException as exc:

@@ -82,7 +82,7 @@ def find(gres_conf: str = "", slurm_conf: str = "", configured_gres: str = "",
     if not gconf:
         looked = ", ".join(sorted({d for d, _ in candidate_dirs(env.get("SLURM_CONF"), env)}))
         raise ConfigError(f"gres.conf not found (looked beside slurm.conf and in {looked}); "
-                          "use --gres-conf")
+                          "use --gres-conf, or write one with `migsync emit --write PATH`")
     if sconf and not _is_file(sconf):
         raise ConfigError("slurm.conf not found", path=sconf)
     return ConfFiles(sconf or None, gconf, how)

@@ -136,6 +136,31 @@ def render(node: str, backend: str, conf_files: Sequence[str], root: str, layout
     return "\n".join(lines) + "\n"
 
 
+def unlistable(root: str) -> List[str]:
+    """The procfs directories the layout listing reads that other users cannot list."""
+    base = os.path.join(root, "proc/driver/nvidia")
+    dirs = [os.path.join(base, "gpus"), os.path.join(base, "capabilities")]
+    for d in list(dirs[1:]):
+        for g in _names(d, "gpu"):
+            mig = os.path.join(d, g, "mig")
+            dirs += [os.path.join(d, g), mig] + [os.path.join(mig, gi) for gi in _names(mig, "gi")]
+    out = []
+    for d in dirs:
+        try:
+            if os.stat(d).st_mode & 0o005 != 0o005:
+                out.append(d)
+        except OSError:
+            pass
+    return out
+
+
+def _names(path: str, prefix: str) -> List[str]:
+    try:
+        return sorted(n for n in os.listdir(path) if n.startswith(prefix))
+    except OSError:
+        return []
+
+
 def map_path(cache_file: str) -> str:
     """Beside the Prolog cache (default /run/migsync/node-map): one root-owned state dir."""
     if not cache_file:
@@ -172,6 +197,11 @@ def write(outcome, st, log) -> Optional[str]:
     except (ValueError, ConfigError) as exc:
         log.error(f"node map not written: {exc}")
         return None
+    hidden = unlistable(root)
+    if hidden:
+        log.warning(f"node map {path}: tasks (the job's user) cannot list {hidden[0]}"
+                    + (f" and {len(hidden) - 1} more" if len(hidden) > 1 else "")
+                    + ", so every task would find the map stale")
     missing = sum(1 for e in items if not e.uuid)
     if missing:
         log.info(f"node map {path}: {len(items) - missing} of {len(items)} GPU indices have a "

@@ -10,18 +10,15 @@ import os
 from typing import Any, Dict, Iterable, Optional
 
 from . import __version__
-from .procfs import CAPS_DIR, GPUS_DIR, rooted
 
 FORMAT = 1
 
 
 def fingerprint(root: str, files: Iterable[Optional[str]], extra: str = "") -> str:
     """The capability tree's listing and the config files' stat, as one string (a few KB)."""
-    parts = [extra]
-    for base in (rooted(root, GPUS_DIR), rooted(root, CAPS_DIR)):
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            parts.append(dirpath[len(base):] + ":" + ",".join(sorted(filenames)))
+    from .fastprolog import instances  # the Prolog hit reads the same listing
+
+    parts = [extra, instances(root)]
     for path in files:
         if not path:
             continue

@@ -119,11 +119,11 @@ def test_nvidia_smi_faults_are_discovery_errors(monkeypatch, mode, needle):
     monkeypatch.setenv("FAKE_SMI_MODE", mode)
     from migsync import runner
     monkeypatch.setattr(runner, "SAFE_PATH", runner.SAFE_PATH)
-    orig = runner.run_all
+    orig = runner.start_all
 
-    def run_with_mode(argvs, timeout=10.0, env=None, check=False):
-        return orig(argvs, timeout=timeout, env={"FAKE_SMI_MODE": mode}, check=check)
-    monkeypatch.setattr(runner, "run_all", run_with_mode)
+    def start_with_mode(argvs, timeout=10.0, env=None):
+        return orig(argvs, timeout=timeout, env={"FAKE_SMI_MODE": mode})
+    monkeypatch.setattr(runner, "start_all", start_with_mode)
     with pytest.raises(DiscoveryError, match=needle):
         smi_inv("seed", timeout=0.5)
 

@@ -102,7 +102,9 @@ def test_a_cache_hit_imports_none_of_the_expensive_modules(site):
 def test_the_guard_notices_a_forbidden_import(site, monkeypatch):
     """The same check on a hook that imports json: the spy must see it."""
     assert healthcheck(site).returncode == 0
-    site.hook.write_text(site.hook.read_text().replace("import sys\n", "import sys, json\n", 1))
+    text = site.hook.read_text()
+    assert 'os.chdir("/")' in text
+    site.hook.write_text(text.replace('os.chdir("/")', 'import json\nos.chdir("/")', 1))
     _, mods, _ = prolog(site)
     assert "json" in mods
 
@@ -112,6 +114,8 @@ def test_a_changed_gres_conf_goes_to_the_full_prolog_which_answers_and_primes_th
     os.utime(site.gres, (1, 1))
     code, mods, err = prolog(site)
     assert code == 0 and "migsync.cli" in mods, err
+    # settings unchanged: their cached copy is used, no TOML parser, no argparse
+    assert "tomllib" not in mods and "argparse" not in mods
     code, mods, _ = prolog(site)  # same inputs as the full Prolog saw: the hit answers again
     assert code == 0 and "migsync.cli" not in mods
 
@@ -183,3 +187,29 @@ def test_the_default_cache_file_is_the_settings_default():
 
     assert Settings().cache_file == fastprolog.DEFAULT_CACHE
     assert DEFAULT_CONFIG == fastprolog.DEFAULT_CONFIG
+
+
+def test_changed_settings_are_read_again_not_taken_from_the_cache(site):
+    assert healthcheck(site).returncode == 0
+    lost = os.path.join(node("seed-lost"), "root")  # this root lacks an instance gres.conf names
+    site.conf.write_text(site.conf.read_text().replace(str(site.node / "root"), lost)
+                         + "drain = false\n")
+    code, mods, err = prolog(site)
+    assert code == 1 and "tomllib" in mods, err
+    assert not site.log.exists() or "update" not in site.log.read_text()  # drain = false held
+
+
+def test_install_hooks_installs_this_prolog_and_it_answers_as_slurmd_runs_it(site, tmp_path):
+    dest = tmp_path / "installed"
+    r = subprocess.run([sys.executable, "-m", "migsync", "install-hooks", str(dest)],
+                       capture_output=True, text=True, timeout=120, cwd="/")
+    assert r.returncode == 0, r.stderr
+    text = (dest / "prolog").read_text()
+    assert text.startswith(f"#!{os.path.abspath(sys.executable)} -I\n")
+    assert "from migsync.fastprolog import main" in text
+    assert healthcheck(site).returncode == 0
+    logdir = tmp_path / "var-log-slurm"
+    logdir.mkdir()
+    r = subprocess.run([str(dest / "prolog")], env=site.env, capture_output=True, text=True,
+                       cwd=str(logdir), timeout=60)  # no PATH, slurmd's working directory
+    assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -105,6 +105,7 @@ class FakeNode:
         self.slurm.write_text(f"ClusterName=c\nSlurmctldHost=h\nGresTypes=gpu\nNodeName=n1 "
                               f"CPUs=2 Gres={slurm_gres}\nPartitionName=p Nodes=n1\n")
         self.state = tmp / "run"
+        self.state.mkdir(mode=0o755)  # the root-owned state directory (/run/migsync)
         self.map = str(self.state / "node-map")
         for d, _, files in os.walk(self.dir):  # world-readable: tasks run as the job's user
             os.chmod(d, 0o755)
@@ -191,6 +192,15 @@ def test_a_value_the_map_cannot_carry_is_one_logged_line_and_no_map(tmp_path):
     assert not os.path.exists(f.map)
     assert "node map not written" in r.err and "my gres.conf" in r.err
     assert "Traceback" not in r.err
+
+
+def test_procfs_the_job_user_cannot_list_is_a_warning(tmp_path):
+    f = FakeNode(tmp_path)
+    mig = os.path.join(f.root, "proc/driver/nvidia/capabilities/gpu3/mig")
+    os.chmod(mig, 0o750)
+    r = f.healthcheck()
+    assert os.path.exists(f.map)
+    assert f"tasks (the job's user) cannot list {mig}" in r.err
 
 
 def test_included_gres_files_are_recorded_for_staleness(tmp_path):

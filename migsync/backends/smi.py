@@ -101,15 +101,26 @@ def attach_mig_uuids(migs: List[BMig], listing: Dict[int, List[Tuple[str, str]]]
 
 
 def probe(binary: Optional[str], timeout: float = 10.0) -> BackendView:
+    return finish(start(binary, timeout))
+
+
+def start(binary: Optional[str], timeout: float = 10.0) -> runner.Batch:
+    """Start the nvidia-smi calls; the caller reads procfs while they run, then finish()es.
+    All at once: on a MIG node they are needed anyway, and start-up dominates."""
     path = runner.find_program("nvidia-smi", binary, EXTRA_DIRS)
     if path is None:
         raise DiscoveryError(f"nvidia-smi not found{' at ' + binary if binary else ''}")
-    view = BackendView("nvidia-smi")
-    # Both at once: on a MIG node the second is needed anyway, and start-up dominates.
     try:
-        res, lci, listing = runner.run_all(
-            [[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
-             [path, "mig", "-lci"], [path, "-L"]], timeout)
+        return runner.start_all([[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
+                                 [path, "mig", "-lci"], [path, "-L"]], timeout)
+    except CommandError as exc:
+        raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
+
+
+def finish(batch: runner.Batch) -> BackendView:
+    view = BackendView("nvidia-smi")
+    try:
+        res, lci, listing = batch.collect()
     except CommandError as exc:
         raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
     try:

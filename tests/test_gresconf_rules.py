@@ -13,7 +13,8 @@ def parse(text, node=None):
 
 @pytest.mark.parametrize("text,message", [
     ("File=/dev/nvidia0 Name=gpu\n",
-     "gres.conf:1: a gres.conf line must start with NodeName=, Name= or AutoDetect= (in 'File=/dev/nvidia0 Name=gpu')"),
+     "gres.conf:1: a gres.conf line must start with NodeName=, Name= or AutoDetect= (slurmd: Parsing "
+     "error at unrecognized key: File) (in 'File=/dev/nvidia0 Name=gpu')"),
     ("\nName=gpu Flie=/dev/nvidia0\n", "gres.conf:2: unknown key 'Flie' (in 'Flie=/dev/nvidia0')"),
     ("NodeName=zz Name=gpu Flie=/dev/nvidia0\n", "gres.conf:1: unknown key 'Flie' (in 'Flie=/dev/nvidia0')"),
     ("Name=gpu File=/dev/nvidia0 MultipleFiles=/dev/nvidia0,/dev/nvidia1\n",
@@ -22,16 +23,17 @@ def parse(text, node=None):
      "gres.conf:1: MultipleFiles= needs at least two files (use File= for one) (in 'MultipleFiles=/dev/nvidia0')"),
     ("Name=gpu File=/dev/nvidia[0-1] Count=3\n",
      "gres.conf:1: Count= does not match the number of devices File=/MultipleFiles= gives "
-     "(slurmd: 'count does not match File value') (in 'Count=3')"),
+     "(slurmd: Invalid GRES record for gpu, count does not match File value) (in 'Count=3')"),
     ("Name=gpu MultipleFiles=/dev/nvidia0,/dev/nvidia-caps/nvidia-cap3 Count=2\n",
      "gres.conf:1: Count= does not match the number of devices File=/MultipleFiles= gives "
-     "(slurmd: 'count does not match File value') (in 'Count=2')"),
+     "(slurmd: Invalid GRES record for gpu, count does not match File value) (in 'Count=2')"),
     ("Name=gpu File=dev/nvidia0\n", "gres.conf:1: device files must be absolute paths (in 'dev/nvidia0')"),
-    ("NodeName=n1 Type=a100 File=/dev/nvidia0\n", "gres.conf:1: line has no Name= (in 'NodeName=n1 Type=a100 File=/dev/nvidia0')"),
     ("Name=gpu File=/dev/nvidia[1-0]\n", "gres.conf:1: File=: reversed range '1-0' in hostlist (in 'File=/dev/nvidia[1-0]')"),
     ("Name=gpu MultipleFiles=/dev/nvidia[0-\n", "gres.conf:1: MultipleFiles=: unbalanced '[' in hostlist (in 'MultipleFiles=/dev/nvidia[0-')"),
-    ("NodeName=n[1- Name=gpu\n", "gres.conf:1: NodeName=: unbalanced '[' in hostlist (in 'NodeName=n[1-')"),
-    ("Name=gpu Count=two\n", "gres.conf:1: Count= needs a whole number, got 'two' (in 'Count=two')"),
+    ("NodeName=n1 NodeName=n1,n3 Name=gpu\n", "gres.conf:1: NodeName= must come first on its line "
+     "(slurmd: Parsing error at unrecognized key: NodeName) (in 'NodeName=n1,n3')"),
+    ("Name=gpu Count=two\n", "gres.conf:1: Count= needs a whole number, got 'two' (slurmd: invalid "
+     "count two) (in 'Count=two')"),
     ("Include\n", "gres.conf:1: Include needs a file name (in 'Include')"),
 ])
 def test_refusals(text, message):
@@ -40,10 +42,16 @@ def test_refusals(text, message):
     assert str(exc.value) == message
 
 
-def test_node_scoped_parse_refuses_a_bad_nodename_hostlist_too():
-    with pytest.raises(ConfigError) as exc:
-        parse("NodeName=n[1- Name=gpu File=/dev/nvidia0\n", node="n1")
-    assert str(exc.value) == "gres.conf:1: NodeName=: unbalanced '[' in hostlist (in 'NodeName=n[1-')"
+@pytest.mark.parametrize("node", [None, "n1"])
+def test_lines_slurmd_skips_are_skipped_and_said_so(node):
+    conf = parse("NodeName=n[1- Name=gpu File=/dev/nvidia0\n"
+                 "NodeName=n1 Type=a100 File=/dev/nvidia0\n"
+                 "NodeName=n1 Name=gpu File=/dev/nvidia1\n", node=node)
+    assert [(ln.lineno, ln.files) for ln in conf.for_node("n1")] == [(3, ["/dev/nvidia1"])]
+    assert conf.ignored[0] == ("gres.conf:1", "NodeName=n[1- is not a hostlist slurmd can read: "
+                                              "slurmd skips the line")
+    assert conf.ignored[1] == ("gres.conf:2", "no Name= (slurmd: Invalid GRES data, no type "
+                                              "name): slurmd skips the line")
 
 
 def test_accepted_forms():
@@ -124,8 +132,8 @@ def test_a_quoted_nodename_is_this_node_in_the_fast_path_too():
     assert [ln.files for ln in parse(text, node="n1").for_node("n1")] == [["/dev/nvidia0"]]
 
 
-def test_a_nodename_given_twice_uses_the_latest_in_the_fast_path_too():
-    text = "NodeName=n1 NodeName=n1,n3 Name=gpu File=/dev/nvidia0\n"
-    for scoped in (None, "n3"):
-        assert [ln.nodes for ln in parse(text, node=scoped).for_node("n3")] == ["n1,n3"]
-    assert parse(text, node="n2").for_node("n2") == []
+def test_a_nodename_given_twice_is_refused_in_the_fast_path_too():
+    text = "NodeName=n2 NodeName=n1,n3 Name=gpu File=/dev/nvidia0\n"
+    for scoped in (None, "n1", "n3"):
+        with pytest.raises(ConfigError, match="NodeName= must come first on its line"):
+            parse(text, node=scoped)

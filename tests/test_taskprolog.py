@@ -204,6 +204,16 @@ def test_a_value_the_map_cannot_carry_is_one_logged_line_and_no_map(tmp_path):
     assert "Traceback" not in r.err
 
 
+def test_a_state_dir_others_can_write_gets_no_map(tmp_path):
+    """Tasks trust the map (the sh hook sources it): root never writes it where another user
+    could swap it."""
+    f = FakeNode(tmp_path)
+    os.chmod(f.state, 0o777)
+    r = f.healthcheck()
+    assert not os.path.exists(f.map)
+    assert "node map not written" in r.err and "writable by group or other" in r.err
+
+
 def test_procfs_the_job_user_cannot_list_is_a_warning(tmp_path):
     f = FakeNode(tmp_path)
     mig = os.path.join(f.root, "proc/driver/nvidia/capabilities/gpu3/mig")

@@ -219,16 +219,18 @@ def read_snapshot(root: str, gpu_minors=None) -> ProcSnapshot:
             if not os.path.exists(access):
                 continue
             snap.gi_caps[(minor, gi)] = _cap_minor(by_name, (minor, gi, None), access, mm_path,
-                                                   have_table)
+                                                   have_table, snap.cap_table)
             for ci in _dir_ints(gi_dir, "ci"):
                 ci_access = os.path.join(gi_dir, f"ci{ci}", "access")
                 if os.path.exists(ci_access):
                     snap.ci_caps[(minor, gi, ci)] = _cap_minor(by_name, (minor, gi, ci),
-                                                               ci_access, mm_path, have_table)
+                                                               ci_access, mm_path, have_table,
+                                                               snap.cap_table)
     return snap
 
 
-def _cap_minor(by_name, key, access_path: str, mm_path: str, have_table: bool) -> int:
+def _cap_minor(by_name, key, access_path: str, mm_path: str, have_table: bool,
+               table: Dict[int, Tuple[int, int, Optional[int]]]) -> int:
     """The cap number of a live instance: mig-minors and the capability file must agree
     where both say it; a full table (the driver prints every possible entry) that lacks it
     is corrupt."""
@@ -246,4 +248,7 @@ def _cap_minor(by_name, key, access_path: str, mm_path: str, have_table: bool) -
     if own is None:
         raise DiscoveryError(f"{mm_path}: no entry for {label}, and {access_path} "
                              "has no DeviceFileMinor")
+    if own in table and table[own] != key:
+        raise DiscoveryError(f"{access_path}: DeviceFileMinor {own} is also another instance's")
+    table[own] = key  # no mig-minors (old driver): the capability files number the caps
     return own

@@ -179,7 +179,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
             "a gres.conf. Works without a gres.conf, or with a broken one: then the Type names "
             "are the defaults. Type names the current gres.conf uses are kept where they "
             "still fit.")
-    _flags(p, *WHERE, *DISCOVERY, "json", "style")
+    _flags(p, *WHERE, *DISCOVERY, "deadline", "json", "style")
     p.add_argument("--write", metavar="PATH",
                    help="write the gres.conf to PATH atomically (the previous file is kept as "
                         "a backup) and print the slurm.conf lines; refuses text that does not "
@@ -191,7 +191,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     p = add("discover", "show the node's GPUs and MIG devices",
             "Show GPUs (keyed on device minor, not the nvidia-smi index) and MIG devices with "
             "their capability devices.")
-    _flags(p, "config", "root", *DISCOVERY, "json")
+    _flags(p, "config", "root", *DISCOVERY, "deadline", "json")
 
     p = add("demo", "run discover, check and emit on a bundled sample node",
             "Run the whole job on the sample node shipped with migsync: a 4-GPU node that lost "
@@ -277,7 +277,7 @@ def _add_node_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
             "name, GPUs, MIG devices with caps and types (types kept from the node's gres.conf "
             "where they fit), `slurmd -C` hardware, and the migsync version. Collect with clush, "
             "pdsh or srun and feed the output to `migsync merge` on the controller.")
-    _flags(p, *WHERE, *DISCOVERY, "ignore")
+    _flags(p, *WHERE, *DISCOVERY, "deadline", "ignore")
     p.add_argument("--pretty", action="store_true", help="indented JSON (merge reads both)")
     p.add_argument("--no-hardware", action="store_true", help="do not run `slurmd -C`")
 

@@ -279,13 +279,13 @@ def test_demo_without_keep_leaves_nothing_and_says_how_to_keep(tmp_path):
 
 # Flags a command must NOT offer, because it would do nothing there (hand-written).
 NOT_USED = {
-    "discover": ["--gres-conf", "--slurm-conf", "--node", "--ignore", "--deadline", "--style",
+    "discover": ["--gres-conf", "--slurm-conf", "--node", "--ignore", "--style",
                  "--drain", "--lock-file"],
-    "emit": ["--ignore", "--deadline", "--drain", "--lock-file", "--prom-file", "--quiet"],
+    "emit": ["--ignore", "--drain", "--lock-file", "--prom-file", "--quiet"],
     "prolog": ["--backend", "--nvidia-smi", "--prom-file", "--no-resume", "--style"],
     "prestart": ["--backend", "--nvidia-smi", "--json", "--ignore", "--prom-file", "--lock-file",
                  "--cache-file", "--no-resume"],
-    "report": ["--deadline", "--drain", "--lock-file", "--style"],
+    "report": ["--drain", "--lock-file", "--style"],
     "demo": ["--json", "--root", "--gres-conf"],
 }
 
@@ -387,3 +387,11 @@ def test_mig_uuids_from_nvml_are_exact():
     got = {(m["gi"], m["ci"]): m["uuid"] for m in doc["inventory"]["mig_devices"]
            if m["parent_minor"] == 2}
     assert got == want and len(got) == 7
+
+
+def test_every_command_that_honours_the_run_deadline_takes_the_flag():
+    """settings_from_args bounds every command's run by `deadline`: the flag must be there."""
+    for cmd in ("check", "emit", "discover", "healthcheck", "prolog", "prestart", "report"):
+        assert "--deadline" in run_cli(cmd, "--help").out, cmd
+    r = run_cli("emit", "--deadline", "30", *SEED_ARGS)
+    assert r.code == 0, r.err

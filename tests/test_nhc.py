@@ -45,10 +45,17 @@ class Nhc:
     """One NHC setup under ``tmp``: its conf dir, INCDIR with NHC's common.nhc and migsync.nhc,
     a log, and the wrapper a site gives slurmd as HealthCheckProgram."""
 
-    def __init__(self, tmp, lines, helperdir=None, slurm_conf=None, timeout=20, link=True):
+    def __init__(self, tmp, lines, helperdir=None, slurm_conf=None, timeout=20, link=True,
+                 nhc_opts="", rt=None):
         self.dir = tmp / "nhc"
         self.scripts = self.dir / "scripts"
-        self.scripts.mkdir(parents=True)
+        self.rt = rt  # the Slurm runtime (host or a version's chroot) NHC runs in
+        # NHC's files, unmodified, where a chroot sees them too (tmp is bound, ../shared not)
+        dist = self.dir / "dist"
+        (dist / "scripts").mkdir(parents=True)
+        shutil.copy(os.path.join(NHC_DIR, "nhc"), dist / "nhc")
+        shutil.copytree(os.path.join(NHC_DIR, "helpers"), dist / "helpers")
+        self.scripts.mkdir()
         shutil.copy(os.path.join(NHC_DIR, "scripts", "common.nhc"), self.scripts)
         if link:  # as a source checkout would: the check then finds the checkout's .venv
             os.symlink(CHECK_FILE, self.scripts / "migsync.nhc")
@@ -63,8 +70,8 @@ class Nhc:
         # HOSTNAME/HOSTNAME_S: the test node's Slurm name is not the kernel's (nhc.md).
         self.wrapper.write_text(
             "#!/bin/sh\n" + exports +
-            f"{NHC_DIR}/nhc -D {self.dir} -c {self.conf} -t {timeout} INCDIR={self.scripts} "
-            f"HELPERDIR={helperdir or os.path.join(NHC_DIR, 'helpers')} NHC_RM=slurm "
+            f"{dist}/nhc {nhc_opts} -D {self.dir} -c {self.conf} -t {timeout} "
+            f"INCDIR={self.scripts} HELPERDIR={helperdir or dist / 'helpers'} NHC_RM=slurm "
             f"LOGFILE={self.log} HOSTNAME=${{SLURMD_NODENAME:-{N}}} "
             f"HOSTNAME_S=${{SLURMD_NODENAME:-{N}}}\n"
             f"rc=$?\necho $rc >> {self.runs}\nexit $rc\n")
@@ -77,8 +84,8 @@ class Nhc:
         """Run NHC as slurmd would: only SLURMD_NODENAME in the environment."""
         env = {"SLURMD_NODENAME": N} if env is None else env
         env = {**env, **search_root_env()}  # hermetic: never the machine's /etc/migsync
-        r = subprocess.run([str(self.wrapper)], env=env,
-                           capture_output=True, text=True, timeout=90, cwd=str(self.dir))
+        r = run_in(self.rt, [str(self.wrapper)], env=env,
+                   capture_output=True, text=True, timeout=90, cwd=str(self.dir))
         return r.returncode
 
     def log_text(self):
@@ -92,6 +99,11 @@ class Nhc:
             return len(self.runs.read_text().split())
         except OSError:
             return 0
+
+
+def run_in(rt, argv, **kw):
+    """Run where that Slurm version's clients are: the host, or its chroot."""
+    return rt.run(argv, **kw) if rt is not None else subprocess.run(argv, **kw)
 
 
 def recording_helpers(tmp):
@@ -319,13 +331,21 @@ from test_slurm_hooks import why as SLURM_WHY  # noqa: E402
 
 
 
+try:  # 22.05 on the host, 24.11 and 26.05 in chroots, where the fixture has them
+    from slurm_cluster import slurm_rt  # noqa: F401
+except ImportError:
+    @pytest.fixture
+    def slurm_rt():
+        return None
+
+
 def slurm_test(fn):
     fn = pytest.mark.slurm(fn)
     return pytest.mark.skip(reason=SLURM_WHY)(fn) if SLURM_WHY else fn
 
 
 @pytest.fixture
-def nhc_cluster(tmp_path):
+def nhc_cluster(tmp_path, slurm_rt):
     """The seed node in a real cluster; NHC set up to run check_migsync on it. With
     ``by_slurmd`` slurmd runs NHC as its HealthCheckProgram every 5 s; otherwise the test
     runs NHC itself (the same wrapper, the same bare environment), one run at a time."""
@@ -334,13 +354,15 @@ def nhc_cluster(tmp_path):
     def make(lines=None, by_slurmd=False, toml_extra=""):
         fake = FakeNode(tmp_path)
         made.append((None, fake))
-        cluster = slurm_cluster.Cluster(tmp_path / "slurm", SEED_GRES, SEED_SLURM_GRES, interval=5)
+        cluster = slurm_cluster.Cluster(tmp_path / "slurm", SEED_GRES, SEED_SLURM_GRES, interval=5,
+                                        **({"runtime": slurm_rt} if slurm_rt is not None else {}))
         made[-1] = (cluster, fake)
         cfg = write_config(tmp_path, fake, cluster, False)
         if toml_extra:
             cfg.write_text(cfg.read_text() + toml_extra + "\n")
         nhc = Nhc(tmp_path, lines or [f"* || check_migsync --config {cfg}"],
-                  slurm_conf=cluster.slurm_conf)
+                  slurm_conf=cluster.slurm_conf, rt=slurm_rt)
+        cluster.rt_ = slurm_rt
         if by_slurmd:
             cluster.health_check = str(nhc.wrapper)
             cluster.write_slurm_conf()
@@ -361,9 +383,9 @@ def reason(cluster):
 
 def standalone_healthcheck(cluster):
     """migsync's own health check run by hand beside NHC (hooks/healthcheck)."""
-    r = subprocess.run([os.path.join(HOOKS, "healthcheck"), "--json", "--no-syslog"],
-                       env={"SLURMD_NODENAME": N, "MIGSYNC_CONFIG": str(cluster.cfg)},
-                       capture_output=True, text=True, timeout=60)
+    r = run_in(cluster.rt_, [os.path.join(HOOKS, "healthcheck"), "--json", "--no-syslog"],
+               env={"SLURMD_NODENAME": N, "MIGSYNC_CONFIG": str(cluster.cfg), **search_root_env()},
+               capture_output=True, text=True, timeout=60)
     import json
     return json.loads(r.stdout)
 
@@ -413,7 +435,9 @@ def test_migsync_missing_or_misconfigured_never_drains_and_nhc_logs_why(nhc_clus
         why = [f"check_migsync: migsync not found at {tmp_path}/opt/bin/migsync"]
         check = f"check_migsync --config {cfg}"
     elif case == "python without migsync":
-        lines = ["* || export MIGSYNC_BIN='/usr/bin/python3 -I -m migsync'"]
+        # the interpreter the venv was made from: there in every chroot the fixture binds
+        base = os.path.join(os.path.realpath(sys.base_prefix), "bin", "python3")
+        lines = [f"* || export MIGSYNC_BIN='{base} -I -m migsync'"]
         why = ["No module named migsync", "migsync's own error (exit 1 without a reason)"]
         check = f"check_migsync --config {cfg}"
     elif case == "bad migsync.toml":
@@ -528,7 +552,8 @@ def test_migsync_is_started_isolated_from_cwd_and_pythonpath(tmp_path, seed_gres
     text = check.read_text()
     assert text.count('MIGSYNC_PYTHON_BAKED=""') == 1
     check.write_text(text.replace('MIGSYNC_PYTHON_BAKED=""', f'MIGSYNC_PYTHON_BAKED="{sys.executable}"'))
-    r = subprocess.run([str(nhc.wrapper)], env={"SLURMD_NODENAME": N, "PYTHONPATH": str(evil)},
+    r = subprocess.run([str(nhc.wrapper)], env={"SLURMD_NODENAME": N, "PYTHONPATH": str(evil),
+                                                 **search_root_env()},
                        cwd=str(evil), capture_output=True, text=True, timeout=90)
     assert r.returncode == 0, nhc.log_text()
     assert marks(tmp_path) == [["online", N, ""]]
@@ -550,3 +575,45 @@ def test_install_hooks_places_the_check_and_nhc_runs_the_installed_migsync(tmp_p
     assert nhc.run() == 1
     (what, host, msg), = marks(tmp_path)
     assert what == "offline" and msg.startswith(LOST_REASON_START)
+
+
+@pytest.mark.parametrize("mode", ["-a", "-f"], ids=["check-all", "forked"])
+@pytest.mark.parametrize("code,out,offline", [
+    (1, "migsync: stale cap535 [stale-cap] x", "migsync: stale cap535 [stale-cap] x"),
+    (2, "", None)])
+def test_nhcs_check_all_and_forked_modes(tmp_path, mode, code, out, offline):
+    fake = fake_migsync(tmp_path, code, out, "migsync: bad setting" if code == 2 else "")
+    nhc = nhc_recording(tmp_path, [f"* || export MIGSYNC_BIN={fake}", "* || check_migsync",
+                                   "* || /bin/true"], nhc_opts=mode)
+    assert nhc.run() == (0 if offline is None else 1)
+    assert marks(tmp_path) == ([["online", N, ""]] if offline is None else
+                               [["offline", N, offline]])
+
+
+# Slurm releases that keep an admin's reason on a node the admin resumed (nhc.md and
+# slurm-test-cluster.md in ../shared/reference: 24.11.5 only).
+KEEPS_OLD_REASON_AFTER_RESUME = {"24.11"}
+
+
+@slurm_test
+def test_after_an_admin_resumed_the_node_an_nhc_failure_drains_as_the_release_allows(nhc_cluster,
+                                                                                       slurm_rt):
+    cluster, fake, nhc = nhc_cluster()
+    version = slurm_rt.version if slurm_rt is not None else "22.05"
+    cluster.scontrol("update", f"nodename={N}", "state=drain", "reason=admin: swapping PSU")
+    cluster.scontrol("update", f"nodename={N}", "state=resume")
+    cluster.wait_state("idle")
+    fake.lose_instance()
+    assert nhc.run() == 1
+    if version in KEEPS_OLD_REASON_AFTER_RESUME:
+        # NHC's node-mark-offline sees the admin's leftover reason on an idle node, keeps it
+        # as a foreign note, and so never resumes the node: the trap the README warns about.
+        assert reason(cluster) == "admin: swapping PSU"
+        fake.restore_instance()
+        assert nhc.run() == 0
+        assert cluster.state() == "drained"
+    else:
+        assert reason(cluster).startswith("NHC: " + LOST_REASON_START)
+        fake.restore_instance()
+        assert nhc.run() == 0
+        cluster.wait_state("idle", timeout=30)

@@ -102,6 +102,7 @@ class Inventory(Record):
         # (gpu minor, gi, ci) listed by the backend but absent from procfs, or the reverse
         self.disagreements = [] if disagreements is None else disagreements
         self._mig_index = None
+        self._mig_index = None
 
     def gpu(self, minor: int) -> Optional[Gpu]:
         for g in self.gpus:

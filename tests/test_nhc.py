@@ -227,6 +227,7 @@ EXIT_TABLE = [
      0, None, "GPUs not readable, node not failed (check_migsync -d would): migsync: no GPU info"),
     (3, "migsync: no GPU info [discovery] NVML: driver not loaded", "", "-d",
      1, "migsync: no GPU info [discovery] NVML: driver not loaded", None),
+    (3, "", "", "-d", 1, "migsync: no GPU info [discovery]", None),
     (4, "", "migsync: another run holds /run/migsync.lock", "",
      0, None, "migsync's own error (exit 4"),
     (70, "", "migsync: internal error: KeyError: 'x'", "-d",

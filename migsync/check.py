@@ -160,13 +160,19 @@ def registered_counts(lines: Sequence[GresLine]) -> Dict[Optional[str], int]:
 def check(inv: Inventory, lines: Sequence[GresLine], slurm_gres: Optional[List[GresSpec]] = None,
           slurm_source: str = "slurm.conf", exists: Callable[[str], bool] = os.path.exists,
           ignore: Sequence[str] = (), hardware_types: Optional[Dict[DeviceKey, str]] = None,
-          autodetected=None) -> CheckResult:
+          autodetected=None, fatal: Sequence[Tuple[GresLine, str]] = ()) -> CheckResult:
     """All findings for one node. ``exists`` maps a configured path to a stat (rooted in tests).
 
     ``autodetected`` (an autodetect.View) adds what slurmd's AutoDetect registers: those
-    devices are configured, and slurm.conf Gres= is compared with them."""
+    devices are configured, and slurm.conf Gres= is compared with them. ``fatal`` is
+    GresConf.fatal_for(node): slurmd's own errors that stop it on this file."""
     res = CheckResult()
-    findings: List[Finding] = list(autodetected.findings) if autodetected is not None else []
+    findings: List[Finding] = []
+    for ln, text in fatal:
+        findings.append(Finding("slurmd-fatal", f"{ln.source}: slurmd would not start: {text}",
+                                f"slurmd fatal {ln.source}", ln.source))
+    if autodetected is not None:
+        findings.extend(autodetected.findings)
     for ln in lines:
         if ln.name != "gpu":
             findings.append(Finding("gres-name-case", f"{ln.source}: Name={ln.name}: slurmctld "

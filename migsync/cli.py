@@ -38,7 +38,8 @@ FLAG_KEYS = {"backend": "backend", "nvidia_smi": "nvidia_smi", "root": "root",
              "scontrol": "scontrol", "prom_file": "prom_file", "lock_file": "lock_file",
              "lock_wait": "lock_wait", "cache_file": "cache_file", "drain_flag": "drain",
              "resume_flag": "resume", "discovery_drain": "drain_on_discovery_failure",
-             "syslog_flag": "syslog", "prestart_block": "prestart_block"}
+             "syslog_flag": "syslog", "prestart_block": "prestart_block",
+             "slurm_version": "slurm_version"}
 
 STYLE_HELP = ("gres.conf style: multiple-files (one MultipleFiles=/dev/nvidiaN,GI cap,CI cap "
               "line per MIG device, as Slurm's NVML autodetect builds) or file (the CI caps of "
@@ -58,6 +59,9 @@ FLAGS: Dict[str, Any] = {
                              "/run/slurm/conf (configless), /etc/slurm)")),
     "slurm-conf": ("where to look", ("--slurm-conf",), dict(
         metavar="FILE", help="slurm.conf (same search order)")),
+    "slurm-version": ("where to look", ("--slurm-version",), dict(
+        metavar="X.Y", help="read gres.conf with this Slurm release's rules (default: the "
+                            "installed slurmd's, from `slurmd -V` or the package)")),
     "root": ("where to look", ("--root",), dict(
         metavar="DIR", help="read /proc and /dev under DIR (a captured node, tests, demos); "
                             "paths in gres.conf stay real absolute paths")),
@@ -108,7 +112,7 @@ FLAGS: Dict[str, Any] = {
     "no-syslog": ("acting on the node (drain/resume)", ("--no-syslog",), dict(
         dest="syslog_flag", action="store_const", const=False, help="log to stderr only")),
 }
-WHERE = ("config", "node", "gres-conf", "slurm-conf", "root")
+WHERE = ("config", "node", "gres-conf", "slurm-conf", "slurm-version", "root")
 DISCOVERY = ("backend", "nvidia-smi", "timeout")
 ACTING = ("reason-prefix", "no-drain", "no-resume", "no-drain-on-discovery-failure",
           "slurm-backend", "scontrol", "prom-file", "lock-file", "lock-wait", "cache-file",

@@ -81,6 +81,14 @@ def assign_types(inv: Inventory, current: Sequence[GresLine] = ()) -> Dict[Devic
             types[key] = own
             continue
         types[key] = next((t for t in used if _fits(inv, key, t)), None) or default_type(inv, key)
+    if any(t is None for t in types.values()) and any(types.values()):
+        # slurmd refuses a node whose gpu lines are partly typed ("some records have Type=
+        # specification while others do not", measured on 22.05-26.05): type them all
+        for key, t in types.items():
+            if t is None:
+                gpu = inv.gpu(key[1])  # a MIG device of unknown profile: its GPU's short
+                types[key] = default_type(inv, key) or (  # type is a substring of its own
+                    short_gpu_type(gpu.name) if gpu and gpu.name else None)
     return types
 
 

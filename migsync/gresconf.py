@@ -1,13 +1,19 @@
-"""gres.conf as slurmd reads it: lines, the node's own lines, and the devices they name."""
+"""gres.conf as slurmd reads it: lines, the node's own lines, the devices they name, the order
+slurmd keeps them in, and the errors that stop slurmd.
+
+Every rule here was measured with the real `slurmd -G` of Slurm 22.05.8, 24.11.5 and 26.05.5
+(tests/data/gres-corpus/*.slurmd.json hold the recordings). Where releases differ the
+``version`` argument (a release series, see slurmversion) picks the rule.
+"""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import hostlist
+from . import hostlist, slurmversion
 from .errors import ConfigError, HostlistError
-from .slurmsyntax import LogicalLine, logical_lines, parse_count, read_text, tokens
+from .slurmsyntax import BLANKS, LogicalLine, logical_lines, parse_count, read_text, tokens
 
 KEYS = {
     "autodetect": "AutoDetect", "count": "Count", "cores": "Cores", "cpus": "CPUs",
@@ -15,6 +21,11 @@ KEYS = {
     "multiplefiles": "MultipleFiles", "name": "Name", "nodename": "NodeName", "type": "Type",
 }
 MAX_INCLUDE_DEPTH = 8
+# Shared GRES: slurmd spreads their Count over the File= devices, so Count need not equal
+# the number of files (measured: `Name=mps Count=3 File=d[0-1]` is fine, `Name=foo` is not).
+SHARED = ("mps", "shard")
+ENV_FLAGS = ("nvidia_gpu_env", "amd_gpu_env", "intel_gpu_env", "opencl_env", "no_gpu_env")
+_DEFAULT_ENV = frozenset(["default"])  # no Flags= env flags at all: Slurm's defaults
 
 
 @dataclass
@@ -50,13 +61,36 @@ class GresLine:
         return self.nodes is None or hostlist.contains(self.nodes, node)
 
 
+@dataclass(frozen=True)
+class SlurmdRecord:
+    """One device (or one file-less record) in slurmd's list for a node, in slurmd's order.
+
+    ``index`` is the position jobs see (Slurm's IDX, SLURM_JOB_GPUS, CUDA_VISIBLE_DEVICES
+    without ConstrainDevices); it runs across Types from 0."""
+
+    index: int
+    name: str
+    type: Optional[str]
+    count: int
+    files: Tuple[str, ...]
+    path: str
+    line: int
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "name": self.name, "type": self.type, "count": self.count,
+                "files": list(self.files), "source_file": self.path, "line": self.line}
+
+
 @dataclass
 class GresConf:
     path: str
     lines: List[GresLine] = field(default_factory=list)
+    # lines slurmd skips with only a log message: (source, why)
+    ignored: List[Tuple[str, str]] = field(default_factory=list)
+    version: str = slurmversion.NEWEST  # the rules it was read with
 
     def for_node(self, node: str, name: str = "gpu") -> List[GresLine]:
-        """The lines slurmd on ``node`` applies for GRES ``name`` (case-insensitive)."""
+        """The lines slurmd on ``node`` applies for GRES ``name`` (case-insensitive), file order."""
         out = []
         for ln in self.lines:
             if ln.name is None or ln.name.lower() != name.lower():
@@ -64,126 +98,222 @@ class GresConf:
             if ln.applies_to(node):
                 out.append(ln)
         with_files = [ln for ln in out if ln.files or ln.multiple_files]
-        if with_files and len(with_files) != len(out):
+        if with_files and len(with_files) != len(out) and name.lower() not in SHARED:
             bad = next(ln for ln in out if not (ln.files or ln.multiple_files))
             raise ConfigError(f"some {name} lines for {node} have File= and this one does not "
-                              "(slurmd refuses that)", path=bad.path, line=bad.lineno,
-                              fragment=bad.text[:60])
+                              f"(slurmd: gres.conf for {name}, some records have \"File\" "
+                              "specification while others do not)", path=bad.path,
+                              line=bad.lineno, fragment=bad.text[:60])
         return out
 
     def autodetect_for(self, node: str) -> Optional[str]:
-        value = None
+        """The AutoDetect value slurmd uses on ``node``: node-local beats global."""
+        glob, local = None, None
         for ln in self.lines:
-            if ln.autodetect and ln.applies_to(node):
-                value = ln.autodetect
-        return value
+            if not ln.autodetect:
+                continue
+            if ln.nodes is None:
+                if ln.name is None:
+                    glob = ln.autodetect  # "specified more than once, latest value used"
+            elif ln.applies_to(node) and local is None:
+                local = ln.autodetect  # the first; a different later one is fatal
+        return local if local is not None else glob
+
+    def fatal_for(self, node: str) -> List[Tuple[GresLine, str]]:
+        """Why slurmd on ``node`` would refuse to start, in slurmd's own words, for a file
+        migsync can read: (the line it names, slurmd's error text). Empty when it starts."""
+        return slurmd_fatal(self, node)
 
 
 def _err(line: LogicalLine, msg: str, fragment: str) -> ConfigError:
     return ConfigError(msg, path=line.path, line=line.lineno, fragment=fragment)
 
 
-def _parse_line(line: LogicalLine, node: Optional[str] = None) -> GresLine:
+def _terms(value: str) -> List[str]:
+    """Split a hostlist on commas and blanks outside brackets, dropping empty elements
+    (slurmd reads `File=a,,b` and a quoted `File="a b"` as two files)."""
+    out, depth, cur = [], 0, []
+    for ch in value:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        if depth == 0 and (ch == "," or ch in BLANKS):
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return [t for t in out if t]
+
+
+def expand_files(value: str, version: str = slurmversion.NEWEST) -> List[str]:
+    """File=/MultipleFiles= as slurmd expands it: hostlist order, unsorted. Raises
+    HostlistError where that release's slurmd cannot parse it ("can't parse File=")."""
+    terms = _terms(value)
+    if not terms:
+        raise HostlistError("empty file list", fragment=value)
+    if slurmversion.rules(version) == "22.05":
+        for t in terms:
+            # 22.05's hostlist takes text after ']' only before another '[' group:
+            # `d[0-1]x` and `d[0-1]p0` are parse errors there, `d[0-1]x[0-0]` is not.
+            if "]" in t and t[t.rindex("]") + 1:]:
+                raise HostlistError("text after ']' (Slurm 22.05 cannot parse it)", fragment=value)
+    return hostlist.expand(",".join(terms))
+
+
+def _node_matches(nodes: str, node: str) -> Optional[bool]:
+    """Is ``node`` in a NodeName= hostlist? None when slurmd cannot parse it (it skips the line)."""
+    terms = _terms(nodes)
+    if not terms:
+        return None
+    try:
+        return hostlist.contains(",".join(terms), node)
+    except HostlistError:
+        return None
+
+
+def _parse_line(line: LogicalLine, node: Optional[str], version: str,
+                conf: GresConf) -> Optional[GresLine]:
     """Parse one line. With ``node``, lines for other nodes get their keys checked (slurmd
-    rejects unknown keys anywhere) but their device hostlists are not expanded."""
+    rejects unknown keys anywhere) but their values are not read. None: slurmd skips it."""
     out = GresLine(line.path, line.lineno, line.text)
-    seen: Dict[str, str] = {}
     pairs = tokens(line)
     first = KEYS.get(pairs[0][0].lower()) if pairs else None
     if first not in ("NodeName", "Name", "AutoDetect"):
-        raise _err(line, "a gres.conf line must start with NodeName=, Name= or AutoDetect=",
-                   line.text[:60])
-    if node is not None and first == "NodeName":
-        try:
-            other = not hostlist.contains(pairs[0][1], node)
-        except HostlistError as exc:
-            raise _err(line, f"NodeName=: {exc.message}", f"{pairs[0][0]}={pairs[0][1]}") from None
-        if other:
+        raise _err(line, "a gres.conf line must start with NodeName=, Name= or AutoDetect= "
+                   f"(slurmd: Parsing error at unrecognized key: {pairs[0][0]})", line.text[:60])
+    for i, (key, value) in enumerate(pairs):
+        canon = KEYS.get(key.lower())
+        if canon is None:
+            raise _err(line, f"unknown key {key!r}", f"{key}={value}")
+        if i and canon == "NodeName":
+            raise _err(line, "NodeName= must come first on its line (slurmd: Parsing error at "
+                       "unrecognized key: NodeName)", f"{key}={value}")
+    if first == "AutoDetect":
+        if len(pairs) > 1:
+            raise _err(line, "a global AutoDetect= line takes nothing else (slurmd: Parse error; "
+                       "put the keys on a NodeName= or Name= line)", line.text[:60])
+        out.autodetect = pairs[0][1].lower()
+        return out
+    if first == "NodeName":
+        terms = _terms(pairs[0][1])
+        out.nodes = ",".join(terms)  # quoted "a b" is two names to slurmd
+        match = _node_matches(out.nodes, node if node is not None else "")
+        if match is None:
+            conf.ignored.append((out.source, f"NodeName={pairs[0][1]} is not a hostlist slurmd "
+                                 "can read: slurmd skips the line"))
+            return None
+        if node is not None and not match:
             for key, value in pairs:
-                canon = KEYS.get(key.lower())
-                if canon is None:
-                    raise _err(line, f"unknown key {key!r}", f"{key}={value}")
+                canon = KEYS[key.lower()]
                 if canon == "Name":
                     out.name = value
                 elif canon == "Type":
                     out.type = value
-            out.nodes = pairs[0][1]
             return out
+    seen: Dict[str, str] = {}
     for key, value in pairs:
-        canon = KEYS.get(key.lower())
+        canon = KEYS[key.lower()]
         frag = f"{key}={value}"
-        if canon is None:
-            raise _err(line, f"unknown key {key!r}", frag)
         # slurmd logs "specified more than once, latest value used" and carries on: so do we.
         seen[canon] = value
         try:
             if canon == "NodeName":
-                hostlist.parse(value)
-                out.nodes = value
+                continue
             elif canon == "Name":
                 out.name = value
             elif canon == "Type":
                 out.type = value
             elif canon == "File":
-                out.files = hostlist.expand(value)
+                out.files = expand_files(value, version)
             elif canon == "MultipleFiles":
-                out.multiple_files = hostlist.expand(value)
+                out.multiple_files = expand_files(value, version)
             elif canon == "Count":
-                out.count = parse_count(value, line, key)
+                out.count = _count(value, line, key)
             elif canon == "AutoDetect":
                 out.autodetect = value.lower()
             else:
                 out.extra[canon] = value
         except HostlistError as exc:
-            raise _err(line, f"{canon}=: {exc.message}", frag) from None
+            raise _err(line, f"{canon}=: {exc.message}", frag) from None  # slurmd: can't parse
+    if out.name is None:
+        if out.autodetect and out.nodes is not None:
+            return out  # a node-local AutoDetect line
+        conf.ignored.append((out.source, "no Name= (slurmd: Invalid GRES data, no type name): "
+                             "slurmd skips the line"))
+        return None
+    if out.autodetect and out.nodes is None:
+        conf.ignored.append((out.source, "AutoDetect= on a line without NodeName= has no effect "
+                             "(slurmd: In-line AutoDetect requires NodeName to take effect)"))
+        out.autodetect = None
     if out.files and out.multiple_files:
         raise _err(line, "File= and MultipleFiles= exclude each other", line.text[:60])
     if out.multiple_files and len(out.multiple_files) < 2:
         raise _err(line, "MultipleFiles= needs at least two files (use File= for one)",
                    f"MultipleFiles={seen['MultipleFiles']}")
-    if out.count is not None and (out.files or out.multiple_files):
+    if (out.count is not None and (out.files or out.multiple_files)
+            and out.name.lower() not in SHARED):
         if out.count != (len(out.files) if out.files else 1):
             raise _err(line, "Count= does not match the number of devices File=/MultipleFiles= "
-                       "gives (slurmd: 'count does not match File value')", f"Count={seen['Count']}")
-    for f in out.files + out.multiple_files:
-        if not f.startswith("/"):
-            raise _err(line, "device files must be absolute paths", f)
-    if out.name is None and out.autodetect is None:
-        raise _err(line, "line has no Name=", line.text[:60])
+                       f"gives (slurmd: Invalid GRES record for {out.name}, count does not "
+                       "match File value)", f"Count={seen['Count']}")
+    if out.name.lower() == "gpu":
+        for f in out.files + out.multiple_files:
+            if not f.startswith("/"):
+                raise _err(line, "device files must be absolute paths", f)
     return out
 
 
-def parse(text: str, path: str, _depth: int = 0, node: Optional[str] = None) -> GresConf:
-    """Parse gres.conf text. ``node`` limits the full work to that node's lines (scale)."""
-    conf = GresConf(path)
+def _count(value: str, line: LogicalLine, key: str) -> int:
+    if value.strip().startswith("-"):
+        raise _err(line, f"{key}= is negative (slurmd: invalid count value)", f"{key}={value}")
+    try:
+        return parse_count(value, line, key)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message} (slurmd: invalid count {value})", path=line.path,
+                          line=line.lineno, fragment=exc.fragment) from None
+
+
+def parse(text: str, path: str, _depth: int = 0, node: Optional[str] = None,
+          version: Optional[str] = None) -> GresConf:
+    """Parse gres.conf text. ``node`` limits the full work to that node's lines (scale);
+    ``version`` is the Slurm release series whose rules apply (default: the newest)."""
+    conf = GresConf(path, version=slurmversion.rules(version))
+    _parse_into(conf, text, path, _depth, node)
+    return conf
+
+
+def _parse_into(conf: GresConf, text: str, path: str, depth: int, node: Optional[str]) -> None:
     for line in logical_lines(text, path):
         head = line.text.split(None, 1)
         if node is not None and len(head) == 2 and _other_node(head, node):
             continue  # keys valid, NodeName excludes this node: nothing else to learn here
         if head[0].lower() == "include":
-            conf.lines.extend(_include(line, head, path, _depth, node).lines)
+            _include(conf, line, head, path, depth, node)
             continue
-        conf.lines.append(_parse_line(line, node))
-    return conf
+        parsed = _parse_line(line, node, conf.version, conf)
+        if parsed is not None:
+            conf.lines.append(parsed)
 
 
 def _other_node(head: List[str], node: str) -> bool:
     """Fast path for a 10,000-node file: a plain `NodeName=x key=value ...` line for another
     node whose keys are all known. Anything unusual goes through the full parser."""
     first = head[0]
-    if first[:9].lower() != "nodename=" or '"' in head[1] or "[" in first:
+    if first[:9].lower() != "nodename=" or '"' in head[1] or "[" in first or "\\" in head[1]:
         return False
-    if node in first[9:].split(","):
+    if first[9:] == "" or node in first[9:].split(","):
         return False
     for word in head[1].split():
         key, sep, _ = word.partition("=")
-        if not sep or key.lower() not in KEYS:
+        if not sep or not _ or key.lower() not in KEYS or key.lower() == "nodename":
             return False
     return True
 
 
-def _include(line: LogicalLine, head: List[str], path: str, depth: int,
-             node: Optional[str] = None) -> GresConf:
+def _include(conf: GresConf, line: LogicalLine, head: List[str], path: str, depth: int,
+             node: Optional[str] = None) -> None:
     if len(head) < 2:
         raise _err(line, "Include needs a file name", line.text)
     if depth >= MAX_INCLUDE_DEPTH:
@@ -195,8 +325,115 @@ def _include(line: LogicalLine, head: List[str], path: str, depth: int,
         text = read_text(target)
     except ConfigError as exc:  # name the line that asked for it, not only the missing file
         raise _err(line, f"Include {target}: {exc.message}", line.text) from None
-    return parse(text, target, depth + 1, node)
+    _parse_into(conf, text, target, depth + 1, node)
 
 
-def load(path: str, node: Optional[str] = None) -> GresConf:
-    return parse(read_text(path), path, node=node)
+def load(path: str, node: Optional[str] = None, version: Optional[str] = None) -> GresConf:
+    return parse(read_text(path), path, node=node, version=version)
+
+
+# ---- what slurmd does with the node's lines ------------------------------------------------
+
+def _env(flags: Optional[str], version: str):
+    """The env flags a line asks for: None when it sets none (it inherits), else a set."""
+    if flags is None:
+        return None
+    words = {w.strip().lower() for w in flags.split(",") if w.strip()}
+    env = frozenset(words & set(ENV_FLAGS))
+    if env:
+        return env
+    # Flags= without env flags (CountOnly, a typo): 24.11 takes it as "no env flags" and
+    # compares it; 22.05 and 26.05 leave the env flags unset (measured).
+    return frozenset() if version == "24.11" else None
+
+
+def slurmd_fatal(conf: GresConf, node: str) -> List[Tuple[GresLine, str]]:
+    """slurmd's fatal errors for ``node`` on a file it can parse (see GresConf.fatal_for)."""
+    out: List[Tuple[GresLine, str]] = []
+    mine = [ln for ln in conf.lines if ln.applies_to(node)]
+    local_ad = [ln for ln in mine if ln.autodetect and ln.nodes is not None]
+    if local_ad and any(ln.autodetect != local_ad[0].autodetect for ln in local_ad):
+        bad = next(ln for ln in local_ad if ln.autodetect != local_ad[0].autodetect)
+        out.append((bad, "gres.conf: duplicate node-local AutoDetect specification does not "
+                         "match the first"))
+    names: Dict[str, List[GresLine]] = {}
+    for ln in mine:
+        if ln.name is not None:
+            names.setdefault(ln.name, []).append(ln)
+    for name, lines in names.items():
+        prev = None  # env flags of the previous record of this name, in file order
+        for ln in lines:
+            env = _env(ln.extra.get("Flags"), conf.version)
+            if env is None:
+                env = prev if prev is not None else _DEFAULT_ENV
+            elif prev is not None and env != prev:
+                out.append((ln, f"Invalid GRES record name={name} type={ln.type or '(null)'}: "
+                                f"Flags ({ln.extra['Flags']}) does not match env flags for "
+                                "previous GRES of same node and name"))
+                break
+            prev = env
+        typed = [ln for ln in lines if ln.type is not None]
+        if typed and len(typed) != len(lines):
+            bad = next(ln for ln in lines if ln.type is None)
+            out.append((bad, f'gres.conf for {name}, some records have "Type=" specification '
+                             "while others do not"))
+    return out
+
+
+def _ordered_lines(conf: GresConf, node: str, name: str) -> List[GresLine]:
+    """slurmd's line order: lines without NodeName= first, in file order, then the node's."""
+    mine = [ln for ln in conf.lines if ln.name == name and ln.applies_to(node)]
+    return [ln for ln in mine if ln.nodes is None] + [ln for ln in mine if ln.nodes is not None]
+
+
+def slurmd_order(conf: GresConf, node: str, gres: Optional[Sequence] = None,
+                 name: str = "gpu") -> List[SlurmdRecord]:
+    """This node's ``name`` devices in the order slurmd keeps them (the order job IDX,
+    SLURM_JOB_GPUS and CUDA_VISIBLE_DEVICES positions refer to).
+
+    ``gres`` is the node's slurm.conf Gres= (objects with .name, .type, .count, e.g.
+    slurmconf.GresSpec). Measured on 22.05, 24.11 and 26.05: global lines first, then the
+    node's, each in file order; a File= line gives one device per file in hostlist order
+    (unsorted), MultipleFiles= one device; then records are grouped by Type in the order of
+    Gres= (stable) and each Type keeps at most its Gres= count (slurmd: "more configured than
+    expected ... Ignoring extra GRES"), Types Gres= lacks are dropped. From 24.11 file-less
+    gpu records are dropped ("Ignoring file-less GPU"). Indices run across Types from 0.
+    The name is matched exactly: slurmctld registers no gpu for Name=GPU."""
+    units: List[Tuple[GresLine, Tuple[str, ...], int]] = []
+    for ln in _ordered_lines(conf, node, name):
+        if ln.multiple_files:
+            units.append((ln, tuple(ln.multiple_files), 1))
+        elif ln.files and ln.count is not None and name.lower() in SHARED:
+            # mps/shard: Count is spread over the devices (the remainder to the first ones)
+            q, r = divmod(ln.count, len(ln.files))
+            units.extend((ln, (f,), q + (1 if i < r else 0)) for i, f in enumerate(ln.files))
+        elif ln.files:
+            units.extend((ln, (f,), 1) for f in ln.files)
+        else:
+            n = ln.count if ln.count is not None else 1
+            if n > 0 and not (name == "gpu" and conf.version != "22.05"):
+                units.append((ln, (), n))
+    specs = [s for s in (gres or []) if s.name.lower() == name.lower()]
+    typed = [s for s in specs if s.type]
+    if typed:
+        grouped = []
+        for spec in typed:
+            left = spec.count
+            for u in units:
+                if u[0].type is not None and u[0].type.lower() == spec.type.lower() and left > 0:
+                    take = min(left, u[2])
+                    grouped.append((u[0], u[1], take))
+                    left -= take
+        units = grouped
+    elif specs:
+        left, capped = sum(s.count for s in specs), []
+        for u in units:
+            if left > 0:
+                capped.append((u[0], u[1], min(left, u[2])))
+                left -= capped[-1][2]
+        units = capped
+    out, index = [], 0
+    for ln, files, n in units:
+        out.append(SlurmdRecord(index, ln.name or name, ln.type, n, files, ln.path, ln.lineno))
+        index += n
+    return out

@@ -79,6 +79,10 @@ def outcome(command: str, oc) -> Dict[str, Any]:
     doc["inventory"] = inventory(oc.inventory)
     doc["suggested"] = {"style": oc.style, "gres_conf": list(oc.gres_lines),
                         "slurm_conf": oc.slurm_line}
+    # additions of check's own: whose gres.conf rules were applied, and the node's GRES
+    # records in slurmd's order (index = the job's IDX / SLURM_JOB_GPUS position)
+    doc["slurm_version"] = getattr(oc, "slurm_version", None) or None
+    doc["records"] = [r.to_dict() for r in getattr(oc, "records", ())]
     ad = getattr(oc, "autodetect", None)
     if ad is not None:  # an addition of check's own: what AutoDetect registers here
         doc["autodetect"] = {

@@ -138,6 +138,7 @@ class Finding:
 
 # Every finding id, with what it means, most urgent first (the drain reason names the first).
 FINDING_IDS = {
+    "slurmd-fatal": "slurmd would refuse to start on this gres.conf (carries slurmd's error text)",
     "missing-file": "a configured device file does not exist (slurmd would die at start)",
     "stale-cap": "a configured capability device has no live MIG instance behind it",
     "gpu-lost": "a GPU could not be read (fell off the bus, NVML error)",

@@ -28,6 +28,8 @@ class Outcome:
     autodetect: Any = None  # autodetect.View when gres.conf's AutoDetect is NVIDIA's
     node_lines: list = field(default_factory=list)  # the gres.conf gpu lines for this node
     slurm_gres: Optional[list] = None  # the node's slurm.conf Gres= (the TaskProlog map's order)
+    slurm_version: dict = field(default_factory=dict)  # {"series", "rules", "how"}
+    records: list = field(default_factory=list)  # gresconf.SlurmdRecord, slurmd's order
 
     def to_dict(self) -> dict:
         return {
@@ -40,12 +42,26 @@ class Outcome:
                       "found_by": self.files.how},
             "inventory": self.inventory.to_dict(),
             "suggested": {"gres_conf": self.gres_lines, "slurm_conf": self.slurm_line},
+            "slurm_version": self.slurm_version,
+            "records": [r.to_dict() for r in self.records],
         }
 
 
-def load_config(settings: Settings, node: str, files: Optional[locate.ConfFiles] = None):
+def slurm_version(settings: Settings) -> dict:
+    """Whose gres.conf rules apply: the slurm_version setting, else the installed slurmd's."""
+    from . import slurmversion
+
+    if settings.slurm_version:
+        series, how = slurmversion.parse(settings.slurm_version), "setting"
+    else:
+        series, how = slurmversion.detect(min(settings.command_timeout, 5.0))
+    return {"series": series, "rules": slurmversion.rules(series), "how": how}
+
+
+def load_config(settings: Settings, node: str, files: Optional[locate.ConfFiles] = None,
+                version: Optional[str] = None):
     files = files or locate.find(settings.gres_conf, settings.slurm_conf)
-    gconf = gresconf.load(files.gres_conf, node)
+    gconf = gresconf.load(files.gres_conf, node, version)
     sconf = slurmconf.load(files.slurm_conf) if files.slurm_conf else None
     return files, gconf, sconf
 
@@ -119,7 +135,8 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
 
     ``discover_fn`` replaces the NVML/nvidia-smi discovery (the Prolog reads procfs only)."""
     node = locate.node_name(settings.node)
-    files, gconf, sconf = load_config(settings, node, files)
+    version = slurm_version(settings)
+    files, gconf, sconf = load_config(settings, node, files, version["rules"])
     require_node(sconf, node)
     lines = gconf.for_node(node)
     if discover_fn is not None:
@@ -137,8 +154,10 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
     ad = autodetect_view(settings, gconf, sconf, node, inv)
     result = check(inv, lines, slurm_gres, where,
                    exists=lambda p: os.path.exists(rooted(settings.root, p)),
-                   ignore=settings.ignore, hardware_types=types, autodetected=ad)
+                   ignore=settings.ignore, hardware_types=types, autodetected=ad,
+                   fatal=gconf.fatal_for(node))
     style = style or emit.choose_style(settings.style, lines)
     return Outcome(node, files, inv, result, emit.render_gres(inv, node, style, lines, types),
                    emit.render_slurm_line(node, types), in_conf, types, style, ad,
-                   node_lines=lines, slurm_gres=slurm_gres)
+                   node_lines=lines, slurm_gres=slurm_gres, slurm_version=version,
+                   records=gresconf.slurmd_order(gconf, node, slurm_gres))

@@ -24,6 +24,7 @@ class Settings:
     gres_conf: str = ""
     slurm_conf: str = ""
     node: str = ""
+    slurm_version: str = ""  # read gres.conf with this release's rules; empty: detect slurmd's
     # check and emit
     ignore: List[str] = field(default_factory=list)  # finding ids to ignore
     style: str = "auto"  # auto (what the current gres.conf uses) | multiple-files | file
@@ -98,6 +99,10 @@ def validate(settings: Settings, source: str) -> None:
         if getattr(settings, key) not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}", path=source,
                               fragment=f"{key} = {getattr(settings, key)!r}")
+    if settings.slurm_version:
+        from . import slurmversion
+
+        slurmversion.parse(settings.slurm_version, source)  # a ConfigError names the value
     for fid in settings.ignore:
         if fid not in FINDING_IDS:
             raise ConfigError(f"ignore: unknown finding id {fid!r}", path=source, fragment=fid)

@@ -56,17 +56,28 @@ def _strip_comment(line: str) -> str:
     return "".join(out)
 
 
+# C's isspace() in the "C" locale: the only characters Slurm's parser treats as blanks.
+# Python's str.split()/isspace() also split on U+0085, U+2028, \x1c-\x1f, ... which slurmd
+# keeps inside a value.
+BLANKS = " \t\n\r\f\v"
+
+
 def logical_lines(text: str, path: str) -> Iterator[LogicalLine]:
-    """Yield non-empty logical lines: comments removed, backslash continuations joined."""
+    """Yield non-empty logical lines: comments removed, backslash continuations joined.
+
+    Lines end at "\n" only, as slurmd reads them (fgets): a lone CR, form feed, NEL or U+2028
+    stays inside the line (str.splitlines() would break there), and a comment runs to the end
+    of the physical line."""
     pending: List[str] = []
     start = 0
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(text.split("\n"), 1):
         if len(raw) > MAX_LINE:
             raise ConfigError(f"line longer than {MAX_LINE} characters", path=path,
                               line=lineno, fragment=raw[:60])
-        raw = raw.rstrip("\r")
+        if raw.endswith("\r"):
+            raw = raw[:-1]  # CRLF files: slurmd treats the CR as a blank
         line = _strip_comment(raw) if "#" in raw else raw
-        stripped = line.rstrip()
+        stripped = line.rstrip(BLANKS)
         trailing = len(stripped) - len(stripped.rstrip("\\"))
         if not pending:
             start = lineno
@@ -74,60 +85,75 @@ def logical_lines(text: str, path: str) -> Iterator[LogicalLine]:
             pending.append(stripped[:-1])
             continue
         pending.append(line)
-        joined = "".join(pending).strip()
+        joined = "".join(pending).strip(BLANKS)
         pending = []
         if joined:
             yield LogicalLine(path, start, joined)
     if pending:
-        joined = "".join(pending).strip()
+        joined = "".join(pending).strip(BLANKS)
         if joined:
             yield LogicalLine(path, start, joined)
 
 
+def _unescape(value: str) -> str:
+    """slurmd drops a backslash and keeps the character after it (measured: Type=a1\\00 is
+    'a100', Type=a\\\\100 is 'a\\100')."""
+    if "\\" not in value:
+        return value
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == "\\":
+            i += 1
+            if i < len(value):
+                out.append(value[i])
+        else:
+            out.append(value[i])
+        i += 1
+    return "".join(out)
+
+
 def tokens(line: LogicalLine) -> List[Tuple[str, str]]:
-    """Split a logical line into (key, value) pairs; values may be double-quoted."""
+    """Split a logical line into (key, value) pairs the way Slurm's parser does (measured on
+    slurmd 22.05, 24.11 and 26.05): blanks may surround '=' (`Name = gpu`), a value is a
+    double-quoted string (blanks kept) or runs to the next blank, and backslashes are
+    dropped from values. `Type= File=x` gives Type the value 'File=x'."""
     out: List[Tuple[str, str]] = []
     text, i, n = line.text, 0, len(line.text)
-    if '"' not in text:  # the common case: plain key=value words
-        for word in text.split():
-            key, sep, value = word.partition("=")
-            if not sep:
-                raise ConfigError(f"expected key=value, got {key!r}", path=line.path,
-                                  line=line.lineno, fragment=key)
-            if not key:
-                raise ConfigError("'=' without a key", path=line.path, line=line.lineno,
-                                  fragment=word)
-            out.append((key, value))
-        return out
-    while i < n:
-        while i < n and text[i].isspace():
+    while True:
+        while i < n and text[i] in BLANKS:
             i += 1
         if i >= n:
             break
         start = i
-        while i < n and not text[i].isspace() and text[i] != "=":
+        while i < n and text[i] not in BLANKS and text[i] != "=":
             i += 1
         key = text[start:i]
-        if i >= n or text[i] != "=":
-            raise ConfigError(f"expected key=value, got {key!r}", path=line.path,
-                              line=line.lineno, fragment=key)
-        i += 1
-        if i < n and text[i] == '"':
-            end = text.find('"', i + 1)
-            if end < 0:
-                raise ConfigError("unterminated quote", path=line.path, line=line.lineno,
-                                  fragment=text[start:])
-            value = text[i + 1:end]
-            i = end + 1
-        else:
-            vstart = i
-            while i < n and not text[i].isspace():
-                i += 1
-            value = text[vstart:i]
+        j = i
+        while j < n and text[j] in BLANKS:
+            j += 1
+        if j >= n or text[j] != "=":
+            raise ConfigError(f"expected key=value, got {key!r} (slurmd: Parse error)",
+                              path=line.path, line=line.lineno, fragment=text[start:start + 60])
         if not key:
             raise ConfigError("'=' without a key", path=line.path, line=line.lineno,
-                              fragment=text[start:i])
-        out.append((key, value))
+                              fragment=text[start:start + 60])
+        j += 1
+        while j < n and text[j] in BLANKS:
+            j += 1
+        if j < n and text[j] == '"':
+            end = text.find('"', j + 1)
+            if end < 0:
+                raise ConfigError("unterminated quote", path=line.path, line=line.lineno,
+                                  fragment=text[start:start + 60])
+            value = text[j + 1:end]
+            i = end + 1
+        else:
+            vstart = j
+            while j < n and text[j] not in BLANKS:
+                j += 1
+            value = text[vstart:j]
+            i = j
+        out.append((key, _unescape(value)))
     return out
 
 

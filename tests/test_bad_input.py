@@ -39,7 +39,9 @@ GRES_CASES = {
     "gres-relative-path.conf": (2, r"^{f}:1: device files must be absolute paths \(in 'dev/nvidia0'\)"),
     "gres-unterminated-quote.conf": (2, r"^{f}:1: unterminated quote"),
     "gres-no-equals.conf": (2, r"^{f}:1: expected key=value, got '/dev/nvidia0'"),
-    "gres-bad-nodename.conf": (2, r"^{f}:1: NodeName=: unbalanced"),
+    # slurmd skips a line whose NodeName= it cannot parse (measured on 22.05/24.11/26.05):
+    # the node's GPUs are then configured by no line, a mismatch like slurmd's own count
+    "gres-bad-nodename.conf": (1, None),
     "gres-include-loop.conf": (2, r"Include nested too deeply \(a loop\?\)"),
     "gres-include-missing.conf": (2, r"^{f}:1: Include /nonexistent/gres-extra.conf: file not found"),
     "gres-mixed-file-nofile.conf": (2, r"^{f}:2: some gpu lines for c51-g002 have File="),

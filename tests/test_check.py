@@ -101,7 +101,7 @@ def test_mig_on_with_no_instances_and_pending_mode():
 
 def test_device_configured_twice(tmp_path):
     r, doc = check("seven-g", "NodeName=g-7g Name=gpu Type=7g.80gb File=/dev/nvidia-caps/nvidia-cap4\n"
-                   "NodeName=g-7g Name=gpu MultipleFiles=/dev/nvidia0,/dev/nvidia-caps/nvidia-cap3,/dev/nvidia-caps/nvidia-cap4\n",
+                   "NodeName=g-7g Name=gpu Type=7g.80gb MultipleFiles=/dev/nvidia0,/dev/nvidia-caps/nvidia-cap3,/dev/nvidia-caps/nvidia-cap4\n",
                    tmp_path, nodename="g-7g")
     assert ids(doc) == ["duplicate-device"]
     assert "already configured at gres.conf:1" in doc["findings"][0]["message"]
@@ -155,7 +155,7 @@ def test_multiple_files_missing_its_gi_cap_is_incomplete(tmp_path):
 
 
 def test_unknown_device_path(tmp_path):
-    r, doc = check("seven-g", "NodeName=g-7g Name=gpu File=/dev/nvidia-uvm\n"
+    r, doc = check("seven-g", "NodeName=g-7g Name=gpu Type=7g File=/dev/nvidia-uvm\n"
                    "NodeName=g-7g Name=gpu Type=7g File=/dev/nvidia-caps/nvidia-cap4\n",
                    tmp_path, nodename="g-7g")
     assert ids(doc) == ["unknown-device"]
@@ -195,7 +195,7 @@ def test_ignore_setting_drops_a_finding_id():
 
 # Written by hand from the README's "What check finds" table: most urgent first, and a drain
 # reason names the first (sinfo -R shows 20 characters of it).
-URGENCY = ["missing-file", "stale-cap", "gpu-lost", "whole-gpu-mig-on", "mig-no-instances",
+URGENCY = ["slurmd-fatal", "missing-file", "stale-cap", "gpu-lost", "whole-gpu-mig-on", "mig-no-instances",
            "autodetect-unavailable", "autodetect-no-mig", "unconfigured-device", "type-mismatch", "gres-count-mismatch", "duplicate-device",
            "incomplete-device", "unknown-device", "gres-name-case", "mig-pending",
            "backend-disagrees"]
@@ -218,6 +218,19 @@ def test_upper_case_gres_name_registers_nothing(tmp_path):
     r, doc = check("seven-g", "NodeName=g-7g Name=GPU Type=7g.80gb File=/dev/nvidia-caps/nvidia-cap4\n",
                    tmp_path, nodename="g-7g")
     assert ids(doc) == ["gres-name-case", "unconfigured-device"]
+
+
+def test_slurmd_fatal_carries_slurmds_own_error_text(tmp_path):
+    """Lines of one name, some with Type= and some without: slurmd 22.05-26.05 exits with
+    this text (recorded: tests/data/gres-corpus/30-mixed-type.slurmd.json)."""
+    r, doc = check("seven-g", "NodeName=g-7g Name=gpu Type=7g.80gb MultipleFiles=/dev/nvidia0,"
+                   "/dev/nvidia-caps/nvidia-cap3,/dev/nvidia-caps/nvidia-cap4\n"
+                   "NodeName=g-7g Name=gpu File=/dev/nvidia1\n", tmp_path, nodename="g-7g")
+    assert r.code == 1
+    f = doc["findings"][0]
+    assert f["id"] == "slurmd-fatal" and f["source"] == "gres.conf:2"
+    assert ('gres.conf for gpu, some records have "Type=" specification while others do not'
+            in f["message"])
 
 
 # slurm.conf Gres= against the seed gres.conf (2 x a100, 14 x 1g.10gb; 16 in all), by hand:

@@ -171,7 +171,7 @@ def test_gpu_without_mig_support_configured_by_its_caps(tmp_path):
     """A V100 has no MIG: a cap in gpu7's range (gpu7/gi1/ci0 = 3 + 135*7 + 9 + 1 = 958) names
     an instance that cannot exist, and no such /dev node exists either."""
     r = sxm_check(tmp_path, "NodeName=g-sxm Name=gpu Type=v100 File=/dev/nvidia7\n"
-                            "NodeName=g-sxm Name=gpu File=/dev/nvidia-caps/nvidia-cap958\n")
+                            "NodeName=g-sxm Name=gpu Type=v100 File=/dev/nvidia-caps/nvidia-cap958\n")
     mine = [(f["id"], f["path"]) for f in r.json()["findings"] if f["source"] == "gres.conf:2"]
     assert mine == [("missing-file", "/dev/nvidia-caps/nvidia-cap958"),
                     ("stale-cap", "/dev/nvidia-caps/nvidia-cap958")]

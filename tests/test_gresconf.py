@@ -66,7 +66,6 @@ def test_include_reads_relative_to_the_file(tmp_path):
     ("Name=gpu MultipleFiles=/dev/nvidia0", "at least two files"),
     ("Name=gpu File=/dev/nvidia[3-1]", "reversed range"),
     ("Name=gpu File=/dev/nvidia[0-", "unbalanced"),
-    ("NodeName=n[1-2 Name=gpu", "unbalanced"),
     ("Name=gpu File=/dev/nvidia[0-1] Count=3", "does not match the number"),
     ("Name=gpu MultipleFiles=/dev/nvidia0,/dev/nvidia-caps/nvidia-cap1 Count=2", "does not match"),
     ("Type=a File=/dev/nvidia0", "must start with"),
@@ -186,3 +185,86 @@ def test_mixing_lines_with_and_without_file_is_refused_for_the_node():
     with pytest.raises(ConfigError, match="gres.conf:2: some gpu lines"):
         conf.for_node("a")
     assert conf.for_node("b")[0].count == 2
+
+
+# ---- slurmd's record order (expected values measured with `slurmd -G` on 22.05.8, 24.11.5
+# and 26.05.5: tests/data/gres-corpus/*.slurmd.json) ----------------------------------------
+
+class Spec:
+    def __init__(self, name, type, count):
+        self.name, self.type, self.count = name, type, count
+
+
+def order(text, gres, node="gpunode1", version=None):
+    conf = gresconf.parse(text, "/etc/slurm/gres.conf", version=version)
+    return [(r.index, r.type, r.count, r.files, r.line)
+            for r in gresconf.slurmd_order(conf, node, gres)]
+
+
+def test_order_globals_first_then_grouped_by_slurm_conf_gres_types():
+    text = ("NodeName=gpunode1 Name=gpu Type=1g.10gb File=/d/d[3,2]\n"
+            "NodeName=gpunode1 Name=gpu Type=a100 File=/d/d1\n"
+            "Name=gpu Type=1g.10gb File=/d/d4\n"
+            "Name=gpu Type=a100 File=/d/d0\n")
+    got = order(text, [Spec("gpu", "a100", 2), Spec("gpu", "1g.10gb", 3)])
+    assert got == [(0, "a100", 1, ("/d/d0",), 4), (1, "a100", 1, ("/d/d1",), 2),
+                   (2, "1g.10gb", 1, ("/d/d4",), 3), (3, "1g.10gb", 1, ("/d/d3",), 1),
+                   (4, "1g.10gb", 1, ("/d/d2",), 1)]
+    # swapping the Types in Gres= moves the a100s behind the slices
+    swapped = order(text, [Spec("gpu", "1g.10gb", 3), Spec("gpu", "a100", 2)])
+    assert [(i, t, f) for i, t, _, f, _ in swapped] == [
+        (0, "1g.10gb", ("/d/d4",)), (1, "1g.10gb", ("/d/d3",)), (2, "1g.10gb", ("/d/d2",)),
+        (3, "a100", ("/d/d0",)), (4, "a100", ("/d/d1",))]
+
+
+def test_order_caps_each_type_at_its_gres_count_and_drops_unlisted_types():
+    text = ("NodeName=gpunode1 Name=gpu Type=1g.10gb File=/d/d[3,2]\n"
+            "Name=gpu Type=1g.10gb File=/d/d4\nName=gpu Type=h100 File=/d/d5\n")
+    got = order(text, [Spec("gpu", "1g.10gb", 2)])  # slurmd: "1 more configured than expected"
+    assert [r[3] for r in got] == [("/d/d4",), ("/d/d3",)]
+
+
+def test_order_multiple_files_is_one_device_and_other_nodes_are_skipped():
+    text = ("NodeName=other Name=gpu Type=a100 File=/d/d7\n"
+            "Name=gpu Type=a100 MultipleFiles=/d/d0,/d/d1\nName=gpu Type=a100 File=/d/d2\n")
+    got = order(text, [Spec("gpu", "a100", 2)])
+    assert got == [(0, "a100", 1, ("/d/d0", "/d/d1"), 2), (1, "a100", 1, ("/d/d2",), 3)]
+
+
+def test_order_name_is_exact_and_other_gres_keep_their_own_indices():
+    text = ("Name=mps Count=100 File=/d/d0\nName=GPU Type=a100 File=/d/d1\n"
+            "Name=gpu Type=a100 File=/d/d0\n")
+    assert [r[3] for r in order(text, None)] == [("/d/d0",)]
+    conf = gresconf.parse(text, "g")
+    (mps,) = gresconf.slurmd_order(conf, "n1", None, name="mps")
+    assert (mps.index, mps.count, mps.files) == (0, 100, ("/d/d0",))
+
+
+def test_check_json_reports_the_version_used_and_records_in_slurmd_order(tmp_path):
+    from conftest import run_cli, smi_args
+    sample = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "migsync", "sample", "seed-node")
+    g = tmp_path / "gres.conf"
+    # the slices first in the file, the whole GPUs as a global line last: slurmd still puts
+    # the a100s first (global lines first, then Gres=gpu:a100:2,gpu:1g.10gb:14's order)
+    lines = open(os.path.join(sample, "gres.conf")).read().splitlines()
+    g.write_text(lines[2] + "\n" + lines[1].replace("NodeName=c51-g002 ", "") + "\n")
+    r = run_cli("check", "--json", "--slurm-version", "24.11.5",
+                *smi_args("seed", g, os.path.join(sample, "slurm.conf"), "c51-g002"))
+    doc = r.json()
+    assert r.code == 0, doc["findings"]
+    assert doc["slurm_version"] == {"series": "24.11", "rules": "24.11", "how": "setting"}
+    recs = doc["records"]
+    assert [x["index"] for x in recs] == list(range(16))
+    assert [(x["type"], x["files"], x["line"]) for x in recs[:3]] == [
+        ("a100", ["/dev/nvidia0"], 2), ("a100", ["/dev/nvidia1"], 2),
+        ("1g.10gb", ["/dev/nvidia-caps/nvidia-cap337"], 1)]
+    assert recs[-1]["files"] == ["/dev/nvidia-caps/nvidia-cap535"]
+    assert recs[0]["source_file"] == str(g) and recs[0]["name"] == "gpu"
+    assert recs[0]["count"] == 1
+
+
+def test_slurm_version_setting_is_validated(tmp_path):
+    from conftest import run_cli, smi_args
+    r = run_cli("check", "--slurm-version", "latest", *smi_args("seed"))
+    assert r.code == 2 and "not a Slurm version: 'latest'" in r.err

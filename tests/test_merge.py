@@ -66,10 +66,11 @@ def test_identical_nodes_fold_into_one_hostlist_and_every_node_checks_clean(tmp_
     pdsh = "".join(f"{n}: {line}\n" for n, line in reports.items())
     r = merged(tmp_path, pdsh)
     assert r.code == 0, r.err
-    assert "# gpu[01-03] (3 nodes): 2 x a100, 14 x 1g.10gb" in r.out
-    assert "NodeName=gpu[01-03] Name=gpu Type=a100 File=/dev/nvidia[0-1]" in r.out
+    # plain01's untyped whole GPUs beside typed MIG lines would stop slurmd ("some records
+    # have Type= specification while others do not"): they get a Type, so it folds in too
+    assert "# gpu[01-03],plain01 (4 nodes): 2 x a100, 14 x 1g.10gb" in r.out
+    assert "NodeName=gpu[01-03],plain01 Name=gpu Type=a100 File=/dev/nvidia[0-1]" in r.out
     assert "NodeName=h200-[01-02] Name=gpu Type=nvidia_h200_1c.3g.71gb MultipleFiles=" in r.out
-    assert "NodeName=plain01 Name=gpu File=/dev/nvidia[0-1]" in r.out  # untyped stays untyped
     gres = tmp_path / "cluster.gres.conf"
     gres.write_text(r.out)
     for name, (layout, _) in list(CLUSTER.items()) + [("plain01", ("seed", None))]:
@@ -81,11 +82,10 @@ def test_file_style_and_slurm_include(tmp_path, reports):
     pdsh = "".join(f"{n}: {line}\n" for n, line in reports.items())
     inc = tmp_path / "gres-nodes.conf"
     r = merged(tmp_path, pdsh, "--style", "file", "--slurm-include", inc)
-    assert "NodeName=gpu[01-03] Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap[337," in r.out
+    assert "NodeName=gpu[01-03],plain01 Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap[337," in r.out
     text = inc.read_text()
-    assert "NodeName=gpu[01-03] Gres=gpu:a100:2,gpu:1g.10gb:14" in text
+    assert "NodeName=gpu[01-03],plain01 Gres=gpu:a100:2,gpu:1g.10gb:14" in text
     assert "NodeName=gpu04 Gres=gpu:a100:2,gpu:1g.10gb:13" in text
-    assert "NodeName=plain01 Gres=gpu:2" in text
 
 
 def test_include_has_complete_node_lines_from_slurmd_c(tmp_path, reports):

@@ -1,6 +1,7 @@
 """Differential test: migsync's per-type GRES counts for a node equal what the real slurmd registers.
 
-Oracle: Debian's slurmd 22.05. `slurmd -G` prints the GRES it would register after reading
+Oracle: the real slurmd of every version in slurm_cluster (22.05 on the host, 24.11 and 26.05
+in Debian chroots). `slurmd -G` prints the GRES it would register after reading
 slurm.conf and gres.conf; slurm.conf is given exactly migsync's counts, so slurmd agrees only
 if it neither finds more ("more configured than expected") nor fewer. A sample is also
 registered with a live slurmctld, where fewer GRES than configured makes the node INVAL.
@@ -13,6 +14,7 @@ import subprocess
 import pytest
 
 import slurm_cluster
+from slurm_cluster import slurm_rt  # noqa: F401  (the version parametrisation)
 from migsync import gresconf
 from migsync.check import registered_counts
 from migsync.errors import ConfigError
@@ -49,8 +51,7 @@ def gres_spec(counts):
 
 
 def slurmd_g(cluster):
-    r = subprocess.run(["slurmd", "-G", "-f", cluster.slurm_conf, "-N", NODE],
-                       capture_output=True, text=True, timeout=60)
+    r = cluster.slurmd_g()
     out = r.stdout + r.stderr
     counts = {}
     for m in re.finditer(r"Gres Name=(\S+) Type=(\S+) Count=(\d+)", out):
@@ -69,16 +70,19 @@ def materialise(src, devdir, dst):
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=[os.path.basename(p) for p in CORPUS])
-def test_counts_equal_slurmd_and_rejections_agree(tmp_path, devdir, path):
+def test_counts_equal_slurmd_and_rejections_agree(tmp_path, devdir, path, slurm_rt):
     base = tmp_path / "c"
-    cluster = slurm_cluster.Cluster(base, "", "")
+    cluster = slurm_cluster.Cluster(base, "", "", runtime=slurm_rt)
     conf = materialise(path, devdir, cluster.gres_conf)
     try:
         mine = migsync_counts(conf)
     except ConfigError as exc:
         mine, err = None, exc
     cluster.write_slurm_conf(gres_spec(mine) if mine else "gpu:1")
-    out, theirs = slurmd_g(cluster)
+    try:
+        out, theirs = slurmd_g(cluster)
+    finally:
+        cluster.stop()  # 24.11+ needs munged for slurmd -G
     if mine is None:
         assert "fatal" in out, f"migsync rejected ({err}) but slurmd accepted:\n{out}"
         assert os.path.basename(path).startswith("bad-")
@@ -90,9 +94,9 @@ def test_counts_equal_slurmd_and_rejections_agree(tmp_path, devdir, path):
 
 
 @pytest.mark.parametrize("name", ["03-mixed-case.conf", "10-multiplefiles.conf", "16-many-caps.conf"])
-def test_live_registration_matches_migsync_counts(tmp_path, devdir, name):
+def test_live_registration_matches_migsync_counts(tmp_path, devdir, name, slurm_rt):
     path = next(p for p in CORPUS if p.endswith(name))
-    cluster = slurm_cluster.Cluster(tmp_path / "c", "", "")
+    cluster = slurm_cluster.Cluster(tmp_path / "c", "", "", runtime=slurm_rt)
     conf = materialise(path, devdir, cluster.gres_conf)
     mine = migsync_counts(conf)
     cluster.write_slurm_conf(gres_spec(mine))

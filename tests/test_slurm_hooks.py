@@ -1,4 +1,5 @@
-"""The hooks against a real one-node Slurm 22.05 cluster, run by slurmd itself.
+"""The hooks against a real one-node Slurm cluster (every version in slurm_cluster), run by
+slurmd itself.
 
 The node's GPUs are the recorded seed node (procfs tree + fake nvidia-smi). Its device files
 are created as regular files in the real /dev for the run (slurmd stats them) and removed
@@ -14,6 +15,7 @@ import pytest
 
 import slurm_cluster
 from conftest import node
+from slurm_cluster import slurm_rt  # noqa: F401  (the version parametrisation)
 
 why = slurm_cluster.available()
 if not why and os.path.exists("/dev/nvidiactl"):
@@ -93,13 +95,14 @@ def hook_wrapper(tmp, hook, cfg):
 
 
 @pytest.fixture
-def make_cluster(tmp_path):
+def make_cluster(tmp_path, slurm_rt):
     made = []
 
     def make(configless=False, health=True, prolog=False, interval=5):
         fake = FakeNode(tmp_path)
         cluster = slurm_cluster.Cluster(tmp_path / "slurm", SEED_GRES, SEED_SLURM_GRES,
-                                        configless=configless, interval=interval)
+                                        configless=configless, interval=interval,
+                                        runtime=slurm_rt)
         cfg = write_config(tmp_path, fake, cluster, configless)
         cluster.health_check = hook_wrapper(tmp_path, "healthcheck", cfg) if health else None
         cluster.prolog = hook_wrapper(tmp_path, "prolog", cfg) if prolog else None
@@ -163,7 +166,8 @@ def test_mismatch_is_drained_by_slurmd_running_the_hook_and_fixed_node_resumes(m
     assert "migsync: stale cap53" in shown  # the key fact fits sinfo -R's 20 characters
     fake.restore_instance()
     cluster.wait_state("idle", timeout=30)
-    assert cluster.node_info().get("Reason", "") == ""
+    if cluster.version != "24.11":  # 24.11.5 keeps the old Reason= after a resume (measured)
+        assert cluster.node_info().get("Reason", "") == ""
 
 
 def test_admin_drain_is_never_resumed_and_its_reason_is_kept(make_cluster):
@@ -180,33 +184,33 @@ def test_admin_drain_is_never_resumed_and_its_reason_is_kept(make_cluster):
 
 def test_batch_job_does_not_run_on_a_mismatched_node(make_cluster):
     cluster, fake = make_cluster(health=False, prolog=True)
-    subprocess.run(["env", f"MIGSYNC_CONFIG={cluster.cfg}", "SLURMD_NODENAME=" + N,
-                    os.path.join(HOOKS, "healthcheck"), "--no-drain"], check=False, timeout=60)
+    cluster.run(["env", f"MIGSYNC_CONFIG={cluster.cfg}", "SLURMD_NODENAME=" + N,
+                 os.path.join(HOOKS, "healthcheck"), "--no-drain"], check=False, timeout=60)
     fake.lose_instance()
     marker = cluster.tmp / "job-ran"
-    r = subprocess.run(["sbatch", "-o", "/dev/null", "--wrap", f"touch {marker}"],
-                       env=cluster.env, capture_output=True, text=True, timeout=30)
+    r = cluster.run(["sbatch", "-o", "/dev/null", "--wrap", f"touch {marker}"],
+                    capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     job = r.stdout.split()[-1]
     wait_reason(cluster, lambda r: r.startswith("migsync:"))
     time.sleep(3)
     assert not marker.exists(), "the job ran on the mismatched node"
     assert "stale-cap" in cluster.node_info()["Reason"]  # not 'Prolog error'
-    q = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], env=cluster.env,
-                       capture_output=True, text=True, timeout=30).stdout
+    q = cluster.run(["squeue", "-h", "-j", job, "-o", "%T %r"],
+                    capture_output=True, text=True, timeout=30).stdout
     assert "PENDING" in q
 
 
 def test_configless_hook_finds_run_slurm_conf_with_bare_environment(make_cluster):
     cluster, fake = make_cluster(configless=True)
-    assert os.path.islink("/run/slurm/conf")
+    assert os.path.islink(cluster.path("/run/slurm/conf"))
     cluster.wait_for((cluster.tmp / "migsync.prom").exists, 20, "the health check never ran")
     assert cluster.state() == "idle"
     fake.lose_instance()
     wait_reason(cluster, lambda r: r.startswith("migsync:"))
-    r = subprocess.run([os.path.join(HOOKS, "healthcheck"), "--json", "--no-syslog"],
-                       env={"SLURMD_NODENAME": N, "MIGSYNC_CONFIG": str(cluster.cfg)},
-                       capture_output=True, text=True, timeout=60)
+    r = cluster.run([os.path.join(HOOKS, "healthcheck"), "--json", "--no-syslog"],
+                    env={"SLURMD_NODENAME": N, "MIGSYNC_CONFIG": str(cluster.cfg)},
+                    capture_output=True, text=True, timeout=60)
     doc = json.loads(r.stdout)
     assert doc["files"]["found_by"] == "configless"
     assert doc["files"]["gres_conf"] == "/run/slurm/conf/gres.conf"
@@ -219,9 +223,9 @@ def test_prestart_hook_drains_for_missing_device_files_without_blocking(make_clu
     cluster, fake = make_cluster(health=False)
     with open(cluster.gres_conf, "a") as fh:
         fh.write(f"NodeName={N} Name=gpu Type=a100 File=/dev/nvidia-caps/nvidia-cap9999\n")
-    r = subprocess.run([os.path.join(HOOKS, "slurmd-prestart")],
-                       env={"SLURMD_NODENAME": N, "MIGSYNC_CONFIG": str(cluster.cfg)},
-                       capture_output=True, text=True, timeout=60)
+    r = cluster.run([os.path.join(HOOKS, "slurmd-prestart")],
+                    env={"SLURMD_NODENAME": N, "MIGSYNC_CONFIG": str(cluster.cfg)},
+                    capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     assert "nvidia-cap9999" in r.stderr and "do not exist" in r.stderr
     reason = cluster.node_info()["Reason"]

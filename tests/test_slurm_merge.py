@@ -1,18 +1,20 @@
 """A merged cluster gres.conf and slurm.conf include, served by a real slurmctld in configless
 mode, make the node register exactly its devices."""
 import os
+import sys
 
 import pytest
 
 import slurm_cluster
 from conftest import node, run_cli
+from slurm_cluster import slurm_rt  # noqa: F401  (the version parametrisation)
 from test_slurm_hooks import FakeNode, why
 
 pytestmark = [pytest.mark.slurm] + ([pytest.mark.skip(reason=why)] if why else [])
 N = slurm_cluster.NODE
 
 
-def test_merged_file_in_configless_mode_registers_exactly_the_nodes_devices(tmp_path):
+def test_merged_file_in_configless_mode_registers_exactly_the_nodes_devices(tmp_path, slurm_rt):
     fake = FakeNode(tmp_path)
     empty = tmp_path / "empty.gres.conf"
     empty.write_text("")
@@ -37,22 +39,26 @@ def test_merged_file_in_configless_mode_registers_exactly_the_nodes_devices(tmp_
     include.write_text(inc.replace(f"NodeName={N} ", f"NodeName={N} NodeAddr=127.0.0.1 "))
     # relative: slurmd must read the copy configless shipped into its conf-cache
     cluster = slurm_cluster.Cluster(tmp_path / "slurm", (etc / "gres.conf.merged").read_text(),
-                                    "", configless=True, node_include=include.name)
+                                    "", configless=True, node_include=include.name,
+                                    runtime=slurm_rt)
     try:
         cluster.start()  # exactly 'idle': registered >= configured, not INVAL
         info = cluster.node_info()
         assert info["Gres"] == "gpu:a100:2,gpu:1g.10gb:14"
-        assert os.path.realpath("/run/slurm/conf/gres.conf").startswith(str(tmp_path))
-        cached = os.path.join(os.path.dirname(os.path.realpath("/run/slurm/conf/gres.conf")),
-                              include.name)
+        link = cluster.path("/run/slurm/conf")
+        assert os.path.realpath(os.path.join(link, "gres.conf")).startswith(str(tmp_path))
+        cached = os.path.join(os.path.realpath(link), include.name)
         assert os.path.exists(cached), "configless did not ship the slurm.conf include"
         log = cluster.log("slurmd")
         assert "Gres Name=gpu Type=1g.10gb Count=1" in log and "h200" not in log.split("Gres Name")[1][:200]
         # and the node's own check, with only what configless gave it, is clean
-        c = run_cli("check", "--backend", "nvidia-smi", "--nvidia-smi", fake.dir / "nvidia-smi",
-                    "--root", fake.root, "--node", N)
-        assert c.code == 0, c.out + c.err
-        assert "found via configless" in c.out
+        # (run where the node's programs run: a chroot version's /run is the chroot's)
+        c = cluster.run([sys.executable, "-m", "migsync", "check", "--backend", "nvidia-smi",
+                         "--nvidia-smi", str(fake.dir / "nvidia-smi"), "--root", str(fake.root),
+                         "--node", N], env=dict(os.environ, PYTHONPATH=slurm_cluster.REPO),
+                        capture_output=True, text=True, timeout=120)
+        assert c.returncode == 0, c.stdout + c.stderr
+        assert "found via configless" in c.stdout
     finally:
         cluster.stop()
         fake.cleanup()

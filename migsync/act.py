@@ -21,10 +21,11 @@ class Decision:
 
 
 def _clean(text: str) -> str:
-    """One line, and no double quotes: scontrol strips them (measured: a reason ending in
-    '"q"' is stored as '"q'), and a reason that does not read back the same would be
-    rewritten on every run."""
-    return " ".join(text.replace('"', "'").split())
+    """One line of printable ASCII without double quotes (sanitize.reason_text): the
+    reason is shown to every user by `sinfo -R`, and must read back exactly as written."""
+    from .sanitize import reason_text
+
+    return reason_text(text, MAX_REASON)
 
 
 def reason_for_findings(prefix: str, findings: Sequence[Finding]) -> str:
@@ -33,11 +34,11 @@ def reason_for_findings(prefix: str, findings: Sequence[Finding]) -> str:
     first = min(findings, key=lambda f: rank.get(f.id, len(rank)))
     more = f" +{len(findings) - 1}" if len(findings) > 1 else ""
     text = f"{prefix} {first.short}{more} [{first.id}] {first.message}"
-    return _clean(text)[:MAX_REASON]
+    return _clean(text)
 
 
 def reason_for_discovery(prefix: str, message: str) -> str:
-    return _clean(f"{prefix} no GPU info [discovery] {message}")[:MAX_REASON]
+    return _clean(f"{prefix} no GPU info [discovery] {message}")
 
 
 def is_ours(status: "NodeStatus", prefix: str) -> bool:

@@ -159,7 +159,8 @@ def expand_files(value: str, version: str = slurmversion.NEWEST) -> List[str]:
             # `d[0-1]x` and `d[0-1]p0` are parse errors there, `d[0-1]x[0-0]` is not.
             if "]" in t and t[t.rindex("]") + 1:]:
                 raise HostlistError("text after ']' (Slurm 22.05 cannot parse it)", fragment=value)
-    return hostlist.expand(",".join(terms))
+    # one line names devices of one node: capped at a node's scale (issue 12)
+    return hostlist.expand(",".join(terms), hostlist.MAX_DEVICE_NAMES)
 
 
 def _node_matches(nodes: str, node: str) -> Optional[bool]:
@@ -301,7 +302,8 @@ def _other_node(head: List[str], node: str) -> bool:
     """Fast path for a 10,000-node file: a plain `NodeName=x key=value ...` line for another
     node whose keys are all known. Anything unusual goes through the full parser."""
     first = head[0]
-    if first[:9].lower() != "nodename=" or '"' in head[1] or "[" in first or "\\" in head[1]:
+    if (first[:9].lower() != "nodename=" or '"' in head[0] + head[1] or "[" in first
+            or "\\" in head[1]):  # a quoted NodeName= too: the full parser reads quotes
         return False
     if first[9:] == "" or node in first[9:].split(","):
         return False
@@ -329,7 +331,10 @@ def _include(conf: GresConf, line: LogicalLine, head: List[str], path: str, dept
 
 
 def load(path: str, node: Optional[str] = None, version: Optional[str] = None) -> GresConf:
-    return parse(read_text(path), path, node=node, version=version)
+    from .bounded import session  # one budget for the file, its Includes and hostlists
+
+    with session():
+        return parse(read_text(path), path, node=node, version=version)
 
 
 # ---- what slurmd does with the node's lines ------------------------------------------------

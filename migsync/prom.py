@@ -43,5 +43,7 @@ def render(node: str, ok: Optional[bool], findings: Dict[str, int], devices: Dic
     return "\n".join(out) + "\n"
 
 
-def write(path: str, text: str) -> None:
-    atomic_write(path, text, 0o644)
+def write(path: str, text: str, allow_shared: bool = False, warn=None) -> None:
+    """node_exporter's textfile directory is often the prometheus user's: refused unless
+    allow_shared_dirs (see fsutil.atomic_write)."""
+    atomic_write(path, text, 0o644, allow_shared=allow_shared, warn=warn)

@@ -36,14 +36,34 @@ class Settings:
     slurm_backend: str = "auto"  # auto | pyslurm | scontrol
     scontrol: str = ""  # path; empty: PATH, then the usual places
     prom_file: str = ""
-    lock_file: str = "/run/migsync.lock"
+    lock_file: str = "/run/migsync/lock"  # in the root-only state directory (fsutil.state_dir)
     lock_wait: float = 10.0
     cache_file: str = "/run/migsync/state.json"
     syslog: bool = True
     prestart_block: bool = False  # pre-start hook: fail (stop slurmd) on missing device files
+    # write prom_file / merge output into a directory others can write (with a warning)
+    allow_shared_dirs: bool = False
 
 
 KEYS = {f.name: f for f in fields(Settings)}
+
+
+def check_trusted_file(path: str, what: str) -> None:
+    """Under root, a file that steers root (the settings, a named binary) must be root's and
+    writable by root only: otherwise its owner or group could make root run their code."""
+    import stat
+
+    if os.geteuid() != 0:
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # the reader reports a missing file in its own words
+    if st.st_uid != 0:
+        raise ConfigError(f"{what} is owned by uid {st.st_uid}, not root: refused", path=path)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(f"{what} is writable by group or other (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}): refused", path=path)
 
 
 def _load_toml(path: str) -> Dict[str, Any]:
@@ -53,6 +73,9 @@ def _load_toml(path: str) -> Dict[str, Any]:
         import tomli as tomllib
     from .slurmsyntax import read_text  # the same one-line errors as for Slurm's files
 
+    if path == os.devnull:
+        return {}  # "no settings": /dev/null is not a regular file, but it is empty
+    check_trusted_file(path, "settings file")
     text = read_text(path)
     try:
         return tomllib.loads(text)
@@ -66,7 +89,8 @@ def _coerce(path: str, key: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"{key} must be true or false", path=path, fragment=f"{key} = {value!r}")
         return value
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                0 <= value < float("inf")):  # NaN fails every comparison
             raise ConfigError(f"{key} must be a non-negative number", path=path,
                               fragment=f"{key} = {value!r}")
         return float(value)
@@ -106,6 +130,40 @@ def validate(settings: Settings, source: str) -> None:
     for fid in settings.ignore:
         if fid not in FINDING_IDS:
             raise ConfigError(f"ignore: unknown finding id {fid!r}", path=source, fragment=fid)
+    validate_harmful(settings, source)
+
+
+def validate_harmful(settings: Settings, source: str) -> None:
+    """Settings that would make migsync do harm are refused, not interpreted."""
+    import math
+
+    from .sanitize import node_name_problem, reason_text
+
+    for key in ("command_timeout", "deadline"):
+        value = getattr(settings, key)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"{key} must be a number of seconds above 0", path=source,
+                              fragment=f"{key} = {value!r}")
+    if not math.isfinite(settings.lock_wait) or settings.lock_wait < 0:
+        raise ConfigError("lock_wait must be a finite number of seconds", path=source,
+                          fragment=f"lock_wait = {settings.lock_wait!r}")
+    prefix = settings.reason_prefix
+    if not prefix.strip():
+        raise ConfigError("reason_prefix must not be empty: every drain reason would look like "
+                          "migsync's, and admins' drains would be resumed", path=source,
+                          fragment=f"reason_prefix = {prefix!r}")
+    if reason_text(prefix, 64) != prefix:
+        raise ConfigError("reason_prefix must be at most 64 printable ASCII characters without "
+                          "double quotes or surrounding spaces (Slurm must read it back "
+                          "unchanged)", path=source, fragment=f"reason_prefix = {prefix!r}")
+    if settings.node:
+        problem = node_name_problem(settings.node)
+        if problem:
+            raise ConfigError(f"node: {problem}", path=source, fragment=settings.node)
+    root = settings.root or "/"
+    if not os.path.isdir(root):
+        raise ConfigError(f"root {root!r} is not a directory (--root / root: read /proc and "
+                          "/dev under it)", path=source, fragment=root)
 
 
 def load(path: str = "", explicit: bool = False) -> Settings:

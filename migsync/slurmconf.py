@@ -149,4 +149,7 @@ def parse(text: str, path: str, _depth: int = 0) -> SlurmConf:
 
 
 def load(path: str) -> SlurmConf:
-    return parse(read_text(path), path)
+    from .bounded import session  # one budget for the file, its Includes and hostlists
+
+    with session():
+        return parse(read_text(path), path)

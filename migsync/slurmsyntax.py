@@ -18,17 +18,9 @@ class LogicalLine:
 
 def read_text(path: str) -> str:
     """Read a config file as text, with one-line errors for the usual failures."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise ConfigError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise ConfigError("is a directory, not a file", path=path) from None
-    except PermissionError:
-        raise ConfigError("permission denied", path=path) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    from .bounded import read_bytes  # regular files only, size cap, Include budget
+
+    data = read_bytes(path, ConfigError)
     if b"\0" in data:
         raise ConfigError("binary data (NUL byte) in a text config file", path=path,
                           line=data[: data.index(b"\0")].count(b"\n") + 1)

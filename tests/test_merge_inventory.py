@@ -105,3 +105,31 @@ def test_instances_of_a_lost_gpu_are_kept_without_a_disagreement():
     inv = discovery.merge(view, snap(P0, gi={(0, 1): 12}, ci={(0, 1, 0): 13}))
     assert [(m.key, m.profile, m.ci_cap) for m in inv.migs] == [((0, 1, 0), None, 13)]
     assert inv.disagreements == []
+
+
+# ---- probe_backend: which backend, and what the error says when none works
+
+def test_unknown_backend_is_named_with_the_choices():
+    import pytest
+    from migsync.errors import DiscoveryError
+    with pytest.raises(DiscoveryError) as exc:
+        discovery.probe_backend("cuda")
+    assert str(exc.value) == "unknown backend 'cuda' (choose from auto, nvml, nvidia-smi)"
+
+
+def test_auto_uses_the_given_nvml_and_reports_both_failures(tmp_path):
+    import os
+    import pytest
+    import nvml_fake
+    from conftest import node
+    from migsync.errors import DiscoveryError
+    layout = os.path.join(node("seed"), "layout.json")
+    view = discovery.probe_backend("auto", str(tmp_path / "nope"), 10, nvml_fake.make(layout))
+    assert view.name == "nvml" and len(view.gpus) == 4
+    view = discovery.probe_backend("nvml", None, 10, nvml_fake.make(layout))
+    assert view.name == "nvml"
+    with pytest.raises(DiscoveryError) as exc:
+        discovery.probe_backend("auto", str(tmp_path / "nope"), 10,
+                                nvml_fake.make(layout, no_library=True))
+    assert str(exc.value).startswith("NVML: init failed: ")
+    assert str(exc.value).endswith(f"; and nvidia-smi not found at {tmp_path / 'nope'}")

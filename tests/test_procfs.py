@@ -1,0 +1,152 @@
+"""What the NVIDIA driver shows in procfs, read from hand-built trees. Formats: NVIDIA's MIG
+User Guide ("Device Nodes and Capabilities") and the driver's /proc/driver/nvidia files."""
+import os
+
+import pytest
+
+from migsync import procfs
+from migsync.errors import DiscoveryError
+
+
+@pytest.mark.parametrize("bus,want", [
+    ("00000000:CA:00.0", "0000:ca:00.0"),  # nvidia-smi: 8-digit domain, upper case
+    ("0000:ca:00.0", "0000:ca:00.0"),  # procfs
+    ("0000:CA:00.0", "0000:ca:00.0"),
+    (" 00000000:17:00.0\n", "0000:17:00.0"),
+    ("00000001:17:00.0", "0001:17:00.0"),
+    ("garbage", "garbage"),
+])
+def test_bus_ids(bus, want):
+    assert procfs.normalise_bus_id(bus) == want
+
+
+def test_information_file_keys_and_values():
+    info = procfs.parse_information("Model: \t\t NVIDIA H100 80GB HBM3\nIRQ:   \t\t 140\n"
+                                    "Bus Location: \t 0000:47:00.0\nDevice Minor: \t 6\n"
+                                    "no colon here\nGPU Excluded:\t No\n")
+    assert info == {"model": "NVIDIA H100 80GB HBM3", "irq": "140", "bus location": "0000:47:00.0",
+                    "device minor": "6", "gpu excluded": "No"}
+
+
+def write(root, rel, text=""):
+    p = os.path.join(root, rel.lstrip("/"))
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "w") as fh:
+        fh.write(text)
+
+
+def gpu_info(root, bus, minor, model="NVIDIA H100 80GB HBM3", minor_line=None):
+    write(root, f"/proc/driver/nvidia/gpus/{bus}/information",
+          f"Model: \t\t {model}\nGPU UUID: \t GPU-{minor}\nBus Location: \t {bus}\n"
+          + (minor_line if minor_line is not None else f"Device Minor: \t {minor}\n"))
+
+
+def access(root, minor, gi, ci=None, dev=None):
+    rel = f"/proc/driver/nvidia/capabilities/gpu{minor}/mig/gi{gi}" + (f"/ci{ci}" if ci is not None else "")
+    write(root, rel + "/access", "" if dev is None else
+          f"DeviceFileMinor: {dev}\nDeviceFileMode: 292\nDeviceFileModify: 1\n")
+
+
+def mig_minors(root, entries):
+    write(root, "/proc/driver/nvidia-caps/mig-minors",
+          "config 1\nmonitor 2\n" + "".join(f"{k} {v}\n" for k, v in entries))
+
+
+def test_gpus_are_keyed_on_the_device_minor(tmp_path):
+    r = str(tmp_path)
+    gpu_info(r, "0000:47:00.0", 6)
+    gpu_info(r, "0000:07:00.0", 1, "NVIDIA A100-SXM4-80GB")
+    gpus = procfs.read_gpus(r)
+    assert {m: (g.bus_id, g.model, g.uuid) for m, g in gpus.items()} == {
+        1: ("0000:07:00.0", "NVIDIA A100-SXM4-80GB", "GPU-1"),
+        6: ("0000:47:00.0", "NVIDIA H100 80GB HBM3", "GPU-6")}
+
+
+def test_no_driver_no_gpus_and_a_broken_information_file(tmp_path):
+    r = str(tmp_path)
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_gpus(r)
+    assert str(exc.value) == "/proc/driver/nvidia not found: the NVIDIA driver is not loaded"
+    write(r, "/proc/driver/nvidia/version", "NVRM version: 550.54.15\n")
+    assert procfs.read_gpus(r) == {}  # the driver is loaded but sees no GPU
+    gpu_info(r, "0000:47:00.0", 6, minor_line="Device Minor: \t ?\n")
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_gpus(r)
+    assert str(exc.value) == f"{r}/proc/driver/nvidia/gpus/0000:47:00.0/information: no 'Device Minor' line"
+
+
+def test_mig_minors_for_some_gpus_and_the_whole_table():
+    text = ("config 1\nmonitor 2\ngpu0/gi1/access 12\ngpu0/gi1/ci0/access 13\n"
+            "gpu1/gi1/access 147\ngpu1/gi1/ci0/access 148\ngpu10/gi1/access 1362\n")
+    assert procfs.parse_mig_minors(text, "mm", gpus=[1]) == {147: (1, 1, None), 148: (1, 1, 0)}
+    assert procfs.parse_mig_minors(text, "mm", gpus=[]) == {}
+    assert procfs.parse_mig_minors(text, "mm") == {
+        12: (0, 1, None), 13: (0, 1, 0), 147: (1, 1, None), 148: (1, 1, 0), 1362: (10, 1, None)}
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.parse_mig_minors(text, "mm", gpus=[3, 2])
+    assert str(exc.value) == "mm: empty or truncated (no entries for gpu 2, 3)"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("config 1\nmonitor 2\n", "mm: empty or truncated (no gpu/gi entries)"),
+    # issue 12: a last line without a newline is a cut-short table, said as such
+    ("config 1\ngpu0/gi1/access 12\ngpu0/gi1/ci0/acc", "mm: truncated (the last line has no newline)"),
+    ("config 1\ngpu0/gi1/access 12\ngpu0/gi1/ci0/acc\n", "mm:3: unexpected entry (in 'gpu0/gi1/ci0/acc')"),
+    ("config 1\ngpu0/gi1/access twelve\n", "mm:2: unexpected entry (in 'gpu0/gi1/access twelve')"),
+    ("config 1\nmonitor\ngpu0/gi1/access 12\n", "mm:2: expected '<name> <minor>' (in 'monitor')"),
+    ("config one\ngpu0/gi1/access 12\n", "mm:1: expected '<name> <minor>' (in 'config one')"),
+])
+def test_whole_table_refusals_name_the_line(text, message):
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.parse_mig_minors(text, "mm")
+    assert str(exc.value) == message
+
+
+def test_snapshot_existence_comes_from_capability_files_and_numbers_from_mig_minors(tmp_path):
+    r = str(tmp_path)
+    gpu_info(r, "0000:07:00.0", 1)
+    mig_minors(r, [("gpu1/gi1/access", 147), ("gpu1/gi1/ci0/access", 148),
+                   ("gpu1/gi1/ci1/access", 149), ("gpu1/gi9/access", 219),
+                   ("gpu1/gi9/ci0/access", 220), ("gpu1/gi10/access", 228),
+                   ("gpu1/gi10/ci0/access", 229)])
+    access(r, 1, 1)
+    access(r, 1, 1, 0)
+    access(r, 1, 10)
+    access(r, 1, 10, 0)
+    os.makedirs(f"{r}/proc/driver/nvidia/capabilities/gpu1/mig/gi9/ci0")  # no access files
+    os.makedirs(f"{r}/proc/driver/nvidia/capabilities/gpu1/mig/gi2x")  # not an instance
+    snap = procfs.read_snapshot(r)
+    assert snap.gi_caps == {(1, 1): 147, (1, 10): 228}
+    assert snap.ci_caps == {(1, 1, 0): 148, (1, 10, 0): 229}
+    assert list(snap.ci_caps) == [(1, 1, 0), (1, 10, 0)]  # gi10 after gi1, numerically
+    assert snap.cap_table[149] == (1, 1, 1)  # the table lists what could exist, too
+
+
+def test_capability_files_give_the_number_when_mig_minors_lacks_it(tmp_path):
+    """The driver prints every possible entry: a mig-minors that lacks a live instance is cut
+    short or corrupt, a discovery failure since issue 12 (it used to fall back to the file)."""
+    r = str(tmp_path)
+    gpu_info(r, "0000:07:00.0", 1)
+    mig_minors(r, [("gpu1/gi1/access", 147), ("gpu1/gi1/ci0/access", 148)])
+    access(r, 1, 2, dev=156)
+    access(r, 1, 2, 0, dev=157)
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_snapshot(r)
+    assert str(exc.value) == (f"{r}/proc/driver/nvidia-caps/mig-minors: no entry for gpu1/gi2 "
+                              "(the driver lists every instance: the table is cut short or "
+                              "corrupt)")
+
+
+def test_without_mig_minors_the_capability_files_number_everything(tmp_path):
+    r = str(tmp_path)
+    gpu_info(r, "0000:07:00.0", 1)
+    access(r, 1, 1, dev=147)
+    access(r, 1, 1, 0, dev=148)
+    snap = procfs.read_snapshot(r)
+    assert snap.ci_caps == {(1, 1, 0): 148} and snap.cap_table == {147: (1, 1, None), 148: (1, 1, 0)}
+
+
+def test_rooted_paths():
+    assert procfs.rooted("/", "/proc/x") == "/proc/x"
+    assert procfs.rooted("", "/proc/x") == "/proc/x"
+    assert procfs.rooted("/tmp/n/root", "/proc/x") == "/tmp/n/root/proc/x"

@@ -1,0 +1,96 @@
+"""Slurm's config syntax (gres.conf(5), slurm.conf(5)): comments, '\\#', backslash
+continuations, key=value words, quoted values, counts. Expected values written by hand."""
+import pytest
+
+from migsync import slurmsyntax
+from migsync.errors import ConfigError
+from migsync.slurmsyntax import LogicalLine
+
+
+def lines(text):
+    return [(ln.lineno, ln.text) for ln in slurmsyntax.logical_lines(text, "g.conf")]
+
+
+@pytest.mark.parametrize("text,want", [
+    ("Name=gpu File=/dev/nvidia0\n", [(1, "Name=gpu File=/dev/nvidia0")]),
+    ("# only a comment\n\n   \nName=gpu # trailing\n", [(4, "Name=gpu")]),
+    ("Name=gpu Type=a\\#b\n", [(1, "Name=gpu Type=a#b")]),  # \# is a literal '#'
+    ("Name=gpu Type=a\\#b # c\n", [(1, "Name=gpu Type=a#b")]),
+    ("Name=gpu \\\n  File=/dev/nvidia0\n", [(1, "Name=gpu   File=/dev/nvidia0")]),
+    ("Name=gpu\\\nFile=x\nName=b\n", [(1, "Name=gpuFile=x"), (3, "Name=b")]),
+    ("A=1 \\\n\\\nB=2\n", [(1, "A=1 B=2")]),  # an empty continued line joins too
+    ("A=1 \\\\\nB=2\n", [(1, "A=1 \\\\"), (2, "B=2")]),  # an even run of '\' is no continuation
+    ("A=1 \\\\\\\nB=2\n", [(1, "A=1 \\\\B=2")]),  # odd: the last one continues
+    ("A=1 \\ # comment after the backslash\nB=2\n", [(1, "A=1 B=2")]),
+    ("A=1 \\", [(1, "A=1")]),  # a continuation at end of file still yields the line
+    ("\n\nA=1 \\\n  B=2 \\\n  C=3\nD=4", [(3, "A=1   B=2   C=3"), (6, "D=4")]),
+    ("A=1\r\nB=2\r\n", [(1, "A=1"), (2, "B=2")]),
+])
+def test_logical_lines(text, want):
+    assert lines(text) == want
+
+
+def tok(text):
+    return slurmsyntax.tokens(LogicalLine("g.conf", 3, text))
+
+
+@pytest.mark.parametrize("text,want", [
+    ("Name=gpu File=/dev/nvidia[0-1]", [("Name", "gpu"), ("File", "/dev/nvidia[0-1]")]),
+    ("A=  B=2", [("A", "B=2")]),  # slurmd: after 'key=' and blanks, the next word is the value
+    ("A=x=y", [("A", "x=y")]),
+    ('Name=gpu Type="a b" File=/dev/nvidia0', [("Name", "gpu"), ("Type", "a b"),
+                                              ("File", "/dev/nvidia0")]),
+    ('Type="" Name=gpu', [("Type", ""), ("Name", "gpu")]),
+    ('  Type="x"   Name=gpu  ', [("Type", "x"), ("Name", "gpu")]),
+    ('Type=a"b', [("Type", 'a"b')]),  # a quote inside a value is kept
+])
+def test_tokens(text, want):
+    assert tok(text) == want
+
+
+@pytest.mark.parametrize("text,message", [
+    ("Name=gpu junk", "g.conf:3: expected key=value, got 'junk' (slurmd: Parse error) (in 'junk')"),
+    ("=gpu", "g.conf:3: '=' without a key (in '=gpu')"),
+    ('Type="x" junk', "g.conf:3: expected key=value, got 'junk' (slurmd: Parse error) (in 'junk')"),
+    ('Type="x" =y', "g.conf:3: '=' without a key (in '=y')"),
+    ('Name=gpu Type="a b', "g.conf:3: unterminated quote (in 'Type=\"a b')"),
+    ('Type="x" Name', "g.conf:3: expected key=value, got 'Name' (slurmd: Parse error) (in 'Name')"),
+])
+def test_token_refusals(text, message):
+    with pytest.raises(ConfigError) as exc:
+        tok(text)
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize("value,want", [("0", 0), ("7", 7), (" 7 ", 7), ("2k", 2048),
+                                        ("2K", 2048), ("1m", 1 << 20), ("1G", 1 << 30),
+                                        ("1t", 1 << 40), ("1P", 1 << 50)])
+def test_counts(value, want):
+    assert slurmsyntax.parse_count(value, LogicalLine("g.conf", 4, ""), "Count") == want
+
+
+@pytest.mark.parametrize("value", ["", "k", "-1", "1.5", "2x", "1kb", "two"])
+def test_count_refusals_name_key_value_and_line(value):
+    with pytest.raises(ConfigError) as exc:
+        slurmsyntax.parse_count(value, LogicalLine("g.conf", 4, ""), "Count")
+    assert str(exc.value) == f"g.conf:4: Count= needs a whole number, got {value!r} (in 'Count={value}')"
+
+
+def test_read_text_failures_are_one_line_and_name_the_file(tmp_path):
+    cases = {"bom": b"\xef\xbb\xbfName=gpu\n", "nul": b"Name=gpu\nA=1\x00\n",
+             "latin": b"Name=gpu\nType=caf\xe9\n"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    assert slurmsyntax.read_text(str(tmp_path / "bom")) == "Name=gpu\n"
+    with pytest.raises(ConfigError) as exc:
+        slurmsyntax.read_text(str(tmp_path / "nul"))
+    assert str(exc.value) == f"{tmp_path / 'nul'}:2: binary data (NUL byte) in a text config file"
+    with pytest.raises(ConfigError) as exc:
+        slurmsyntax.read_text(str(tmp_path / "latin"))
+    assert str(exc.value) == f"{tmp_path / 'latin'}:2: not valid UTF-8 text"
+    with pytest.raises(ConfigError) as exc:
+        slurmsyntax.read_text(str(tmp_path / "absent"))
+    assert str(exc.value) == f"{tmp_path / 'absent'}: file not found"
+    with pytest.raises(ConfigError) as exc:
+        slurmsyntax.read_text(str(tmp_path))
+    assert str(exc.value) == f"{tmp_path}: is a directory, not a file"

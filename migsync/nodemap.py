@@ -171,7 +171,7 @@ def write(outcome, st, log) -> Optional[str]:
     """The health check's one call: write the map for ``outcome`` atomically, world-readable.
     A map we cannot write costs jobs their UUIDs, never the node: logged, not raised."""
     from .errors import ConfigError
-    from .fsutil import atomic_write
+    from .fsutil import atomic_write, state_dir
 
     path = map_path(st.cache_file)
     root = os.path.abspath(st.root or "/")  # tasks run in the job's directory
@@ -179,6 +179,9 @@ def write(outcome, st, log) -> Optional[str]:
     try:
         text = render(outcome.node, outcome.inventory.backend, conf_files(outcome), root,
                       layout_listing(root), items)
+        # the root-owned state directory (the safety helper's checks: not a symlink, not
+        # writable by others; the default /run/migsync is created 0755 so tasks can read)
+        state_dir(os.path.dirname(path))
         atomic_write(path, text, 0o644)
     except (ValueError, ConfigError) as exc:
         log.error(f"node map not written: {exc}")

@@ -441,8 +441,14 @@ def test_job_user_gets_the_uuid_and_never_root_only_files(task_cluster):
     """The TaskProlog runs as the job's user: the map and what it checks are readable."""
     tc = task_cluster(SEED_FILE)
     tc.healthcheck()
-    j = tc.sbatch("--uid=nobody", "--gid=nogroup", "--gres=gpu:1g.10gb:1", script=PRINT)
-    f = fields(tc.output(j)[0])
+    r = tc.run(["sbatch", "--parsable", "-o", os.path.join(tc.out, "%j.out"), "--chdir", tc.out,
+                "--uid=65534", "--gid=65534", "--gres=gpu:1g.10gb:1", "--wrap", PRINT],
+               capture_output=True, text=True, timeout=30)
+    if r.returncode != 0 and "--uid" in r.stderr:
+        # measured: 26.05's sbatch (sid chroot) says "Invalid --uid specification"
+        pytest.skip(f"this sbatch cannot submit as another user: {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr
+    f = fields(tc.output(r.stdout.strip().split(";")[0])[0])
     assert f["user"] == "nobody"
     assert f["cvd"] == expected(SEED_FILE, [int(f["jobgpus"])])
 

@@ -150,3 +150,38 @@ def test_rooted_paths():
     assert procfs.rooted("/", "/proc/x") == "/proc/x"
     assert procfs.rooted("", "/proc/x") == "/proc/x"
     assert procfs.rooted("/tmp/n/root", "/proc/x") == "/tmp/n/root/proc/x"
+
+
+def test_whole_table_refusal_after_a_blank_line_and_cut_at_60_characters():
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.parse_mig_minors("config 1\n\ngpu0/gi1/access x\n", "mm")
+    assert str(exc.value) == "mm:3: unexpected entry (in 'gpu0/gi1/access x')"
+    long = "gpu0/gi1/access " + "9" * 70 + "x"
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.parse_mig_minors(f"config 1\n{long}\n", "mm")
+    assert str(exc.value) == f"mm:2: unexpected entry (in {long[:60]!r})"
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.parse_mig_minors("config 1\n" + "x" * 70 + " 1 2\ngpu0/gi1/access 12\n", "mm")
+    assert str(exc.value) == f"mm:2: expected '<name> <minor>' (in {('x' * 70 + ' 1 2')[:60]!r})"
+
+
+def test_a_ci_without_any_number_is_named_with_its_ci(tmp_path):
+    r = str(tmp_path)
+    gpu_info(r, "0000:07:00.0", 1)
+    mig_minors(r, [("gpu1/gi1/access", 147)])
+    access(r, 1, 1, dev=147)
+    access(r, 1, 1, 0)  # no DeviceFileMinor, and mig-minors lacks gpu1/gi1/ci0
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_snapshot(r)
+    assert "no entry for gpu1/gi1/ci0, and " in str(exc.value)
+
+
+def test_an_unlistable_capability_directory_is_a_discovery_error(tmp_path):
+    r = str(tmp_path)
+    gpu_info(r, "0000:07:00.0", 1)
+    mig = tmp_path / "proc/driver/nvidia/capabilities/gpu1/mig"
+    mig.parent.mkdir(parents=True)
+    os.symlink(mig, mig)  # a symlink loop: listing it fails with ELOOP
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_snapshot(r)
+    assert str(exc.value) == f"{mig}: cannot list: Too many levels of symbolic links"

@@ -185,3 +185,37 @@ def test_an_unlistable_capability_directory_is_a_discovery_error(tmp_path):
     with pytest.raises(DiscoveryError) as exc:
         procfs.read_snapshot(r)
     assert str(exc.value) == f"{mig}: cannot list: Too many levels of symbolic links"
+
+
+def test_information_files_that_are_odd(tmp_path):
+    r = str(tmp_path)
+    base = tmp_path / "proc/driver/nvidia/gpus"
+    (base / "0000:07:00.0").mkdir(parents=True)
+    # not UTF-8 (a vendor string), and the bus id comes from the file, not the directory name
+    (base / "0000:07:00.0" / "information").write_bytes(
+        b"Model: \t\t NVIDIA \xff A100\nBus Location: \t 0000:07:00.0\nDevice Minor: \t 1\n")
+    (base / "odd-name").mkdir()
+    (base / "odd-name" / "information").write_text("Bus Location: \t 0000:0F:00.0\nDevice Minor: \t 3\n")
+    gpus = procfs.read_gpus(r)
+    assert gpus[1].model == "NVIDIA \ufffd A100" and gpus[3].bus_id == "0000:0f:00.0"
+    assert gpus[3].model is None and gpus[3].uuid is None
+    (base / "0000:47:00.0").mkdir()
+    (base / "0000:47:00.0" / "information").write_text("Model: x\n")  # no Device Minor line
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_gpus(r)
+    assert str(exc.value) == f"{base}/0000:47:00.0/information: no 'Device Minor' line"
+    (base / "0000:47:00.0" / "information").unlink()
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_gpus(r)
+    assert str(exc.value) == f"{base}/0000:47:00.0/information: not found"
+    (base / "0000:47:00.0" / "information").mkdir()
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_gpus(r)
+    assert str(exc.value) == f"{base}/0000:47:00.0/information: cannot read: Is a directory"
+
+
+def test_a_gpus_path_that_is_not_a_directory(tmp_path):
+    write(str(tmp_path), "/proc/driver/nvidia/gpus", "not a directory")
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_gpus(str(tmp_path))
+    assert str(exc.value) == f"{tmp_path}/proc/driver/nvidia/gpus: cannot list: Not a directory"

@@ -219,3 +219,21 @@ def test_a_gpus_path_that_is_not_a_directory(tmp_path):
     with pytest.raises(DiscoveryError) as exc:
         procfs.read_gpus(str(tmp_path))
     assert str(exc.value) == f"{tmp_path}/proc/driver/nvidia/gpus: cannot list: Not a directory"
+
+
+def test_snapshot_gpu_filter_capability_only_gpus_and_a_truncated_table(tmp_path):
+    r = str(tmp_path)
+    gpu_info(r, "0000:07:00.0", 1)
+    mig_minors(r, [("gpu1/gi1/access", 147), ("gpu1/gi1/ci0/access", 148),
+                   ("gpu5/gi1/access", 687), ("gpu5/gi1/ci0/access", 688)])
+    access(r, 1, 1)
+    access(r, 1, 1, 0)
+    access(r, 5, 1)  # a GPU the driver lists only under capabilities
+    access(r, 5, 1, 0)
+    assert procfs.read_snapshot(r).ci_caps == {(1, 1, 0): 148, (5, 1, 0): 688}
+    assert procfs.read_snapshot(r, gpu_minors={5}).ci_caps == {(5, 1, 0): 688}
+    mig_minors(r, [("gpu7/gi1/access", 948)])  # nothing for the GPUs that exist
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_snapshot(r)
+    assert str(exc.value) == (f"{r}/proc/driver/nvidia-caps/mig-minors: empty or truncated "
+                              "(no entries for gpu 1, 5)")

@@ -137,3 +137,9 @@ def test_a_bad_gres_names_the_file_and_line_it_came_from(tmp_path):
         conf.node_gres("n1")
     assert str(exc.value) == (f"{tmp_path}/slurm.conf:2: Gres entry 'gpu:a100' has no count after "
                               "its last ':' (in 'gpu:a100')")
+
+
+def test_a_syntax_error_names_the_slurm_conf_and_line():
+    with pytest.raises(ConfigError) as exc:
+        slurmconf.parse("ClusterName=c\nNodeName=n1 junk\n", "/etc/slurm/slurm.conf")
+    assert str(exc.value).startswith("/etc/slurm/slurm.conf:2: expected key=value, got 'junk'")

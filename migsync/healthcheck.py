@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 from . import act, locate, runner, state
 from .errors import (EXIT_BUSY, EXIT_CONFIG, EXIT_DISCOVERY, EXIT_MISMATCH, EXIT_OK, EXIT_SLURM,
@@ -19,24 +20,31 @@ from .logsink import Log
 from .model import Finding
 from .procfs import rooted
 from .settings import Settings
+from .record import Record
 
 STATUS_EXIT = {"ok": EXIT_OK, "mismatch": EXIT_MISMATCH, "config_error": EXIT_CONFIG,
                "discovery_failed": EXIT_DISCOVERY, "slurm_error": EXIT_SLURM, "busy": EXIT_BUSY}
 
 
-@dataclass
-class RunReport:
-    node: str
-    status: str = "ok"
-    findings: List[Finding] = field(default_factory=list)
-    error: str = ""
-    decision: Optional[act.Decision] = None
-    outcome: Any = None
-    cached: bool = False
-    slurm_backend: str = ""
-    files: Optional[locate.ConfFiles] = None
-    check_ok: Optional[bool] = None  # the verdict, whatever happened to the drain
-    check_status: str = ""  # status before acting: ok, mismatch, config_error, ...
+class RunReport(Record):
+    __slots__ = ("node", "status", "findings", "error", "decision", "outcome", "cached", "slurm_backend", "files", "check_ok", "check_status")
+
+    def __init__(self, node: str, status: str = "ok", findings: List[Finding] = None,
+                 error: str = "", decision: Optional[act.Decision] = None, outcome: Any = None,
+                 cached: bool = False, slurm_backend: str = "",
+                 files: Optional[locate.ConfFiles] = None, check_ok: Optional[bool] = None,
+                 check_status: str = "") -> None:
+        self.node = node
+        self.status = status
+        self.findings = [] if findings is None else findings
+        self.error = error
+        self.decision = decision
+        self.outcome = outcome
+        self.cached = cached
+        self.slurm_backend = slurm_backend
+        self.files = files
+        self.check_ok = check_ok  # the verdict, whatever happened to the drain
+        self.check_status = check_status  # status before acting: ok, mismatch, config_error, ...
 
     @property
     def exit_code(self) -> int:

@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Iterable, Iterator, List, Sequence, Tuple, Union
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Iterable, Iterator, List, Sequence, Tuple, Union
+
+    # A range is (low, high, width); width 0 means unpadded.
+    Range = Tuple[int, int, int]
+    Segment = Union[str, Tuple[Range, ...]]  # literal text, or a bracket group
+    Pattern = Tuple[Segment, ...]
+
+    # A range is (low, high, width); width 0 means unpadded.
+    Range = Tuple[int, int, int]
+    Segment = Union[str, Tuple[Range, ...]]  # literal text, or a bracket group
+    Pattern = Tuple[Segment, ...]
 
 from .errors import HostlistError
 
@@ -19,10 +31,6 @@ MAX_EXPAND = 1 << 20  # refuse to materialise more names than this
 # GPUs, and mig-minors holds 4,322 capability numbers in all. Far below Slurm's per-range cap.
 MAX_DEVICE_NAMES = 8192
 
-# A range is (low, high, width); width 0 means unpadded.
-Range = Tuple[int, int, int]
-Segment = Union[str, Tuple[Range, ...]]  # literal text, or a bracket group
-Pattern = Tuple[Segment, ...]
 
 
 def _split_top(expr: str) -> List[str]:

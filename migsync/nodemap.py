@@ -15,31 +15,37 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Tuple
 
 from .taskprolog import DEFAULT_MAP, FORMAT, layout_listing
+from .record import Record
 
 # What a value may hold: the map is sourced by sh, so nothing that quoting could not hold
 # literally in single quotes, and no glob or space where the hook splits on spaces.
 _SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/:,+=@%-")
 
 
-@dataclass
-class Unit:
+class Unit(Record):
     """One GRES device as slurmd numbers it: its files, its Type, its gres.conf line."""
 
-    files: Tuple[str, ...]
-    type: Optional[str]
-    source: str  # 'gres.conf:3'
+    __slots__ = ("files", "type", "source")
+
+    def __init__(self, files: Tuple[str, ...], type: Optional[str], source: str) -> None:
+        self.files = files
+        self.type = type
+        self.source = source
 
 
-@dataclass
-class Entry:
-    index: int
-    unit: Unit
-    device: str  # 'gpu2/gi7/ci0', 'gpu0', or '' when the files name nothing live
-    uuid: str  # '' when unknown (nvidia-smi backend for MIG, a stale cap, MIG on a whole GPU)
+class Entry(Record):
+    __slots__ = ("index", "unit", "device", "uuid")
+
+    def __init__(self, index: int, unit: Unit, device: str, uuid: str) -> None:
+        self.index = index
+        self.unit = unit
+        self.device = device
+        self.uuid = uuid
 
 
 def units(records: Sequence) -> List[Unit]:
@@ -165,7 +171,7 @@ def write(outcome, st, log) -> Optional[str]:
     """The health check's one call: write the map for ``outcome`` atomically, world-readable.
     A map we cannot write costs jobs their UUIDs, never the node: logged, not raised."""
     from .errors import ConfigError
-    from .fsutil import atomic_write
+    from .fsutil import atomic_write, state_dir
 
     path = map_path(st.cache_file)
     root = os.path.abspath(st.root or "/")  # tasks run in the job's directory
@@ -173,6 +179,9 @@ def write(outcome, st, log) -> Optional[str]:
     try:
         text = render(outcome.node, outcome.inventory.backend, conf_files(outcome), root,
                       layout_listing(root), items)
+        # the root-owned state directory (the safety helper's checks: not a symlink, not
+        # writable by others; the default /run/migsync is created 0755 so tasks can read)
+        state_dir(os.path.dirname(path))
         atomic_write(path, text, 0o644)
     except (ValueError, ConfigError) as exc:
         log.error(f"node map not written: {exc}")

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Dict, Iterable, Optional, Tuple
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, Optional, Tuple
 
 from .errors import DiscoveryError
+from .record import Record
 
 NV_PROC = "/proc/driver/nvidia"
 GPUS_DIR = NV_PROC + "/gpus"
@@ -15,21 +17,29 @@ MIG_MINORS = "/proc/driver/nvidia-caps/mig-minors"
 
 
 
-@dataclass
-class ProcGpu:
-    minor: int
-    bus_id: str  # '0000:ca:00.0'
-    model: Optional[str] = None
-    uuid: Optional[str] = None
+class ProcGpu(Record):
+    __slots__ = ("minor", "bus_id", "model", "uuid")
+
+    def __init__(self, minor: int, bus_id: str, model: Optional[str] = None,
+                 uuid: Optional[str] = None) -> None:
+        self.minor = minor
+        self.bus_id = bus_id
+        self.model = model
+        self.uuid = uuid
 
 
-@dataclass
-class ProcSnapshot:
-    gpus: Dict[int, ProcGpu] = field(default_factory=dict)
-    # cap minor -> (gpu minor, gi, ci or None) for every entry of mig-minors
-    cap_table: Dict[int, Tuple[int, int, Optional[int]]] = field(default_factory=dict)
-    gi_caps: Dict[Tuple[int, int], int] = field(default_factory=dict)  # live GIs
-    ci_caps: Dict[Tuple[int, int, int], int] = field(default_factory=dict)  # live CIs
+class ProcSnapshot(Record):
+    __slots__ = ("gpus", "cap_table", "gi_caps", "ci_caps")
+
+    def __init__(self, gpus: Dict[int, ProcGpu] = None,
+                 cap_table: Dict[int, Tuple[int, int, Optional[int]]] = None,
+                 gi_caps: Dict[Tuple[int, int], int] = None,
+                 ci_caps: Dict[Tuple[int, int, int], int] = None) -> None:
+        self.gpus = {} if gpus is None else gpus
+        # cap minor -> (gpu minor, gi, ci or None) for every entry of mig-minors
+        self.cap_table = {} if cap_table is None else cap_table
+        self.gi_caps = {} if gi_caps is None else gi_caps  # live GIs
+        self.ci_caps = {} if ci_caps is None else ci_caps  # live CIs
 
 
 def rooted(root: str, path: str) -> str:

@@ -3,49 +3,61 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Dict, List
 
 from .errors import ConfigError
 from .locate import builtin
+from .record import Record
 
 DEFAULT_CONFIG = "/etc/migsync/migsync.toml"
 
 
-@dataclass
-class Settings:
-    # discovery
-    backend: str = "auto"  # auto | nvml | nvidia-smi
-    nvidia_smi: str = ""  # path; empty: PATH, then the usual places
-    root: str = "/"  # read /proc and /dev under this directory
-    command_timeout: float = 10.0  # seconds for one nvidia-smi / scontrol call
-    deadline: float = 45.0  # seconds for a whole run (slurmd kills a health check at 60)
-    # configuration files
-    gres_conf: str = ""
-    slurm_conf: str = ""
-    node: str = ""
-    slurm_version: str = ""  # read gres.conf with this release's rules; empty: detect slurmd's
-    # check and emit
-    ignore: List[str] = field(default_factory=list)  # finding ids to ignore
-    style: str = "auto"  # auto (what the current gres.conf uses) | multiple-files | file
-    # acting on the node
-    reason_prefix: str = "migsync:"
-    drain: bool = True  # healthcheck drains on a mismatch
-    resume: bool = True  # resume a node migsync drained once it is consistent
-    drain_on_discovery_failure: bool = True
-    slurm_backend: str = "auto"  # auto | pyslurm | scontrol
-    scontrol: str = ""  # path; empty: PATH, then the usual places
-    prom_file: str = ""
-    lock_file: str = "/run/migsync/lock"  # in the root-only state directory (fsutil.state_dir)
-    lock_wait: float = 10.0
-    cache_file: str = "/run/migsync/state.json"
-    syslog: bool = True
-    prestart_block: bool = False  # pre-start hook: fail (stop slurmd) on missing device files
-    # write prom_file / merge output into a directory others can write (with a warning)
-    allow_shared_dirs: bool = False
+class Settings(Record):
+    __slots__ = ("backend", "nvidia_smi", "root", "command_timeout", "deadline", "gres_conf", "slurm_conf", "node", "slurm_version", "ignore", "style", "reason_prefix", "drain", "resume", "drain_on_discovery_failure", "slurm_backend", "scontrol", "prom_file", "lock_file", "lock_wait", "cache_file", "syslog", "prestart_block", "allow_shared_dirs")
+
+    def __init__(self, backend: str = "auto", nvidia_smi: str = "", root: str = "/",
+                 command_timeout: float = 10.0, deadline: float = 45.0, gres_conf: str = "",
+                 slurm_conf: str = "", node: str = "", slurm_version: str = "",
+                 ignore: List[str] = None, style: str = "auto", reason_prefix: str = "migsync:",
+                 drain: bool = True, resume: bool = True, drain_on_discovery_failure: bool = True,
+                 slurm_backend: str = "auto", scontrol: str = "", prom_file: str = "",
+                 lock_file: str = "/run/migsync/lock", lock_wait: float = 10.0,
+                 cache_file: str = "/run/migsync/state.json", syslog: bool = True,
+                 prestart_block: bool = False, allow_shared_dirs: bool = False) -> None:
+        # discovery
+        self.backend = backend  # auto | nvml | nvidia-smi
+        self.nvidia_smi = nvidia_smi  # path; empty: PATH, then the usual places
+        self.root = root  # read /proc and /dev under this directory
+        self.command_timeout = command_timeout  # seconds for one nvidia-smi / scontrol call
+        self.deadline = deadline  # seconds for a whole run (slurmd kills a health check at 60)
+        # configuration files
+        self.gres_conf = gres_conf
+        self.slurm_conf = slurm_conf
+        self.node = node
+        self.slurm_version = slurm_version
+        # check and emit
+        self.ignore = [] if ignore is None else ignore  # finding ids to ignore
+        self.style = style  # auto (what the current gres.conf uses) | multiple-files | file
+        # acting on the node
+        self.reason_prefix = reason_prefix
+        self.drain = drain  # healthcheck drains on a mismatch
+        self.resume = resume  # resume a node migsync drained once it is consistent
+        self.drain_on_discovery_failure = drain_on_discovery_failure
+        self.slurm_backend = slurm_backend  # auto | pyslurm | scontrol
+        self.scontrol = scontrol  # path; empty: PATH, then the usual places
+        self.prom_file = prom_file
+        self.lock_file = lock_file  # in the root-only state directory (fsutil.state_dir)
+        self.lock_wait = lock_wait
+        self.cache_file = cache_file
+        self.syslog = syslog
+        self.prestart_block = prestart_block  # pre-start hook: fail (stop slurmd) on missing device files
+        # write prom_file / merge output into a directory others can write (with a warning)
+        self.allow_shared_dirs = allow_shared_dirs
 
 
-KEYS = {f.name: f for f in fields(Settings)}
+KEYS = frozenset(Settings.__slots__)
 
 
 def check_trusted_file(path: str, what: str) -> None:

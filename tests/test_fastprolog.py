@@ -216,3 +216,38 @@ def test_install_hooks_installs_this_prolog_and_it_answers_as_slurmd_runs_it(sit
     r = subprocess.run([str(dest / "prolog")], env=site.env, capture_output=True, text=True,
                        cwd=str(logdir), timeout=60)  # no PATH, slurmd's working directory
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+ENTRY_SPY = r"""
+import os, sys
+repo, report = sys.argv[1], sys.argv[2]
+sys.path.insert(0, repo)
+sys.argv = ["migsync"] + sys.argv[3:]
+def dump(code):
+    with open(report, "w") as fh:
+        fh.write(f"{code}\n" + "\n".join(sorted(sys.modules)))
+try:
+    from migsync.entry import main
+    main()
+    dump(0)
+except SystemExit as exc:
+    dump(exc.code or 0)
+    raise
+"""
+
+
+def test_the_taskprolog_imports_none_of_the_expensive_modules(site):
+    """`migsync taskprolog` (the console script's entry) runs per task of every job."""
+    assert healthcheck(site).returncode == 0
+    node_map = site.tmp / "run" / "node-map"
+    assert node_map.exists()
+    report = site.tmp / "modules.txt"
+    env = dict(site.env, MIGSYNC_NODE_MAP=str(node_map), SLURM_JOB_GPUS="0,1")  # batch step; whole GPUs
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", ENTRY_SPY, REPO, str(report),
+                        "taskprolog"], env=env, capture_output=True, text=True, cwd="/",
+                       timeout=60)
+    code, *mods = report.read_text().split("\n")
+    assert r.returncode == 0 and int(code) == 0, r.stderr
+    assert "export CUDA_VISIBLE_DEVICES=" in r.stdout, (r.stdout, r.stderr)
+    assert "migsync.taskprolog" in mods and "migsync.cli" not in mods
+    assert not [m for m in FORBIDDEN if m in mods], sorted(m for m in FORBIDDEN if m in mods)

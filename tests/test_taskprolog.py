@@ -123,10 +123,11 @@ class FakeNode:
                 if not os.path.islink(os.path.join(d, f)):
                     os.chmod(os.path.join(d, f), 0o755 if f == "nvidia-smi" else 0o644)
 
-    def healthcheck(self, backend="nvml"):
+    def healthcheck(self, backend="nvml", cache_dir=None):
         args = ["healthcheck", "--backend", backend, "--root", self.root, "--node", "n1",
                 "--gres-conf", self.gres, "--slurm-conf", self.slurm,
-                "--cache-file", self.state / "state.json", "--lock-file", self.state / "lock",
+                "--cache-file", (cache_dir or self.state) / "state.json",
+                "--lock-file", self.state / "lock",
                 "--no-syslog", "--no-drain", "--no-resume", "--scontrol", "/bin/false"]
         if backend == "nvidia-smi":
             return run_cli(*args, "--nvidia-smi", self.dir / "nvidia-smi")
@@ -202,6 +203,18 @@ def test_a_value_the_map_cannot_carry_is_one_logged_line_and_no_map(tmp_path):
     assert not os.path.exists(f.map)
     assert "node map not written" in r.err and "my gres.conf" in r.err
     assert "Traceback" not in r.err
+
+
+def test_a_state_dir_others_can_write_gets_no_map(tmp_path):
+    """Tasks trust the map (the sh hook sources it): root never writes it where another user
+    could swap it."""
+    f = FakeNode(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o777)
+    r = f.healthcheck(cache_dir=shared)
+    assert not os.path.exists(shared / "node-map")
+    assert "node map not written" in r.err and "writable by group or other" in r.err
 
 
 def test_procfs_the_job_user_cannot_list_is_a_warning(tmp_path):
@@ -416,3 +429,11 @@ def test_per_task_binding_under_constraindevices_follows_the_device_cgroup(fake,
     r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
                         *argv], env=env, capture_output=True, text=True, timeout=30, cwd="/")
     assert r.returncode == 0 and r.stdout == "" and "not accessible" in r.stderr
+
+
+def test_the_bench_runs():
+    """bench/taskprolog.py works (a smoke run: its figures are not judged here)."""
+    r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "taskprolog.py"), "--runs", "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode in (0, 1), r.stderr  # 1: a ratio over its target on this run
+    assert "hooks/taskprolog, 1 slice" in r.stdout and "Traceback" not in r.stderr

@@ -341,6 +341,15 @@ def bench(tmp, runs, args):
            (c_big.median - c_check.median) * 1000, 150.0, " ms",
            detail=f"{c_big.ms} vs {c_check.ms}")
 
+    # Where the time goes, for the Python commands: import time (self, by module) per run,
+    # medians over a few runs under -X importtime (which itself adds a little).
+    say("")
+    profile("Prolog cache hit", [vpy, *interp_flags_of(prolog_hook), "-X", "importtime",
+                                 prolog_hook], env_hook, base_hook)
+    profile("Prolog cache miss", [vpy, *interp_flags_of(prolog_hook), "-X", "importtime",
+                                  prolog_hook], env_miss, base_hook, prepare=change_config)
+    profile("full check", [vpy, "-X", "importtime", migsync, *check[1:]], ENV_USER, base_console)
+    say("")
     taskprolog_bench(src, venv, tmp, runs)
     hostlist_bench(vpy)
     merge_bench(tmp, migsync, smi, root, 1 if args.quick else 3)
@@ -351,6 +360,39 @@ def bench(tmp, runs, args):
 
 
 HOOK_ENV = {}  # what a hook needs beyond Slurm's environment to find the install (see below)
+
+
+def interp_flags_of(path):
+    interp, flags = shebang(path)
+    return flags if interp and os.path.basename(interp).startswith("python") else []
+
+
+def profile(name, argv, env, base, prepare=None, runs=7):
+    """Import time by module (self), the rest is start-up, I/O, spawns and migsync's work."""
+    walls, per_run = [], []
+    for _ in range(runs):
+        if prepare:
+            prepare()
+        t = time.perf_counter()
+        r = subprocess.run(argv, env=env, cwd="/", capture_output=True, text=True)
+        walls.append(time.perf_counter() - t)
+        mods = {}
+        for ln in r.stderr.splitlines():
+            if ln.startswith("import time:") and "|" in ln and "self [us]" not in ln:
+                head, _cum, mod = ln.split("|", 2)
+                mods[mod.strip()] = int(head.split(":")[-1])
+        per_run.append(mods)
+    names = set().union(*per_run)
+    med = {m: statistics.median(run.get(m, 0) for run in per_run) / 1000 for m in names}
+    total = sum(med.values())
+    own = sum(v for m, v in med.items() if m.startswith("migsync"))
+    top = sorted(((v, m) for m, v in med.items() if not m.startswith("migsync")), reverse=True)
+    wall = statistics.median(walls) * 1000
+    say(f"PROFILE  {name}: {wall:.1f} ms under -X importtime vs {base.name} {base.ms}; "
+        f"imports {total:.1f} ms ({len(names)} modules; migsync's own {own:.1f} ms), "
+        f"the rest {wall - total:.1f} ms (interpreter start, I/O, spawns, the work itself)")
+    say("         heaviest other modules (self ms): "
+        + ", ".join(f"{m} {v:.1f}" for v, m in top[:10]))
 
 
 def hook_kind(path):

@@ -1,11 +1,12 @@
 """What to do to the node: drain, resume, or leave it. Pure: NHC's etiquette as a function."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional, Sequence
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence
 
 from .model import FINDING_IDS, Finding
-from typing import TYPE_CHECKING
+from .record import Record
 
 if TYPE_CHECKING:  # pragma: no cover
     from .slurmctl import NodeStatus
@@ -13,18 +14,21 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_REASON = 200
 
 
-@dataclass
-class Decision:
-    action: str  # 'drain', 'resume' or 'none'
-    reason: str = ""  # the drain reason to set
-    why: str = ""  # one line for the log
+class Decision(Record):
+    __slots__ = ("action", "reason", "why")
+
+    def __init__(self, action: str, reason: str = "", why: str = "") -> None:
+        self.action = action
+        self.reason = reason  # the drain reason to set
+        self.why = why  # one line for the log
 
 
 def _clean(text: str) -> str:
-    """One line, and no double quotes: scontrol strips them (measured: a reason ending in
-    '"q"' is stored as '"q'), and a reason that does not read back the same would be
-    rewritten on every run."""
-    return " ".join(text.replace('"', "'").split())
+    """One line of printable ASCII without double quotes (sanitize.reason_text): the
+    reason is shown to every user by `sinfo -R`, and must read back exactly as written."""
+    from .sanitize import reason_text
+
+    return reason_text(text, MAX_REASON)
 
 
 def reason_for_findings(prefix: str, findings: Sequence[Finding]) -> str:
@@ -33,11 +37,11 @@ def reason_for_findings(prefix: str, findings: Sequence[Finding]) -> str:
     first = min(findings, key=lambda f: rank.get(f.id, len(rank)))
     more = f" +{len(findings) - 1}" if len(findings) > 1 else ""
     text = f"{prefix} {first.short}{more} [{first.id}] {first.message}"
-    return _clean(text)[:MAX_REASON]
+    return _clean(text)
 
 
 def reason_for_discovery(prefix: str, message: str) -> str:
-    return _clean(f"{prefix} no GPU info [discovery] {message}")[:MAX_REASON]
+    return _clean(f"{prefix} no GPU info [discovery] {message}")
 
 
 def is_ours(status: "NodeStatus", prefix: str) -> bool:

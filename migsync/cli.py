@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import __version__
-from .errors import (EXIT_CONFIG, EXIT_INTERNAL, EXIT_MISMATCH, EXIT_OK, MigsyncError,
-                     Terminated)
+from .errors import (EXIT_CONFIG, EXIT_INTERNAL, EXIT_MISMATCH, EXIT_OK, EXIT_OUTPUT,
+                     MigsyncError, OutputError, Terminated)
 from .settings import Settings
 
 TYPE_CHECKING = False
@@ -23,6 +25,7 @@ exit codes:
   4    another migsync run holds the lock (healthcheck, prolog)
   5    Slurm could not be queried or updated (scontrol failed or timed out)
   70   internal error: a migsync bug, reported in one line and never acted on
+  74   output could not be written (stdout closed, broken pipe, disk full)
   143  terminated by SIGTERM (child commands killed, nothing half-written)
 The prolog command exits 0 for everything but a mismatch: migsync's own trouble never
 blocks a job.
@@ -103,7 +106,8 @@ FLAGS: Dict[str, Any] = {
     "prom-file": ("acting on the node (drain/resume)", ("--prom-file",), dict(
         metavar="PATH", help="write node_exporter textfile metrics here, atomically")),
     "lock-file": ("acting on the node (drain/resume)", ("--lock-file",), dict(
-        metavar="PATH", help="serialises runs (default /run/migsync.lock)")),
+        metavar="PATH", help="serialises runs (default /run/migsync/lock; its directory "
+                             "must exist and be root's alone)")),
     "lock-wait": ("acting on the node (drain/resume)", ("--lock-wait",), dict(
         type=float, metavar="SEC", help="how long to wait for another run (default 10)")),
     "cache-file": ("acting on the node (drain/resume)", ("--cache-file",), dict(
@@ -177,7 +181,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
             "a gres.conf. Works without a gres.conf, or with a broken one: then the Type names "
             "are the defaults. Type names the current gres.conf uses are kept where they "
             "still fit.")
-    _flags(p, *WHERE, *DISCOVERY, "json", "style")
+    _flags(p, *WHERE, *DISCOVERY, "deadline", "json", "style")
     p.add_argument("--write", metavar="PATH",
                    help="write the gres.conf to PATH atomically (the previous file is kept as "
                         "a backup) and print the slurm.conf lines; refuses text that does not "
@@ -189,7 +193,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     p = add("discover", "show the node's GPUs and MIG devices",
             "Show GPUs (keyed on device minor, not the nvidia-smi index) and MIG devices with "
             "their capability devices.")
-    _flags(p, "config", "root", *DISCOVERY, "json")
+    _flags(p, "config", "root", *DISCOVERY, "deadline", "json")
 
     p = add("demo", "run discover, check and emit on a bundled sample node",
             "Run the whole job on the sample node shipped with migsync: a 4-GPU node that lost "
@@ -275,7 +279,7 @@ def _add_node_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
             "name, GPUs, MIG devices with caps and types (types kept from the node's gres.conf "
             "where they fit), `slurmd -C` hardware, and the migsync version. Collect with clush, "
             "pdsh or srun and feed the output to `migsync merge` on the controller.")
-    _flags(p, *WHERE, *DISCOVERY, "ignore")
+    _flags(p, *WHERE, *DISCOVERY, "deadline", "ignore")
     p.add_argument("--pretty", action="store_true", help="indented JSON (merge reads both)")
     p.add_argument("--no-hardware", action="store_true", help="do not run `slurmd -C`")
 
@@ -331,6 +335,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         values["ignore"] = list(st.ignore) + list(args.ignore)
     if values:
         settings_mod.apply(st, values, "command line")
+    from . import runner
+
+    runner.set_deadline(runner.Deadline(st.deadline))  # every command honours --deadline
     return st
 
 
@@ -575,34 +582,78 @@ COMMANDS: Dict[str, Callable[..., int]] = {
 def _run(args: argparse.Namespace, nvml_module: Any, pyslurm_module: Any) -> int:
     """Run the command; every error becomes its exit code here, in one line on stderr (and,
     with --json, a JSON object on stdout)."""
+    from .sanitize import clean
+
     wants_json = bool(getattr(args, "json", False))
     try:
-        return COMMANDS[args.command](args, nvml_module, pyslurm_module)
+        code = COMMANDS[args.command](args, nvml_module, pyslurm_module)
+        sys.stdout.flush()  # a full disk or a closed pipe shows here: exit 74, not 0
+        return code
     except MigsyncError as exc:
-        sys.stderr.write(f"migsync: {exc}\n")
+        _say(f"migsync: {clean(str(exc))}\n")
         code, err = exc.exit_code, exc
     except KeyboardInterrupt:
-        sys.stderr.write("migsync: interrupted\n")
+        _say("migsync: interrupted\n")
         return 130
     except Terminated:
-        sys.stderr.write("migsync: terminated (SIGTERM); nothing was left half-written\n")
+        _say("migsync: terminated (SIGTERM); nothing was left half-written\n")
         code, err = 143, MigsyncError("terminated (SIGTERM)")
-    except BrokenPipeError:
-        return EXIT_OK
     except Exception as exc:  # a bug: say so in one line, never act on it
         if os.environ.get("MIGSYNC_DEBUG"):
             raise
-        sys.stderr.write(f"migsync: internal error: {type(exc).__name__}: {exc} "
-                         "(set MIGSYNC_DEBUG=1 for a traceback; please report it)\n")
+        _say(f"migsync: internal error: {type(exc).__name__}: {clean(str(exc), 300)} "
+             "(set MIGSYNC_DEBUG=1 for a traceback; please report it)\n")
         code, err = EXIT_INTERNAL, MigsyncError(f"internal error: {type(exc).__name__}: {exc}")
-    if wants_json:
+    if wants_json and not isinstance(err, OutputError):
         from . import jsondoc
 
         try:
             _print_json(jsondoc.error(args.command, err, code, getattr(args, "node", None)))
-        except BrokenPipeError:
+            sys.stdout.flush()
+        except OutputError:
             pass
     return code
+
+
+class _Stdout:
+    """stdout whose write errors are typed: a closed stdout, a broken pipe or a full disk
+    becomes one line and exit 74, never exit 0 or an "Exception ignored" trace."""
+
+    def __init__(self, stream: Any):
+        self.stream = stream
+
+    def _fail(self, exc: Optional[OSError]) -> None:
+        why = "it is closed" if exc is None else (exc.strerror or str(exc))
+        raise OutputError(f"cannot write to stdout: {why}") from None
+
+    def write(self, text: str) -> int:
+        if self.stream is None:
+            self._fail(None)
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError) as exc:
+            self._fail(exc if isinstance(exc, OSError) else None)
+        return 0
+
+    def flush(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.flush()
+        except (OSError, ValueError) as exc:
+            self._fail(exc if isinstance(exc, OSError) else None)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _say(text: str) -> None:
+    """One line on stderr; a closed or full stderr cannot turn an error into a traceback."""
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _prolog_exit(code: int) -> int:
@@ -645,8 +696,17 @@ def main(argv: Optional[List[str]] = None, nvml_module: Any = None,
 
 
 def dispatch(args: Any, nvml_module: Any = None, pyslurm_module: Any = None) -> int:
-    """Run parsed (or, for a bare Prolog, defaulted) arguments; a Prolog's exit rules."""
-    code = _run(args, nvml_module, pyslurm_module)
+    """Run parsed (or, for a bare Prolog, defaulted) arguments; a Prolog's exit rules.
+    stdout write errors are typed here (exit 74), and the run deadline ends with the run."""
+    from . import runner
+
+    saved = sys.stdout
+    sys.stdout = _Stdout(saved)
+    try:
+        code = _run(args, nvml_module, pyslurm_module)
+    finally:
+        sys.stdout = saved
+        runner.set_deadline(None)
     return _prolog_exit(code) if args.command == "prolog" else code
 
 
@@ -668,15 +728,17 @@ def main_exit() -> None:
     install_sigterm()
     code = main()
     # Flush, then leave without the interpreter's teardown (module cleanup, GC: ~4-8 ms per
-    # run). Everything migsync writes is closed or atomically renamed by now.
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
-    except OSError:
-        code = code or EXIT_INTERNAL
+    # run). Everything migsync writes is closed or atomically renamed by now. A flush that
+    # fails (a closed pipe, a full disk) is an error, in one line, never "Exception ignored".
+    if sys.stdout is not None:
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            if code == EXIT_OK:
+                _say("migsync: cannot write to stdout\n")
+                code = EXIT_OUTPUT
     try:
         sys.stderr.flush()
-    except OSError:
+    except (OSError, ValueError, AttributeError):
         pass
     os._exit(code)

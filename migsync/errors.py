@@ -9,6 +9,7 @@ EXIT_DISCOVERY = 3
 EXIT_BUSY = 4
 EXIT_SLURM = 5
 EXIT_INTERNAL = 70
+EXIT_OUTPUT = 74  # stdout closed, broken or full
 
 
 class MigsyncError(Exception):
@@ -33,9 +34,16 @@ class MigsyncError(Exception):
             where += ": "
         frag = ""
         if self.fragment is not None:
+            # Short: the fragment may come from a root-only file and this line goes to syslog.
             shown = self.fragment if len(self.fragment) <= 80 else self.fragment[:77] + "..."
             frag = f" (in {shown!r})"
         return f"{where}{self.message}{frag}"
+
+
+class OutputError(MigsyncError):
+    """stdout could not be written (closed, a full disk, a broken pipe)."""
+
+    exit_code = EXIT_OUTPUT
 
 
 class ConfigError(MigsyncError):

@@ -95,13 +95,24 @@ def config_path(environ) -> str:
 def cache_file_of(config: str):
     """``cache_file`` from the settings file without a TOML parser; None when the file holds
     anything this cannot read with certainty (then the full CLI decides)."""
-    try:
-        with open(config, "rb") as fh:
-            data = fh.read(1 << 20)
+    try:  # non-blocking: a FIFO named as the settings file must not hang a Prolog
+        fd = os.open(config, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return DEFAULT_CACHE if config == DEFAULT_CONFIG else None
     except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+        # Only a regular file root trusts (root's, not group/other-writable, issue 14);
+        # anything else goes to the full CLI, which says why in one line.
+        if (st.st_mode >> 12) != 8 or (os.geteuid() == 0 and (st.st_uid != 0
+                                                               or st.st_mode & 0o022)):
+            return None
+        data = os.read(fd, 1 << 20)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     try:
         text = data.decode("utf-8")
     except UnicodeError:
@@ -210,8 +221,11 @@ def plain(st, environ) -> bool:
 def read_sidecar(path: str):
     """Its lines, or None unless it is root's own (the caller's uid) regular 0600 file: one
     that anyone else could have written says nothing."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:  # its directory as fsutil.state_dir checks it (issue 14): a real dir, root's alone
+        dst = os.lstat(path.rpartition("/")[0] or "/")
+        if (dst.st_mode >> 12) != 4 or dst.st_uid != os.geteuid() or dst.st_mode & 0o022:
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     try:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 from . import act, locate, runner, state
 from .errors import (EXIT_BUSY, EXIT_CONFIG, EXIT_DISCOVERY, EXIT_MISMATCH, EXIT_OK, EXIT_SLURM,
@@ -19,24 +20,31 @@ from .logsink import Log
 from .model import Finding
 from .procfs import rooted
 from .settings import Settings
+from .record import Record
 
 STATUS_EXIT = {"ok": EXIT_OK, "mismatch": EXIT_MISMATCH, "config_error": EXIT_CONFIG,
                "discovery_failed": EXIT_DISCOVERY, "slurm_error": EXIT_SLURM, "busy": EXIT_BUSY}
 
 
-@dataclass
-class RunReport:
-    node: str
-    status: str = "ok"
-    findings: List[Finding] = field(default_factory=list)
-    error: str = ""
-    decision: Optional[act.Decision] = None
-    outcome: Any = None
-    cached: bool = False
-    slurm_backend: str = ""
-    files: Optional[locate.ConfFiles] = None
-    check_ok: Optional[bool] = None  # the verdict, whatever happened to the drain
-    check_status: str = ""  # status before acting: ok, mismatch, config_error, ...
+class RunReport(Record):
+    __slots__ = ("node", "status", "findings", "error", "decision", "outcome", "cached", "slurm_backend", "files", "check_ok", "check_status")
+
+    def __init__(self, node: str, status: str = "ok", findings: List[Finding] = None,
+                 error: str = "", decision: Optional[act.Decision] = None, outcome: Any = None,
+                 cached: bool = False, slurm_backend: str = "",
+                 files: Optional[locate.ConfFiles] = None, check_ok: Optional[bool] = None,
+                 check_status: str = "") -> None:
+        self.node = node
+        self.status = status
+        self.findings = [] if findings is None else findings
+        self.error = error
+        self.decision = decision
+        self.outcome = outcome
+        self.cached = cached
+        self.slurm_backend = slurm_backend
+        self.files = files
+        self.check_ok = check_ok  # the verdict, whatever happened to the drain
+        self.check_status = check_status  # status before acting: ok, mismatch, config_error, ...
 
     @property
     def exit_code(self) -> int:
@@ -70,6 +78,12 @@ def _act(report: RunReport, st: Settings, log: Log, pyslurm_module: Any) -> None
         log.info(f"{report.node} left as it is: migsync never drains for its own errors "
                  f"({report.status})")
         return
+    if report.status == "discovery_failed" and not st.drain_on_discovery_failure:
+        # Nothing is known about the GPUs: neither a drain nor a resume may follow from it.
+        report.decision = act.Decision("none", why="GPUs could not be read, and "
+                                       "drain_on_discovery_failure = false: left as it is")
+        log.info(f"{report.node}: {report.decision.why}")
+        return
     try:
         slurm_conf = report.files.slurm_conf if report.files else None
         backend = slurmctl.select(st.slurm_backend, report.node, st.scontrol or None,
@@ -102,24 +116,27 @@ def _conf_paths(report: RunReport):
 
 
 def _full_check(report: RunReport, st: Settings, nvml_module: Any, log: Log) -> None:
-    from . import fastprolog, nodecheck, nodemap
+    from . import bounded, fastprolog, nodecheck, nodemap
 
     before = fastprolog.inputs(st.root)  # read before the check: a change during it is seen
     try:
-        outcome = nodecheck.run(st, nvml_module, files=report.files)
+        with bounded.session() as budget:  # collects every config file read, Includes too
+            outcome = nodecheck.run(st, nvml_module, files=report.files)
     except BaseException:
         fastprolog.save(st, before, False, ())  # no clean verdict: the Prolog hit must not answer
         raise
-    fastprolog.save(st, before, outcome.result.ok, _conf_paths(report))
+    read = sorted(set(budget.paths) | {p for p in _conf_paths(report) if p})
+    fastprolog.save(st, before, outcome.result.ok, read)
     report.outcome = outcome
     nodemap.write(outcome, st, log)  # GRES index -> UUID for hooks/taskprolog (issue 10)
     report.findings = outcome.result.findings
     report.status = "ok" if outcome.result.ok else "mismatch"
     if st.cache_file:
-        fp = state.fingerprint(st.root, [outcome.files.gres_conf, outcome.files.slurm_conf],
-                               _settings_key(st))
+        read = set(budget.paths) | {p for p in (outcome.files.gres_conf,
+                                                outcome.files.slurm_conf) if p}
+        fp = state.fingerprint(st.root, sorted(read), _settings_key(st))
         try:
-            state.save(st.cache_file, report.node, fp, outcome)
+            state.save(st.cache_file, report.node, fp, outcome, read)
         except ConfigError:
             pass  # a cache we cannot write only costs the Prolog its fast path
 
@@ -132,12 +149,13 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
     before = fastprolog.inputs(st.root)
     cached = state.load(st.cache_file) if st.cache_file else None
     if cached and cached.get("node") == report.node:
-        fp = state.fingerprint(st.root, [files.gres_conf, files.slurm_conf], _settings_key(st))
+        read = set(cached.get("files", [])) | {p for p in (files.gres_conf, files.slurm_conf) if p}
+        fp = state.fingerprint(st.root, sorted(read), _settings_key(st))
         if cached.get("fingerprint") == fp:
             report.cached = True
             report.findings = [Finding(**f) for f in cached.get("findings", [])]
             report.status = "ok" if cached.get("ok") else "mismatch"
-            fastprolog.save(st, before, report.status == "ok", _conf_paths(report))
+            fastprolog.save(st, before, report.status == "ok", sorted(read))
             return
     # The cache cannot answer: the same check as the health check's, on procfs plus what
     # the last full check learned (names, MIG modes, profiles).
@@ -149,45 +167,79 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
         snap = read_snapshot(st.root)
         return merge(state.procfs_view(snap, cached), snap)
 
-    outcome = nodecheck.run(st, files=files, discover_fn=procfs_inventory)
+    from . import bounded
+
+    with bounded.session() as budget:  # every config file read, Includes too
+        outcome = nodecheck.run(st, files=files, discover_fn=procfs_inventory)
     report.findings = outcome.result.findings
     report.status = "ok" if outcome.result.ok else "mismatch"
     # The same inputs give the same verdict: later Prologs may answer from it until they change.
-    fastprolog.save(st, before, outcome.result.ok, _conf_paths(report))
+    fastprolog.save(st, before, outcome.result.ok,
+                    sorted(set(budget.paths) | {p for p in _conf_paths(report) if p}))
+
+
+def _check(report: RunReport, st: Settings, mode: str, log: Log, nvml_module: Any) -> None:
+    """The check, without acting: sets status, findings and the verdict."""
+    try:
+        report.files = locate.find(st.gres_conf, st.slurm_conf)
+        if mode == "prolog":
+            _prolog_check(report, st)
+        else:
+            _full_check(report, st, nvml_module, log)
+    except ConfigError as exc:
+        report.status, report.error = "config_error", str(exc)
+    except DiscoveryError as exc:
+        report.status, report.error = "discovery_failed", str(exc)
+        log.error(report.error)
+    report.check_status = report.status
+    if report.status in ("ok", "mismatch"):
+        report.check_ok = report.status == "ok"
+    if report.findings:
+        log.warning(f"{report.node}: {act.summary(report.findings)}")
+
+
+def node_name(st: Settings) -> str:
+    """This node's Slurm name, refused (ConfigError) unless it is one plain node name: it
+    becomes scontrol's argv."""
+    from .sanitize import node_name_problem
+
+    name = locate.node_name(st.node)
+    problem = node_name_problem(name)
+    if problem:
+        raise ConfigError(f"node name: {problem}", fragment=name)
+    return name
 
 
 def run(st: Settings, mode: str, log: Log, nvml_module: Any = None,
         pyslurm_module: Any = None) -> RunReport:
     """mode: 'healthcheck' (full check) or 'prolog' (procfs fast path)."""
     started = time.time()
-    report = RunReport(locate.node_name(st.node))
+    report = RunReport(st.node or "?")
     runner.set_deadline(runner.Deadline(st.deadline * 0.6))  # keep time to drain afterwards
     try:
+        report.node = node_name(st)
         with RunLock(st.lock_file, min(st.lock_wait, st.deadline * 0.3)):
-            try:
-                report.files = locate.find(st.gres_conf, st.slurm_conf)
-                if mode == "prolog":
-                    _prolog_check(report, st)
-                else:
-                    _full_check(report, st, nvml_module, log)
-            except ConfigError as exc:
-                report.status, report.error = "config_error", str(exc)
-            except DiscoveryError as exc:
-                report.status, report.error = "discovery_failed", str(exc)
-                log.error(report.error)
-            report.check_status = report.status
-            if report.status in ("ok", "mismatch"):
-                report.check_ok = report.status == "ok"
+            _check(report, st, mode, log, nvml_module)
             runner.set_deadline(runner.Deadline(max(1.0, st.deadline - (time.time() - started))))
-            if report.findings:
-                log.warning(f"{report.node}: {act.summary(report.findings)}")
             # A Prolog runs on a node that is taking jobs, so it is not drained: on a clean
             # verdict there is nothing to resume and Slurm need not be asked (it costs ms/job).
             if not (mode == "prolog" and report.status == "ok"):
                 _act(report, st, log, pyslurm_module)
     except BusyError as exc:
         report.status, report.error = "busy", exc.message
-        log.warning(exc.message)
+        if mode == "prolog":
+            # A held lock never means "no check": the job must not start on a mismatched
+            # node. The lock holder (a health check) does the acting.
+            log.error(f"{exc.message}: checking without the lock (procfs only), not acting")
+            _check(report, st, mode, log, nvml_module)
+            report.status = "busy"
+        else:
+            log.error(f"{exc.message}: this health check neither checked nor acted")
+    except ConfigError as exc:  # settings, the node name, the state directory
+        report.status, report.error = "config_error", str(exc)
+        log.error(report.error)
+        log.info(f"{report.node} left as it is: migsync never drains for its own errors "
+                 "(config_error)")
     finally:
         runner.set_deadline(None)
     if st.prom_file and mode != "prolog":
@@ -207,14 +259,15 @@ def _write_prom(report: RunReport, st: Settings, duration: float, log: Log) -> N
             devices[t or "untyped"] = devices.get(t or "untyped", 0) + 1
     try:
         prom.write(st.prom_file, prom.render(report.node, report.check_ok, counts, devices, duration,
-                                             time.time(), report.status))
+                                             time.time(), report.status),
+                   st.allow_shared_dirs, log.warning)
     except ConfigError as exc:
         log.error(str(exc))
 
 
 def prestart(st: Settings, log: Log, pyslurm_module: Any = None) -> int:
     """Before slurmd starts: do the gres.conf files exist? slurmd would wait 20 s and die."""
-    node = locate.node_name(st.node)
+    node = node_name(st)
     try:
         files = locate.find(st.gres_conf, st.slurm_conf)
         from . import gresconf

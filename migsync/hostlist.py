@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Iterable, Iterator, List, Sequence, Tuple, Union
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Iterable, Iterator, List, Sequence, Tuple, Union
+
+    # A range is (low, high, width); width 0 means unpadded.
+    Range = Tuple[int, int, int]
+    Segment = Union[str, Tuple[Range, ...]]  # literal text, or a bracket group
+    Pattern = Tuple[Segment, ...]
+
+    # A range is (low, high, width); width 0 means unpadded.
+    Range = Tuple[int, int, int]
+    Segment = Union[str, Tuple[Range, ...]]  # literal text, or a bracket group
+    Pattern = Tuple[Segment, ...]
 
 from .errors import HostlistError
 
 MAX_RANGE = 65536
 MAX_EXPAND = 1 << 20  # refuse to materialise more names than this
+# One gres.conf File=/MultipleFiles= value names devices of ONE node: a node has at most 32
+# GPUs, and mig-minors holds 4,322 capability numbers in all. Far below Slurm's per-range cap.
+MAX_DEVICE_NAMES = 8192
 
-# A range is (low, high, width); width 0 means unpadded.
-Range = Tuple[int, int, int]
-Segment = Union[str, Tuple[Range, ...]]  # literal text, or a bracket group
-Pattern = Tuple[Segment, ...]
 
 
 def _split_top(expr: str) -> List[str]:
@@ -125,15 +136,23 @@ def count(expr: str) -> int:
     return total
 
 
-def expand(expr: str) -> List[str]:
-    """All names, in written order (duplicates kept, as Slurm keeps them for File=)."""
+def expand(expr: str, limit: int = MAX_EXPAND) -> List[str]:
+    """All names, in written order (duplicates kept, as Slurm keeps them for File=).
+
+    At most ``limit`` names; all expansions of one configuration load also share its budget
+    (bounded.session), so many lines cannot add up to millions of names either."""
+    from .bounded import charge_names
+
     if "[" not in expr and "]" not in expr:
         names = [n.strip() for n in expr.split(",")]
         if not expr.strip() or any(not n for n in names):
             raise HostlistError("empty name in hostlist", fragment=expr)
+        charge_names(len(names), lambda m: HostlistError(m, fragment=expr))
         return names
-    if count(expr) > MAX_EXPAND:
-        raise HostlistError(f"hostlist has more than {MAX_EXPAND} names", fragment=expr)
+    n = count(expr)
+    if n > limit:
+        raise HostlistError(f"hostlist has more than {limit} names", fragment=expr)
+    charge_names(n, lambda m: HostlistError(m, fragment=expr))
     out: List[str] = []
     for pattern in parse(expr):
         out.extend(_expand_pattern(pattern))

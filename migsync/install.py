@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 from .errors import ConfigError
+from .record import Record
 
 PKG = os.path.dirname(os.path.abspath(__file__))
 HELPER = "_find_migsync.sh"
@@ -34,14 +36,17 @@ SYSTEMD_LINES = {"slurmd-prestart": ["ExecStartPre=-{path}"]}
 COMMAND = "migsync"  # hooks/migsync: the command itself, for NHC and scripts
 
 
-@dataclass
-class Installed:
-    dir: str
-    python: str
-    src: str  # '' when the interpreter imports migsync from its own site-packages
-    hooks: List[str] = field(default_factory=list)
-    nhc: Optional[str] = None
-    notes: List[str] = field(default_factory=list)
+class Installed(Record):
+    __slots__ = ("dir", "python", "src", "hooks", "nhc", "notes")
+
+    def __init__(self, dir: str, python: str, src: str, hooks: List[str] = None,
+                 nhc: Optional[str] = None, notes: List[str] = None) -> None:
+        self.dir = dir
+        self.python = python
+        self.src = src
+        self.hooks = [] if hooks is None else hooks
+        self.nhc = nhc
+        self.notes = [] if notes is None else notes
 
 
 MARKERS = {"hooks": HELPER, "conf": "migsync.toml"}

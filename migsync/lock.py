@@ -1,4 +1,9 @@
-"""One run at a time: Prolog and HealthCheck can overlap. flock, waited for a bounded time."""
+"""One run at a time: Prolog and HealthCheck can overlap. flock, waited for a bounded time.
+
+The lock file lives in the root-only state directory, is opened without following symlinks
+and is 0600, so no other account can open it, let alone hold it (flock works on a read-only
+descriptor: a 0644 lock could be held by anyone to switch migsync off).
+"""
 from __future__ import annotations
 
 import fcntl
@@ -6,6 +11,7 @@ import os
 import time
 
 from .errors import BusyError, ConfigError
+from .fsutil import open_private
 
 
 class RunLock:
@@ -18,11 +24,10 @@ class RunLock:
         if not self.path:
             return self
         try:
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ConfigError(f"cannot open the lock file: {exc.strerror or exc} (run as root, "
-                              "or set lock_file / --lock-file)", path=self.path) from None
+            self.fd = open_private(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except ConfigError as exc:
+            raise type(exc)(f"cannot open the lock file {self.path}: {exc.message}",
+                            path=exc.path) from None
         end = time.monotonic() + self.wait
         while True:
             try:
@@ -34,12 +39,13 @@ class RunLock:
                 if time.monotonic() >= end:
                     holder = ""
                     try:
-                        holder = os.pread(self.fd, 32, 0).decode().strip()
+                        holder = os.pread(self.fd, 16, 0).decode("ascii", "replace").strip()
                     except OSError:
                         pass
                     os.close(self.fd)
                     self.fd = -1
-                    raise BusyError(f"another migsync run (pid {holder or '?'}) holds {self.path}; "
+                    holder = holder if holder.isdigit() else "?"
+                    raise BusyError(f"another migsync run (pid {holder}) holds {self.path}; "
                                     f"waited {self.wait:.0f}s") from None
                 time.sleep(0.05)
 

@@ -17,8 +17,14 @@ class Log:
                 self._syslog = None
 
     def _emit(self, level: int, text: str) -> None:
+        from .sanitize import clean
+
+        text = clean(text, 2000)  # one line: no forged second line, no terminal escapes
         if self.echo:
-            sys.stderr.write(f"migsync: {text}\n")
+            try:
+                sys.stderr.write(f"migsync: {text}\n")
+            except (OSError, ValueError):
+                pass  # stderr closed or full: syslog still gets it
         if self._syslog is not None:
             try:
                 self._syslog.syslog(level, text)

@@ -1,8 +1,10 @@
-"""The dataclasses the pure core works on: the node's inventory and findings."""
+"""The plain data classes the pure core works on: the node's inventory and findings."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
-from typing import Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
+from .record import Record
 
 DEV_NVIDIA = "/dev/nvidia"
 DEV_CAP = "/dev/nvidia-caps/nvidia-cap"
@@ -30,17 +32,20 @@ def short_gpu_type(name: str) -> str:
     return full.split("_", 1)[0] or "gpu"
 
 
-@dataclass
-class MigDevice:
+class MigDevice(Record):
     """One MIG device: a compute instance inside a GPU instance on a parent GPU."""
 
-    parent_minor: int
-    gi: int
-    ci: int
-    profile: Optional[str]  # '1g.10gb', '1c.3g.40gb'; None when only procfs knows it
-    gi_cap: int
-    ci_cap: int
-    uuid: Optional[str] = None
+    __slots__ = ("parent_minor", "gi", "ci", "profile", "gi_cap", "ci_cap", "uuid")
+
+    def __init__(self, parent_minor: int, gi: int, ci: int, profile: Optional[str], gi_cap: int,
+                 ci_cap: int, uuid: Optional[str] = None) -> None:
+        self.parent_minor = parent_minor
+        self.gi = gi
+        self.ci = ci
+        self.profile = profile
+        self.gi_cap = gi_cap
+        self.ci_cap = ci_cap
+        self.uuid = uuid
 
     @property
     def key(self) -> Tuple[int, int, int]:
@@ -55,37 +60,49 @@ class MigDevice:
         return (gpu_path(self.parent_minor), cap_path(self.gi_cap), cap_path(self.ci_cap))
 
 
-@dataclass
-class Gpu:
+class Gpu(Record):
     """One physical GPU, keyed on its device minor (never the nvidia-smi index)."""
 
-    minor: int
-    index: Optional[int] = None
-    bus_id: Optional[str] = None  # normalised '0000:ca:00.0'
-    uuid: Optional[str] = None
-    name: Optional[str] = None
-    mig_current: Optional[bool] = None  # None: MIG not supported / unknown
-    mig_pending: Optional[bool] = None
-    lost: Optional[str] = None  # why the backend could not read it
+    __slots__ = ("minor", "index", "bus_id", "uuid", "name", "mig_current", "mig_pending", "lost")
+
+    def __init__(self, minor: int, index: Optional[int] = None, bus_id: Optional[str] = None,
+                 uuid: Optional[str] = None, name: Optional[str] = None,
+                 mig_current: Optional[bool] = None, mig_pending: Optional[bool] = None,
+                 lost: Optional[str] = None) -> None:
+        self.minor = minor
+        self.index = index
+        self.bus_id = bus_id
+        self.uuid = uuid
+        self.name = name
+        self.mig_current = mig_current  # None: MIG not supported / unknown
+        self.mig_pending = mig_pending
+        self.lost = lost  # why the backend could not read it
 
     @property
     def path(self) -> str:
         return gpu_path(self.minor)
 
 
-@dataclass
-class Inventory:
+class Inventory(Record):
     """What the node really has."""
 
-    gpus: List[Gpu] = field(default_factory=list)
-    migs: List[MigDevice] = field(default_factory=list)
-    backend: str = ""
-    # GI caps that exist in procfs, keyed (minor, gi) -> cap minor
-    gi_caps: Dict[Tuple[int, int], int] = field(default_factory=dict)
-    # every cap minor from mig-minors: minor -> (gpu minor, gi, ci or None)
-    cap_table: Dict[int, Tuple[int, int, Optional[int]]] = field(default_factory=dict)
-    # (gpu minor, gi, ci) listed by the backend but absent from procfs, or the reverse
-    disagreements: List[str] = field(default_factory=list)
+    __slots__ = ("gpus", "migs", "backend", "gi_caps", "cap_table", "disagreements", "_mig_index")
+
+    def __init__(self, gpus: List[Gpu] = None, migs: List[MigDevice] = None, backend: str = "",
+                 gi_caps: Dict[Tuple[int, int], int] = None,
+                 cap_table: Dict[int, Tuple[int, int, Optional[int]]] = None,
+                 disagreements: List[str] = None) -> None:
+        self.gpus = [] if gpus is None else gpus
+        self.migs = [] if migs is None else migs
+        self.backend = backend
+        # GI caps that exist in procfs, keyed (minor, gi) -> cap minor
+        self.gi_caps = {} if gi_caps is None else gi_caps
+        # every cap minor from mig-minors: minor -> (gpu minor, gi, ci or None)
+        self.cap_table = {} if cap_table is None else cap_table
+        # (gpu minor, gi, ci) listed by the backend but absent from procfs, or the reverse
+        self.disagreements = [] if disagreements is None else disagreements
+        self._mig_index = None
+        self._mig_index = None
 
     def gpu(self, minor: int) -> Optional[Gpu]:
         for g in self.gpus:
@@ -98,16 +115,16 @@ class Inventory:
 
     def mig(self, key: Tuple[int, int, int]) -> Optional[MigDevice]:
         """The MIG device (minor, gi, ci); an index is built on first use."""
-        index = self.__dict__.get("_mig_index")
+        index = self._mig_index
         if index is None or len(index) != len(self.migs):
-            index = self.__dict__["_mig_index"] = {m.key: m for m in self.migs}
+            index = self._mig_index = {m.key: m for m in self.migs}
         return index.get(key)
 
     def to_dict(self) -> dict:
         return {
             "backend": self.backend,
-            "gpus": [asdict(g) for g in self.gpus],
-            "mig_devices": [dict(asdict(m), files=list(m.files)) for m in self.migs],
+            "gpus": [g.as_dict() for g in self.gpus],
+            "mig_devices": [dict(m.as_dict(), files=list(m.files)) for m in self.migs],
             "disagreements": list(self.disagreements),
         }
 
@@ -122,18 +139,21 @@ class Inventory:
                    disagreements=list(data.get("disagreements", [])))
 
 
-@dataclass
-class Finding:
+class Finding(Record):
     """One mismatch, with a stable id for settings, metrics and drain reasons."""
 
-    id: str
-    message: str
-    short: str  # a few words for the 20 characters sinfo -R shows
-    source: Optional[str] = None  # 'gres.conf:12'
-    path: Optional[str] = None
+    __slots__ = ("id", "message", "short", "source", "path")
+
+    def __init__(self, id: str, message: str, short: str, source: Optional[str] = None,
+                 path: Optional[str] = None) -> None:
+        self.id = id
+        self.message = message
+        self.short = short  # a few words for the 20 characters sinfo -R shows
+        self.source = source
+        self.path = path
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.as_dict()
 
 
 # Every finding id, with what it means, most urgent first (the drain reason names the first).

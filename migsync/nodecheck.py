@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Callable, List, Optional
 
 from . import __version__, emit, gresconf, locate, slurmconf
 from .check import CheckResult, check
@@ -12,24 +13,32 @@ from .errors import ConfigError
 from .model import Inventory
 from .procfs import rooted
 from .settings import Settings
+from .record import Record
 
 
-@dataclass
-class Outcome:
-    node: str
-    files: locate.ConfFiles
-    inventory: Inventory
-    result: CheckResult
-    gres_lines: List[str] = field(default_factory=list)  # what emit suggests
-    slurm_line: str = ""
-    node_in_slurm_conf: Optional[bool] = None
-    types: dict = field(default_factory=dict)  # device key -> Type the suggestion uses
-    style: str = "multiple-files"  # the style of gres_lines
-    autodetect: Any = None  # autodetect.View when gres.conf's AutoDetect is NVIDIA's
-    node_lines: list = field(default_factory=list)  # the gres.conf gpu lines for this node
-    slurm_gres: Optional[list] = None  # the node's slurm.conf Gres= (the TaskProlog map's order)
-    slurm_version: dict = field(default_factory=dict)  # {"series", "rules", "how"}
-    records: list = field(default_factory=list)  # gresconf.SlurmdRecord, slurmd's order
+class Outcome(Record):
+    __slots__ = ("node", "files", "inventory", "result", "gres_lines", "slurm_line", "node_in_slurm_conf", "types", "style", "autodetect", "node_lines", "slurm_gres", "slurm_version", "records")
+
+    def __init__(self, node: str, files: locate.ConfFiles, inventory: Inventory,
+                 result: CheckResult, gres_lines: List[str] = None, slurm_line: str = "",
+                 node_in_slurm_conf: Optional[bool] = None, types: dict = None,
+                 style: str = "multiple-files", autodetect: Any = None, node_lines: list = None,
+                 slurm_gres: Optional[list] = None, slurm_version: dict = None,
+                 records: list = None) -> None:
+        self.node = node
+        self.files = files
+        self.inventory = inventory
+        self.result = result
+        self.gres_lines = [] if gres_lines is None else gres_lines  # what emit suggests
+        self.slurm_line = slurm_line
+        self.node_in_slurm_conf = node_in_slurm_conf
+        self.types = {} if types is None else types  # device key -> Type the suggestion uses
+        self.style = style  # the style of gres_lines
+        self.autodetect = autodetect
+        self.node_lines = [] if node_lines is None else node_lines  # the gres.conf gpu lines for this node
+        self.slurm_gres = slurm_gres
+        self.slurm_version = {} if slurm_version is None else slurm_version
+        self.records = [] if records is None else records
 
     def to_dict(self) -> dict:
         return {
@@ -88,19 +97,23 @@ def require_node(sconf, node: str) -> None:
                           path=sconf.path)
 
 
-@dataclass
-class EmitResult:
+class EmitResult(Record):
     """What `emit` prints or writes: lines for the hardware, whatever state the config is in."""
 
-    node: str
-    inventory: Inventory
-    style: str
-    types: dict
-    gres_lines: List[str]
-    slurm_line: str
-    gres_conf: Optional[str] = None  # the current file, when one was read
-    note: Optional[str] = None  # why the current gres.conf could not be used
-    autodetect: Any = None  # the current file's AutoDetect for this node (autodetect.Setting)
+    __slots__ = ("node", "inventory", "style", "types", "gres_lines", "slurm_line", "gres_conf", "note", "autodetect")
+
+    def __init__(self, node: str, inventory: Inventory, style: str, types: dict,
+                 gres_lines: List[str], slurm_line: str, gres_conf: Optional[str] = None,
+                 note: Optional[str] = None, autodetect: Any = None) -> None:
+        self.node = node
+        self.inventory = inventory
+        self.style = style
+        self.types = types
+        self.gres_lines = gres_lines
+        self.slurm_line = slurm_line
+        self.gres_conf = gres_conf  # the current file, when one was read
+        self.note = note  # why the current gres.conf could not be used
+        self.autodetect = autodetect
 
 
 def emit_run(settings: Settings, nvml_module: Any = None) -> EmitResult:

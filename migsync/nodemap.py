@@ -2,9 +2,9 @@
 
 Slurm numbers a node's GPUs (the `IDX` of `scontrol show job -d`, the values of
 SLURM_JOB_GPUS / SLURM_STEP_GPUS) in slurmd's record order, which is not gres.conf's line
-order (see slurmd_order). The root health check knows every device's UUID (NVML ties MIG
-UUIDs to GI/CI ids); a task, running as the job's user, cannot ask NVML cheaply. So the
-health check writes this map, a flat `KEY='value'` file that hooks/taskprolog sources in sh
+order (gresconf.slurmd_order; nodecheck computes it once: Outcome.records). The root health
+check knows every device's UUID (NVML ties MIG UUIDs to GI/CI ids); a task, running as the
+job's user, cannot ask NVML cheaply. So the health check writes this map, a flat `KEY='value'` file that hooks/taskprolog sources in sh
 and migsync/taskprolog.py parses, and the task only reads it.
 
 The map also records what it was built from, so a task can tell that it is stale: the config
@@ -15,59 +15,47 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Tuple
 
 from .taskprolog import DEFAULT_MAP, FORMAT, layout_listing
+from .record import Record
 
 # What a value may hold: the map is sourced by sh, so nothing that quoting could not hold
 # literally in single quotes, and no glob or space where the hook splits on spaces.
 _SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/:,+=@%-")
 
 
-@dataclass
-class Unit:
+class Unit(Record):
     """One GRES device as slurmd numbers it: its files, its Type, its gres.conf line."""
 
-    files: Tuple[str, ...]
-    type: Optional[str]
-    source: str  # 'gres.conf:3'
+    __slots__ = ("files", "type", "source")
+
+    def __init__(self, files: Tuple[str, ...], type: Optional[str], source: str) -> None:
+        self.files = files
+        self.type = type
+        self.source = source
 
 
-@dataclass
-class Entry:
-    index: int
-    unit: Unit
-    device: str  # 'gpu2/gi7/ci0', 'gpu0', or '' when the files name nothing live
-    uuid: str  # '' when unknown (nvidia-smi backend for MIG, a stale cap, MIG on a whole GPU)
+class Entry(Record):
+    __slots__ = ("index", "unit", "device", "uuid")
+
+    def __init__(self, index: int, unit: Unit, device: str, uuid: str) -> None:
+        self.index = index
+        self.unit = unit
+        self.device = device
+        self.uuid = uuid
 
 
-def slurmd_order(lines: Sequence, gres_types: Sequence[Optional[str]]) -> List[Unit]:
-    """The node's GPU devices in slurmd's order, so that position n is GRES index n.
-
-    INTERIM until the fidelity helper's order function lands in gresconf.py. Rules measured
-    on Slurm 22.05/24.11/26.05 (README, "Jobs and CUDA_VISIBLE_DEVICES"): lines without
-    NodeName= first, then the node's lines, each in file order; then stably grouped by Type
-    in the order of the node's slurm.conf Gres=; a File= hostlist gives one device per file
-    in written order; a MultipleFiles= line is one device. ``gres_types`` is the Gres= types
-    in order (None for an untyped entry); Types it does not name keep their place after
-    those it does.
-    """
-    order: Dict[str, int] = {}
-    for t in gres_types:
-        if t is not None and t.lower() not in order:
-            order[t.lower()] = len(order)
-    seq = [ln for ln in lines if ln.nodes is None] + [ln for ln in lines if ln.nodes is not None]
-    seq.sort(key=lambda ln: order.get((ln.type or "").lower(), len(order)))
-    units: List[Unit] = []
-    for ln in seq:
-        if ln.multiple_files:
-            units.append(Unit(tuple(ln.multiple_files), ln.type, ln.source))
-        elif ln.files:
-            units += [Unit((f,), ln.type, ln.source) for f in ln.files]
-        else:  # a count-only line still takes indices (its devices have no files)
-            units += [Unit((), ln.type, ln.source) for _ in range(ln.device_count)]
-    return units
+def units(records: Sequence) -> List[Unit]:
+    """One Unit per GRES index from gresconf.slurmd_order's records (slurmd's own order: the
+    rules are measured and tested there); a count-only record takes ``count`` indices."""
+    out: List[Unit] = []
+    for r in records:
+        source = f"{os.path.basename(r.path)}:{r.line}"
+        out += [Unit(tuple(r.files), r.type, source) for _ in range(r.count)]
+    return out
 
 
 def entries(units: Sequence[Unit], configured: Sequence, inventory) -> List[Entry]:
@@ -183,16 +171,17 @@ def write(outcome, st, log) -> Optional[str]:
     """The health check's one call: write the map for ``outcome`` atomically, world-readable.
     A map we cannot write costs jobs their UUIDs, never the node: logged, not raised."""
     from .errors import ConfigError
-    from .fsutil import atomic_write
+    from .fsutil import atomic_write, state_dir
 
     path = map_path(st.cache_file)
     root = os.path.abspath(st.root or "/")  # tasks run in the job's directory
-    specs = outcome.slurm_gres or []
-    units = slurmd_order(outcome.node_lines, [s.type for s in specs if s.name == "gpu"])
-    items = entries(units, outcome.result.configured, outcome.inventory)
+    items = entries(units(outcome.records), outcome.result.configured, outcome.inventory)
     try:
         text = render(outcome.node, outcome.inventory.backend, conf_files(outcome), root,
                       layout_listing(root), items)
+        # the root-owned state directory (the safety helper's checks: not a symlink, not
+        # writable by others; the default /run/migsync is created 0755 so tasks can read)
+        state_dir(os.path.dirname(path))
         atomic_write(path, text, 0o644)
     except (ValueError, ConfigError) as exc:
         log.error(f"node map not written: {exc}")

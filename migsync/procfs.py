@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Dict, Iterable, Optional, Tuple
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, Optional, Tuple
 
 from .errors import DiscoveryError
+from .record import Record
 
 NV_PROC = "/proc/driver/nvidia"
 GPUS_DIR = NV_PROC + "/gpus"
@@ -15,21 +17,29 @@ MIG_MINORS = "/proc/driver/nvidia-caps/mig-minors"
 
 
 
-@dataclass
-class ProcGpu:
-    minor: int
-    bus_id: str  # '0000:ca:00.0'
-    model: Optional[str] = None
-    uuid: Optional[str] = None
+class ProcGpu(Record):
+    __slots__ = ("minor", "bus_id", "model", "uuid")
+
+    def __init__(self, minor: int, bus_id: str, model: Optional[str] = None,
+                 uuid: Optional[str] = None) -> None:
+        self.minor = minor
+        self.bus_id = bus_id
+        self.model = model
+        self.uuid = uuid
 
 
-@dataclass
-class ProcSnapshot:
-    gpus: Dict[int, ProcGpu] = field(default_factory=dict)
-    # cap minor -> (gpu minor, gi, ci or None) for every entry of mig-minors
-    cap_table: Dict[int, Tuple[int, int, Optional[int]]] = field(default_factory=dict)
-    gi_caps: Dict[Tuple[int, int], int] = field(default_factory=dict)  # live GIs
-    ci_caps: Dict[Tuple[int, int, int], int] = field(default_factory=dict)  # live CIs
+class ProcSnapshot(Record):
+    __slots__ = ("gpus", "cap_table", "gi_caps", "ci_caps")
+
+    def __init__(self, gpus: Dict[int, ProcGpu] = None,
+                 cap_table: Dict[int, Tuple[int, int, Optional[int]]] = None,
+                 gi_caps: Dict[Tuple[int, int], int] = None,
+                 ci_caps: Dict[Tuple[int, int, int], int] = None) -> None:
+        self.gpus = {} if gpus is None else gpus
+        # cap minor -> (gpu minor, gi, ci or None) for every entry of mig-minors
+        self.cap_table = {} if cap_table is None else cap_table
+        self.gi_caps = {} if gi_caps is None else gi_caps  # live GIs
+        self.ci_caps = {} if ci_caps is None else ci_caps  # live CIs
 
 
 def rooted(root: str, path: str) -> str:
@@ -47,23 +57,25 @@ def normalise_bus_id(bus: str) -> str:
 
 
 def _read(path: str) -> str:
-    try:
-        with open(path, "r", encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise DiscoveryError(f"{path}: not found") from None
-    except PermissionError:
-        raise DiscoveryError(f"{path}: permission denied (run as root)") from None
-    except OSError as exc:
-        raise DiscoveryError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    """A procfs text file, whole. The driver ends every file with a newline: one without is
+    a short read or a truncated capture, and partial data is a discovery failure."""
+    from .bounded import read_bytes
+
+    data = read_bytes(path, DiscoveryError, limit=4 << 20, charge=False)
+    if data and not data.endswith(b"\n"):
+        raise DiscoveryError("truncated (the last line has no newline)", path=path)
+    return data.decode("utf-8", "replace")
 
 
-def parse_information(text: str) -> Dict[str, str]:
-    out = {}
+def parse_information(text: str, path: str = "information") -> Dict[str, str]:
+    out: Dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if sep:
-            out[key.strip().lower()] = value.strip()
+            key = key.strip().lower()
+            if key in out:
+                raise DiscoveryError(f"{key!r} appears twice", path=path, fragment=line[:60])
+            out[key] = value.strip()
     return out
 
 
@@ -80,11 +92,14 @@ def read_gpus(root: str) -> Dict[int, ProcGpu]:
     gpus: Dict[int, ProcGpu] = {}
     for bus in entries:
         path = os.path.join(base, bus, "information")
-        info = parse_information(_read(path))
+        info = parse_information(_read(path), path)
         minor_text = info.get("device minor", "")
         if not minor_text.isdigit():
             raise DiscoveryError(f"{path}: no 'Device Minor' line")
         minor = int(minor_text)
+        if minor in gpus:
+            raise DiscoveryError(f"two GPUs claim device minor {minor}: {gpus[minor].bus_id} "
+                                 f"and {bus}", path=path)
         gpus[minor] = ProcGpu(minor, normalise_bus_id(info.get("bus location", bus)),
                               info.get("model"), info.get("gpu uuid"))
     return gpus
@@ -100,16 +115,25 @@ def parse_mig_minors(text: str, path: str = MIG_MINORS,
 
     The driver prints all 32 GPUs (~4,300 lines) on every read. With ``gpus`` only their
     entries are read (one regex pass); without, the whole table is read and checked, and a
-    malformed line is named.
+    malformed line is named. Either way a table that is cut short (no final newline), names
+    one entry twice, or gives one number to two entries is refused: partial or corrupt data
+    must not be read as "the hardware differs".
     """
+    if text and not text.endswith("\n"):
+        raise DiscoveryError(f"{path}: truncated (the last line has no newline)")
     table: Dict[int, Tuple[int, int, Optional[int]]] = {}
     if gpus is not None:
         wanted = "|".join(str(g) for g in sorted(set(gpus)))
         if not wanted:
             return table
         pattern = re.compile(rf"^gpu({wanted})/gi(\d+)/(?:ci(\d+)/)?access (\d+)[ \t]*$", re.M)
-        for gpu, gi, ci, minor in pattern.findall(text):
-            table[int(minor)] = (int(gpu), int(gi), int(ci) if ci else None)
+        entries = pattern.findall(text)
+        ours = re.findall(rf"^gpu(?:{wanted})/.*$", text, re.M)
+        if len(ours) != len(entries):
+            for line in ours:
+                if not pattern.match(line):
+                    raise DiscoveryError(f"{path}: unexpected entry (in {line[:60]!r})")
+        _fill(table, entries, path)
         if not table:
             raise DiscoveryError(f"{path}: empty or truncated (no entries for gpu "
                                  f"{wanted.replace('|', ', ')})")
@@ -120,11 +144,24 @@ def parse_mig_minors(text: str, path: str = MIG_MINORS,
     if n_gpu != len(entries) or len(text.split()) != 2 * (len(entries) + len(others)) or any(
             len(ln.split()) != 2 or not ln.split()[1].isdigit() for ln in others):
         _find_bad_line(text, path)
-    for gpu, gi, ci, minor in entries:
-        table[int(minor)] = (int(gpu), int(gi), int(ci) if ci else None)
+    _fill(table, entries, path)
     if not table:
         raise DiscoveryError(f"{path}: empty or truncated (no gpu/gi entries)")
     return table
+
+
+def _fill(table, entries, path: str) -> None:
+    names = set()
+    for gpu, gi, ci, minor in entries:
+        key = (int(gpu), int(gi), int(ci) if ci else None)
+        label = f"gpu{gpu}/gi{gi}" + (f"/ci{ci}" if ci else "")
+        if key in names:
+            raise DiscoveryError(f"{path}: {label} is listed twice")
+        if int(minor) in table:
+            raise DiscoveryError(f"{path}: cap number {minor} is given to two entries "
+                                 f"({label} and another)")
+        names.add(key)
+        table[int(minor)] = key
 
 
 def _find_bad_line(text: str, path: str) -> None:
@@ -153,11 +190,15 @@ def _dir_ints(path: str, prefix: str):
 
 
 def _file_minor(path: str) -> Optional[int]:
+    found = None
     for line in _read(path).splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "DeviceFileMinor" and value.strip().isdigit():
-            return int(value.strip())
-    return None
+        if key.strip() == "DeviceFileMinor":
+            if not value.strip().isdigit() or found is not None:
+                raise DiscoveryError("corrupt DeviceFileMinor line", path=path,
+                                     fragment=line[:60])
+            found = int(value.strip())
+    return found
 
 
 def read_snapshot(root: str, gpu_minors=None) -> ProcSnapshot:
@@ -165,13 +206,19 @@ def read_snapshot(root: str, gpu_minors=None) -> ProcSnapshot:
     snap = ProcSnapshot()
     snap.gpus = read_gpus(root)
     caps_base = rooted(root, CAPS_DIR)
-    minors = sorted(set(snap.gpus) | set(_dir_ints(caps_base, "gpu")))
+    cap_gpus = set(_dir_ints(caps_base, "gpu"))
+    unknown = sorted(cap_gpus - set(snap.gpus))
+    if unknown:
+        raise DiscoveryError(f"{caps_base}/gpu{unknown[0]} exists but no GPU in "
+                             f"{rooted(root, GPUS_DIR)} has device minor {unknown[0]}")
+    minors = sorted(set(snap.gpus))
     if gpu_minors is not None:
         minors = [m for m in minors if m in gpu_minors]
     mm_path = rooted(root, MIG_MINORS)
     # The driver prints the whole table whenever nvidia-caps is loaded (driver >= 450), MIG
     # or not; without it, the capability files' own DeviceFileMinor lines are the numbers.
-    if os.path.exists(mm_path) and minors:
+    have_table = os.path.exists(mm_path) and bool(minors)
+    if have_table:
         snap.cap_table = parse_mig_minors(_read(mm_path), mm_path, minors)
     by_name = {v: k for k, v in snap.cap_table.items()}
     for minor in minors:
@@ -182,23 +229,36 @@ def read_snapshot(root: str, gpu_minors=None) -> ProcSnapshot:
             if not os.path.exists(access):
                 continue
             snap.gi_caps[(minor, gi)] = _cap_minor(by_name, (minor, gi, None), access, mm_path,
-                                                   snap.cap_table)
+                                                   have_table, snap.cap_table)
             for ci in _dir_ints(gi_dir, "ci"):
                 ci_access = os.path.join(gi_dir, f"ci{ci}", "access")
                 if os.path.exists(ci_access):
                     snap.ci_caps[(minor, gi, ci)] = _cap_minor(by_name, (minor, gi, ci),
-                                                               ci_access, mm_path, snap.cap_table)
+                                                               ci_access, mm_path, have_table,
+                                                               snap.cap_table)
     return snap
 
 
-def _cap_minor(by_name, key, access_path: str, mm_path: str, table=None) -> int:
-    if key in by_name:
-        return by_name[key]
-    fallback = _file_minor(access_path)
-    if fallback is not None and table is not None:
-        table[fallback] = key  # a short mig-minors: the capability file knows the number
-    if fallback is None:
-        label = f"gpu{key[0]}/gi{key[1]}" + (f"/ci{key[2]}" if key[2] is not None else "")
+def _cap_minor(by_name, key, access_path: str, mm_path: str, have_table: bool,
+               table: Dict[int, Tuple[int, int, Optional[int]]]) -> int:
+    """The cap number of a live instance: mig-minors and the capability file must agree
+    where both say it; a full table (the driver prints every possible entry) that lacks it
+    is corrupt."""
+    label = f"gpu{key[0]}/gi{key[1]}" + (f"/ci{key[2]}" if key[2] is not None else "")
+    own = _file_minor(access_path)
+    listed = by_name.get(key)
+    if listed is not None and own is not None and listed != own:
+        raise DiscoveryError(f"{mm_path} gives {label} cap {listed}, but {access_path} says "
+                             f"DeviceFileMinor {own}")
+    if listed is not None:
+        return listed
+    if have_table:
+        raise DiscoveryError(f"{mm_path}: no entry for {label} (the driver lists every "
+                             "instance: the table is cut short or corrupt)")
+    if own is None:
         raise DiscoveryError(f"{mm_path}: no entry for {label}, and {access_path} "
                              "has no DeviceFileMinor")
-    return fallback
+    if own in table and table[own] != key:
+        raise DiscoveryError(f"{access_path}: DeviceFileMinor {own} is also another instance's")
+    table[own] = key  # no mig-minors (old driver): the capability files number the caps
+    return own

@@ -1,7 +1,9 @@
-"""Human-readable text for check, emit and discover. Pure functions over the core's dataclasses."""
+"""Human-readable text for check, emit and discover. Pure functions over the core's plain data classes."""
 from __future__ import annotations
 
-from typing import List
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import List
 
 from .model import Inventory
 

@@ -3,47 +3,79 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Dict, List
 
 from .errors import ConfigError
 from .locate import builtin
+from .record import Record
 
 DEFAULT_CONFIG = "/etc/migsync/migsync.toml"
 
 
-@dataclass
-class Settings:
-    # discovery
-    backend: str = "auto"  # auto | nvml | nvidia-smi
-    nvidia_smi: str = ""  # path; empty: PATH, then the usual places
-    root: str = "/"  # read /proc and /dev under this directory
-    command_timeout: float = 10.0  # seconds for one nvidia-smi / scontrol call
-    deadline: float = 45.0  # seconds for a whole run (slurmd kills a health check at 60)
-    # configuration files
-    gres_conf: str = ""
-    slurm_conf: str = ""
-    node: str = ""
-    slurm_version: str = ""  # read gres.conf with this release's rules; empty: detect slurmd's
-    # check and emit
-    ignore: List[str] = field(default_factory=list)  # finding ids to ignore
-    style: str = "auto"  # auto (what the current gres.conf uses) | multiple-files | file
-    # acting on the node
-    reason_prefix: str = "migsync:"
-    drain: bool = True  # healthcheck drains on a mismatch
-    resume: bool = True  # resume a node migsync drained once it is consistent
-    drain_on_discovery_failure: bool = True
-    slurm_backend: str = "auto"  # auto | pyslurm | scontrol
-    scontrol: str = ""  # path; empty: PATH, then the usual places
-    prom_file: str = ""
-    lock_file: str = "/run/migsync.lock"
-    lock_wait: float = 10.0
-    cache_file: str = "/run/migsync/state.json"
-    syslog: bool = True
-    prestart_block: bool = False  # pre-start hook: fail (stop slurmd) on missing device files
+class Settings(Record):
+    __slots__ = ("backend", "nvidia_smi", "root", "command_timeout", "deadline", "gres_conf", "slurm_conf", "node", "slurm_version", "ignore", "style", "reason_prefix", "drain", "resume", "drain_on_discovery_failure", "slurm_backend", "scontrol", "prom_file", "lock_file", "lock_wait", "cache_file", "syslog", "prestart_block", "allow_shared_dirs")
+
+    def __init__(self, backend: str = "auto", nvidia_smi: str = "", root: str = "/",
+                 command_timeout: float = 10.0, deadline: float = 45.0, gres_conf: str = "",
+                 slurm_conf: str = "", node: str = "", slurm_version: str = "",
+                 ignore: List[str] = None, style: str = "auto", reason_prefix: str = "migsync:",
+                 drain: bool = True, resume: bool = True, drain_on_discovery_failure: bool = True,
+                 slurm_backend: str = "auto", scontrol: str = "", prom_file: str = "",
+                 lock_file: str = "/run/migsync/lock", lock_wait: float = 10.0,
+                 cache_file: str = "/run/migsync/state.json", syslog: bool = True,
+                 prestart_block: bool = False, allow_shared_dirs: bool = False) -> None:
+        # discovery
+        self.backend = backend  # auto | nvml | nvidia-smi
+        self.nvidia_smi = nvidia_smi  # path; empty: PATH, then the usual places
+        self.root = root  # read /proc and /dev under this directory
+        self.command_timeout = command_timeout  # seconds for one nvidia-smi / scontrol call
+        self.deadline = deadline  # seconds for a whole run (slurmd kills a health check at 60)
+        # configuration files
+        self.gres_conf = gres_conf
+        self.slurm_conf = slurm_conf
+        self.node = node
+        self.slurm_version = slurm_version
+        # check and emit
+        self.ignore = [] if ignore is None else ignore  # finding ids to ignore
+        self.style = style  # auto (what the current gres.conf uses) | multiple-files | file
+        # acting on the node
+        self.reason_prefix = reason_prefix
+        self.drain = drain  # healthcheck drains on a mismatch
+        self.resume = resume  # resume a node migsync drained once it is consistent
+        self.drain_on_discovery_failure = drain_on_discovery_failure
+        self.slurm_backend = slurm_backend  # auto | pyslurm | scontrol
+        self.scontrol = scontrol  # path; empty: PATH, then the usual places
+        self.prom_file = prom_file
+        self.lock_file = lock_file  # in the root-only state directory (fsutil.state_dir)
+        self.lock_wait = lock_wait
+        self.cache_file = cache_file
+        self.syslog = syslog
+        self.prestart_block = prestart_block  # pre-start hook: fail (stop slurmd) on missing device files
+        # write prom_file / merge output into a directory others can write (with a warning)
+        self.allow_shared_dirs = allow_shared_dirs
 
 
-KEYS = {f.name: f for f in fields(Settings)}
+KEYS = frozenset(Settings.__slots__)
+
+
+def check_trusted_file(path: str, what: str) -> None:
+    """Under root, a file that steers root (the settings, a named binary) must be root's and
+    writable by root only: otherwise its owner or group could make root run their code."""
+    import stat
+
+    if os.geteuid() != 0:
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # the reader reports a missing file in its own words
+    if st.st_uid != 0:
+        raise ConfigError(f"{what} is owned by uid {st.st_uid}, not root: refused", path=path)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(f"{what} is writable by group or other (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}): refused", path=path)
 
 
 def _load_toml(path: str) -> Dict[str, Any]:
@@ -53,6 +85,9 @@ def _load_toml(path: str) -> Dict[str, Any]:
         import tomli as tomllib
     from .slurmsyntax import read_text  # the same one-line errors as for Slurm's files
 
+    if path == os.devnull:
+        return {}  # "no settings": /dev/null is not a regular file, but it is empty
+    check_trusted_file(path, "settings file")
     text = read_text(path)
     try:
         return tomllib.loads(text)
@@ -66,7 +101,8 @@ def _coerce(path: str, key: str, value: Any, default: Any) -> Any:
             raise ConfigError(f"{key} must be true or false", path=path, fragment=f"{key} = {value!r}")
         return value
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                0 <= value < float("inf")):  # NaN fails every comparison
             raise ConfigError(f"{key} must be a non-negative number", path=path,
                               fragment=f"{key} = {value!r}")
         return float(value)
@@ -106,6 +142,40 @@ def validate(settings: Settings, source: str) -> None:
     for fid in settings.ignore:
         if fid not in FINDING_IDS:
             raise ConfigError(f"ignore: unknown finding id {fid!r}", path=source, fragment=fid)
+    validate_harmful(settings, source)
+
+
+def validate_harmful(settings: Settings, source: str) -> None:
+    """Settings that would make migsync do harm are refused, not interpreted."""
+    import math
+
+    from .sanitize import node_name_problem, reason_text
+
+    for key in ("command_timeout", "deadline"):
+        value = getattr(settings, key)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"{key} must be a number of seconds above 0", path=source,
+                              fragment=f"{key} = {value!r}")
+    if not math.isfinite(settings.lock_wait) or settings.lock_wait < 0:
+        raise ConfigError("lock_wait must be a finite number of seconds", path=source,
+                          fragment=f"lock_wait = {settings.lock_wait!r}")
+    prefix = settings.reason_prefix
+    if not prefix.strip():
+        raise ConfigError("reason_prefix must not be empty: every drain reason would look like "
+                          "migsync's, and admins' drains would be resumed", path=source,
+                          fragment=f"reason_prefix = {prefix!r}")
+    if reason_text(prefix, 64) != prefix:
+        raise ConfigError("reason_prefix must be at most 64 printable ASCII characters without "
+                          "double quotes or surrounding spaces (Slurm must read it back "
+                          "unchanged)", path=source, fragment=f"reason_prefix = {prefix!r}")
+    if settings.node:
+        problem = node_name_problem(settings.node)
+        if problem:
+            raise ConfigError(f"node: {problem}", path=source, fragment=settings.node)
+    root = settings.root or "/"
+    if not os.path.isdir(root):
+        raise ConfigError(f"root {root!r} is not a directory (--root / root: read /proc and "
+                          "/dev under it)", path=source, fragment=root)
 
 
 def load(path: str = "", explicit: bool = False) -> Settings:

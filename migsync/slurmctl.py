@@ -3,21 +3,26 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any, Optional, Set
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Optional, Set
 
 from . import runner
 from .errors import CommandError, SlurmError
+from .record import Record
 
 BACKENDS = ("auto", "pyslurm", "scontrol")
 
 
-@dataclass
-class NodeStatus:
-    name: str
-    states: Set[str] = field(default_factory=set)  # {'IDLE', 'DRAIN'}, {'DOWN', 'DRAIN'}, ...
-    reason: str = ""
-    reason_user: str = ""
+class NodeStatus(Record):
+    __slots__ = ("name", "states", "reason", "reason_user")
+
+    def __init__(self, name: str, states: Set[str] = None, reason: str = "",
+                 reason_user: str = "") -> None:
+        self.name = name
+        self.states = set() if states is None else states
+        self.reason = reason
+        self.reason_user = reason_user
 
     @property
     def down(self) -> bool:
@@ -44,22 +49,68 @@ def parse_states(text: str) -> Set[str]:
     return out
 
 
-_REASON = re.compile(r" Reason=(.*?)(?: \[([^\]@]*)@[^\]]*\])?\s*$")
+# Since 22.05 `scontrol show node -o` prints Reason= after the power fields, as
+# "Reason=<text> [<user>@<time>]", then only optional Comment=, Extra=, InstanceId=,
+# InstanceType=, ReservationName= (Slurm's node_info.c). 24.11 puts two spaces before
+# Reason= and adds ResumeAfterTime, 26.05 adds SuspendTime: all before Reason=.
+_STATE = re.compile(r"(?:^|\s)State=(\S+)")
+_REASON_AT = re.compile(r"(?:^|\s)Reason=")
+_SET_BY = re.compile(r" \[([^\[\]@\s]+)@([^\[\]\s]+)\]")
+_AFTER_REASON = re.compile(r" +(?:Comment|Extra|InstanceId|InstanceType|ReservationName)=")
 
 
 def parse_show_node(text: str, name: str) -> NodeStatus:
-    """Parse `scontrol show node NAME -o` (Reason= is the last field in 22.05 and later)."""
+    """Parse `scontrol show node NAME -o`: State= is required (no state, no decision), and
+    Reason= is read by position, so that fields printed after it never become part of it."""
     line = text.strip()
-    if not line.startswith("NodeName="):
+    if not line.startswith("NodeName=") or "\n" in line:
         raise SlurmError(f"scontrol show node {name}: unexpected output: {runner.first_line(text)}")
     status = NodeStatus(name)
-    m = re.search(r"(?:^| )State=(\S+)", line)
+    m = _STATE.search(line)
+    if not m:
+        raise SlurmError(f"scontrol show node {name}: no State= in its output; nothing done")
+    status.states = parse_states(m.group(1))
+    m = _REASON_AT.search(line, m.end())
     if m:
-        status.states = parse_states(m.group(1))
-    m = _REASON.search(line)
-    if m:
-        status.reason = m.group(1).strip()
-        status.reason_user = m.group(2) or ""
+        rest = line[m.end():]
+        # The stamp is the first " [user@time]" that ends the line or is followed by a field
+        # Slurm prints after Reason=: a "[x@y]" inside the reason text is not it.
+        for by in _SET_BY.finditer(rest):
+            tail = rest[by.end():]
+            if not tail.strip() or _AFTER_REASON.match(tail):
+                status.reason, status.reason_user = rest[:by.start()], by.group(1)
+                break
+        else:
+            after = _AFTER_REASON.search(rest)
+            status.reason = rest[:after.start()] if after else rest
+        status.reason = status.reason.strip()
+    return status
+
+
+def parse_show_node_json(text: str, name: str) -> NodeStatus:
+    """`scontrol --json show node NAME`: 22.05 gives "state": "idle" and "state_flags",
+    23.02 and later a list in "state"."""
+    import json
+
+    try:
+        doc = json.loads(text)
+        nodes = [n for n in doc["nodes"] if isinstance(n, dict) and n.get("name") == name]
+    except (ValueError, KeyError, TypeError):
+        raise SlurmError(f"scontrol --json show node {name}: not the expected JSON") from None
+    if len(nodes) != 1:
+        raise SlurmError(f"scontrol --json show node {name}: {len(nodes)} records for the node")
+    node = nodes[0]
+    states = node.get("state")
+    states = [states] if isinstance(states, str) else states
+    flags = node.get("state_flags", [])
+    if not isinstance(states, list) or not states or not isinstance(flags, list) or not all(
+            isinstance(x, str) for x in states + flags):
+        raise SlurmError(f"scontrol --json show node {name}: no state in its output; nothing done")
+    status = NodeStatus(name, parse_states("+".join(states + flags)))
+    reason = node.get("reason", "")
+    status.reason = reason.strip() if isinstance(reason, str) else ""
+    user = node.get("reason_set_by_user", "")
+    status.reason_user = user if isinstance(user, str) else ""
     return status
 
 
@@ -73,6 +124,7 @@ class ScontrolBackend:
             raise SlurmError(f"scontrol not found{' at ' + path if path else ''}")
         self.path = found
         self.timeout = timeout
+        self.json = True  # until this scontrol shows it has no JSON output
         # Hooks run without SLURM_CONF: point scontrol at the slurm.conf migsync found.
         self.env = {"SLURM_CONF": slurm_conf} if slurm_conf else None
 
@@ -80,17 +132,40 @@ class ScontrolBackend:
         try:
             res = runner.run([self.path, *args], timeout=self.timeout, env=self.env, check=True)
         except CommandError as exc:
-            raise SlurmError(f"scontrol {' '.join(args[:2])}: {exc.message}") from None
+            raise SlurmError(f"scontrol {' '.join(a for a in args[:3] if a != '--json')}: "
+                             f"{exc.message}") from None
         return res.stdout
 
     def status(self, node: str) -> NodeStatus:
+        _check_name(node)
+        if self.json:
+            # JSON where this Slurm has it (a data_parser plugin); otherwise the one-liner.
+            try:
+                res = runner.run([self.path, "--json", "show", "node", node],
+                                 timeout=self.timeout, env=self.env)
+            except CommandError as exc:
+                raise SlurmError(f"scontrol show node: {exc.message}") from None
+            if res.returncode == 0 and res.stdout.lstrip().startswith("{"):
+                return parse_show_node_json(res.stdout, node)
+            self.json = False
         return parse_show_node(self._run("show", "node", node, "-o"), node)
 
     def drain(self, node: str, reason: str) -> None:
+        _check_name(node)
         self._run("update", f"nodename={node}", "state=drain", f"reason={reason}")
 
     def resume(self, node: str) -> None:
+        _check_name(node)
         self._run("update", f"nodename={node}", "state=resume")
+
+
+def _check_name(node: str) -> None:
+    """The last gate before argv: one plain node name, never an option or a hostlist."""
+    from .sanitize import node_name_problem
+
+    problem = node_name_problem(node)
+    if problem:
+        raise SlurmError(f"refusing node name {node[:40]!r}: {problem}")
 
 
 class PyslurmBackend:
@@ -117,15 +192,18 @@ class PyslurmBackend:
             raise SlurmError(f"pyslurm {what}: {exc}") from None
 
     def status(self, node: str) -> NodeStatus:
+        _check_name(node)
         n = self._call("Node.load", self.mod.Node.load, node)
         return NodeStatus(node, parse_states(str(n.state or "")), str(n.reason or ""),
                           str(getattr(n, "reason_user", "") or ""))
 
     def drain(self, node: str, reason: str) -> None:
+        _check_name(node)
         n = self._call("Node.load", self.mod.Node.load, node)
         self._call("modify", n.modify, self.mod.Node(state="DRAIN", reason=reason))
 
     def resume(self, node: str) -> None:
+        _check_name(node)
         n = self._call("Node.load", self.mod.Node.load, node)
         self._call("modify", n.modify, self.mod.Node(state="RESUME"))
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Iterable, Optional
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, Optional
 
 from . import __version__
 
@@ -30,10 +32,13 @@ def fingerprint(root: str, files: Iterable[Optional[str]], extra: str = "") -> s
     return "|".join(parts)
 
 
-def save(path: str, node: str, fp: str, outcome) -> None:
+def save(path: str, node: str, fp: str, outcome, files: Iterable[str] = ()) -> None:
+    """Write the verdict 0600 into the root-only state directory. ``files`` are all the
+    config files the check read (Includes too): the Prolog fingerprints them all."""
     inv = outcome.inventory
     doc = {
         "format": FORMAT, "version": __version__, "node": node, "fingerprint": fp,
+        "files": sorted(set(files)),
         "ok": outcome.result.ok,
         "findings": [f.to_dict() for f in outcome.result.findings],
         "gpus": [{"minor": g.minor, "index": g.index, "bus_id": g.bus_id, "uuid": g.uuid,
@@ -41,20 +46,83 @@ def save(path: str, node: str, fp: str, outcome) -> None:
                  for g in inv.gpus if g.minor >= 0 and not g.lost],
         "profiles": {f"{m.parent_minor}/{m.gi}/{m.ci}": m.profile for m in inv.migs},
     }
-    from .fsutil import atomic_write
+    from .fsutil import atomic_write, state_dir
 
-    atomic_write(path, json.dumps(doc, indent=1) + "\n", 0o644)
+    state_dir(os.path.dirname(os.path.abspath(path)))
+    atomic_write(path, json.dumps(doc, indent=1) + "\n", 0o600)
+
+
+MAX_CACHE_BYTES = 4 << 20  # a 32-GPU node's cache is ~60 KB
 
 
 def load(path: str) -> Optional[Dict[str, Any]]:
+    """The cached verdict, or None when it cannot be believed: not a regular file, not
+    root's, readable or writable by others, a symlink, too big, not JSON, wrong types."""
+    import stat
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.geteuid())
+                or st.st_mode & 0o077 or st.st_size > MAX_CACHE_BYTES):
+            return None
+        data = os.read(fd, MAX_CACHE_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return doc if valid(doc) else None
+
+
+_FINDING_KEYS = {"id": str, "message": str, "short": str}
+
+
+def _opt(value: Any, kind) -> bool:
+    return value is None or (isinstance(value, kind) and not isinstance(value, bool)
+                             if kind is int else isinstance(value, kind))
+
+
+def valid(doc: Any) -> bool:
+    """Every field the Prolog uses, with its type: a cache is believed whole or not at all."""
+    from .model import FINDING_IDS
+
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        return None
-    return doc
+        return False
+    if not (isinstance(doc.get("node"), str) and isinstance(doc.get("fingerprint"), str)
+            and isinstance(doc.get("ok"), bool) and isinstance(doc.get("findings"), list)
+            and isinstance(doc.get("gpus"), list) and isinstance(doc.get("profiles"), dict)
+            and isinstance(doc.get("files", []), list)):
+        return False
+    if not all(isinstance(f, str) for f in doc.get("files", [])):
+        return False
+    for f in doc["findings"]:
+        if not isinstance(f, dict) or f.get("id") not in FINDING_IDS:
+            return False
+        for key, kind in _FINDING_KEYS.items():
+            if not isinstance(f.get(key), kind):
+                return False
+        if set(f) - {"id", "message", "short", "source", "path"}:
+            return False
+        if not (_opt(f.get("source"), str) and _opt(f.get("path"), str)):
+            return False
+    if doc["ok"] != (not doc["findings"]):
+        return False
+    for g in doc["gpus"]:
+        if not isinstance(g, dict) or not isinstance(g.get("minor"), int) or isinstance(
+                g.get("minor"), bool):
+            return False
+        if not (_opt(g.get("bus_id"), str) and _opt(g.get("name"), str) and _opt(g.get("uuid"), str)
+                and _opt(g.get("mig_current"), bool) and _opt(g.get("mig_pending"), bool)
+                and _opt(g.get("index"), int)):
+            return False
+    return all(isinstance(k, str) and _opt(v, str) for k, v in doc["profiles"].items())
 
 
 def procfs_view(snap, cached: Optional[Dict[str, Any]]):

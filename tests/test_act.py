@@ -131,9 +131,9 @@ def test_healthcheck_drains_with_scontrol_and_points_it_at_the_found_slurm_conf(
     assert r.code == 1
     doc = r.json()
     assert doc["action"] == "drain" and doc["drain_reason"].startswith("migsync: stale cap535")
-    calls = log.read_text().splitlines()
-    assert calls[1].startswith(f"SLURM_CONF={SAMPLE}/slurm.conf update nodename=c51-g002 "
-                               "state=drain reason=migsync: stale cap535")
+    calls = log.read_text().splitlines()  # --json show (this fake has none), show -o, update
+    assert calls[-1].startswith(f"SLURM_CONF={SAMPLE}/slurm.conf update nodename=c51-g002 "
+                                "state=drain reason=migsync: stale cap535")
     text = (tmp_path / "m.prom").read_text()
     assert 'migsync_consistent{node="c51-g002"} 0' in text
     assert 'migsync_findings{node="c51-g002",id="stale-cap"} 1' in text

@@ -184,7 +184,9 @@ def test_backend_disagrees_and_gpu_lost_via_nvml(tmp_path):
     shutil.rmtree(d / "root/proc/driver/nvidia/capabilities/gpu2/mig/gi9")
     r = run_cli("check", "--json", "--backend", "nvidia-smi", "--nvidia-smi", d / "nvidia-smi",
                 "--root", d / "root", "--gres-conf", SEED_GRES, "--node", "c51-g002")
-    assert "backend-disagrees" in ids(r.json())
+    # inconsistent sources: a discovery failure (exit 3), never a mismatch ("backend-disagrees"
+    # stays a finding id for compatibility; issue 12 made it a discovery error)
+    assert r.code == 3 and "nvidia-smi and procfs disagree: nvidia-smi lists gpu2/gi9/ci0" in r.err
 
 
 def test_ignore_setting_drops_a_finding_id():

@@ -91,10 +91,31 @@ def test_upper_case_name_lost_gpu0_and_untyped_counts(tmp_path):
 
 
 def test_backend_disagreement_finding(tmp_path):
+    """The pure check still turns an inventory's disagreements into the finding; discovery
+    itself stops with exit 3 before that since issue 12 (partial data never becomes a
+    mismatch), so the inventory here is built by discovery.merge from a copy of sxm-mixed
+    whose nvidia-smi leaves out gpu6/gi10."""
+    import shutil
+    from migsync import discovery, procfs
+    from migsync.backends import smi
+    from migsync.check import check
+    from migsync.gresconf import parse
     from test_fixtures import SXM_GRES
-    got = findings(tmp_path, "sxm-mixed", "g-sxm", SXM_GRES)
-    assert got == [("backend-disagrees", "gpu6/gi10/ci0 exists in procfs but nvidia-smi does not "
-                    "list it", "smi!=procfs", None, None)]
+    d = tmp_path / "n"
+    shutil.copytree(node("sxm-mixed"), d, symlinks=True)
+    lci = d / "smi" / "lci.txt"
+    lci.write_text("".join(ln for ln in lci.read_text().splitlines(True)
+                           if not ln.startswith("|   2     10 ")))
+    view = smi.finish(smi.start(str(d / "nvidia-smi"), 10))
+    inv = discovery.merge(view, procfs.read_snapshot(str(d / "root")))
+    got = check(inv, parse(SXM_GRES, "g.conf").for_node("g-sxm"), exists=lambda p: True).findings
+    assert [(f.id, f.message, f.short) for f in got] == [
+        ("backend-disagrees", "gpu6/gi10/ci0 exists in procfs but nvidia-smi does not list it",
+         "smi!=procfs")]
+    (tmp_path / "x.conf").write_text(SXM_GRES)
+    r = run_cli("check", "--json", "--root", d / "root", "--gres-conf", tmp_path / "x.conf",
+                "--node", "g-sxm", "--backend", "nvidia-smi", "--nvidia-smi", d / "nvidia-smi")
+    assert r.code == 3 and "disagree" in r.err
 
 
 def test_a_gpu_whose_name_is_unknown_cannot_mismatch_a_type():

@@ -81,9 +81,9 @@ def test_backend_listing_an_instance_procfs_lacks_is_a_disagreement(tmp_path):
     d = tmp_path / "n"
     shutil.copytree(node("seed"), d, symlinks=True)
     shutil.rmtree(d / "root/proc/driver/nvidia/capabilities/gpu2/mig/gi9")
-    inv = discovery.discover(str(d / "root"), "nvidia-smi", str(d / "nvidia-smi"))
-    assert any("gpu2/gi9/ci0" in x and "do not exist" in x for x in inv.disagreements)
-    assert (2, 9, 0) not in [m.key for m in inv.migs]
+    with pytest.raises(DiscoveryError, match=r"disagree: nvidia-smi lists gpu2/gi9/ci0 but its "
+                       r"procfs capability files do not exist"):
+        discovery.discover(str(d / "root"), "nvidia-smi", str(d / "nvidia-smi"))
 
 
 def test_nvml_gpu_is_lost_for_one_gpu_keeps_the_others():
@@ -136,8 +136,10 @@ def test_bus_ids_are_normalised():
 def test_empty_mig_minors_is_a_discovery_error():
     with pytest.raises(DiscoveryError, match="empty or truncated"):
         procfs.parse_mig_minors("config 1\nmonitor 2\n", "mig-minors")
-    with pytest.raises(DiscoveryError, match="mig-minors:2"):
+    with pytest.raises(DiscoveryError, match="mig-minors: truncated"):
         procfs.parse_mig_minors("config 1\ngpu0/gi1/acc", "mig-minors")
+    with pytest.raises(DiscoveryError, match="mig-minors:2"):
+        procfs.parse_mig_minors("config 1\ngpu0/gi1/acc\n", "mig-minors")
 
 
 @pytest.mark.parametrize("name,rows", [

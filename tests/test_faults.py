@@ -14,7 +14,10 @@ SAMPLE = os.path.join(REPO, "migsync", "sample", "seed-node")
 
 
 def env():
-    return hermetic_env(PYTHONPATH=REPO, MIGSYNC_CONFIG=os.devnull, PATH="/usr/bin:/bin")
+    # SLURM_CONF: an explicit slurm.conf, since another checkout's configless test may own
+    # /run/slurm/conf while this runs
+    return hermetic_env(PYTHONPATH=REPO, MIGSYNC_CONFIG=os.devnull, PATH="/usr/bin:/bin",
+                        SLURM_CONF=os.path.join(SAMPLE, "slurm.conf"))
 
 
 def script(path, body):
@@ -128,3 +131,255 @@ def test_prolog_path_never_imports_pynvml_or_starts_nvidia_smi(tmp_path, fakes):
     r = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+# --- issue 12: the Prolog never exits non-zero for its own faults ------------------------
+
+HOOK = os.path.join(REPO, "hooks", "prolog")
+
+
+def prolog_hook(tmp_path, state, seed="seed-lost", *extra, env=None):
+    """hooks/prolog as slurmd starts it (bare environment), with recorded node data."""
+    s = tmp_path / "scontrol"
+    if not s.exists():
+        script(s, f'echo "$*" >> {tmp_path}/scontrol.log\n'
+                  '[ "$1" = show ] && echo "NodeName=c51-g002 State=IDLE"\nexit 0')
+    args = ["--no-syslog", "--backend", "nvidia-smi", "--nvidia-smi",
+            os.path.join(node(seed), "nvidia-smi"), "--root", os.path.join(node(seed), "root"),
+            "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+            "--lock-file", str(state / "lock"), "--cache-file", str(state / "state.json"),
+            "--slurm-backend", "scontrol", "--scontrol", str(s), *extra]
+    e = hermetic_env(SLURMD_NODENAME="c51-g002", MIGSYNC_CONFIG=os.devnull,
+                     SLURM_CONF=os.path.join(SAMPLE, "slurm.conf"))
+    e.update(env or {})
+    return subprocess.run([HOOK, *args], env=e, capture_output=True, text=True, timeout=60,
+                          cwd="/")
+
+
+def good_cache(tmp_path, state):
+    """The cache a full check of the consistent node writes: {ok: true}. Corrupting it must
+    never make the Prolog believe anything; the mismatched node must still be refused."""
+    r = prolog_hook(tmp_path, state, "seed")  # a cache miss: procfs check, no cache written
+    assert r.returncode == 0, r.stderr
+    code = subprocess.run([sys.executable, "-m", "migsync", "healthcheck", "--no-syslog",
+                           "--backend", "nvidia-smi", "--nvidia-smi",
+                           os.path.join(node("seed"), "nvidia-smi"), "--root",
+                           os.path.join(node("seed"), "root"), "--gres-conf",
+                           os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                           "--lock-file", str(state / "lock"), "--cache-file",
+                           str(state / "state.json"), "--slurm-backend", "scontrol",
+                           "--scontrol", str(tmp_path / "scontrol")],
+                          env=env(), capture_output=True, text=True, timeout=60)
+    assert code.returncode == 0, code.stderr
+    return state / "state.json"
+
+
+def _json_edit(fn):
+    def edit(path):
+        import json
+        doc = json.loads(path.read_text())
+        fn(doc)
+        path.write_text(json.dumps(doc))
+    return edit
+
+
+def _replace(text):
+    def edit(path):
+        path.write_text(text)
+    return edit
+
+
+def _fifo(path):
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _dir(path):
+    path.unlink()
+    path.mkdir()
+
+
+def _link(target):
+    def edit(path):
+        path.unlink()
+        os.symlink(target, path)
+    return edit
+
+
+def _big(path):
+    with open(path, "ab") as fh:
+        fh.truncate(8 << 20)
+
+
+CACHE_CORRUPTIONS = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[:57]),
+    "empty": _replace(""),
+    "binary": lambda p: p.write_bytes(b"\x00\xff\xfe" * 100),
+    "not-utf8": lambda p: p.write_bytes(p.read_bytes().replace(b'"ok"', b'"\xff\xfe"')),
+    "a-list": _replace("[1, 2, 3]"),
+    "deep": _replace("[" * 100000 + "]" * 100000),
+    "ok-is-a-string": _json_edit(lambda d: d.update(ok="yes")),
+    "findings-a-string": _json_edit(lambda d: d.update(findings="none")),
+    "finding-extra-key": _json_edit(lambda d: d.update(ok=False, findings=[
+        {"id": "stale-cap", "message": "m", "short": "s", "evil": 1}])),
+    "finding-bad-id": _json_edit(lambda d: d.update(ok=False, findings=[
+        {"id": "rm -rf", "message": "m", "short": "s"}])),
+    "finding-int-message": _json_edit(lambda d: d.update(ok=False, findings=[
+        {"id": "stale-cap", "message": 5, "short": "s"}])),
+    "gpus-wrong-type": _json_edit(lambda d: d.update(gpus=[{"minor": "2"}])),
+    "profiles-wrong-type": _json_edit(lambda d: d.update(profiles=[1])),
+    "files-wrong-type": _json_edit(lambda d: d.update(files="gres.conf")),
+    "format-2": _json_edit(lambda d: d.update(format=2)),
+    "fingerprint-int": _json_edit(lambda d: d.update(fingerprint=0)),
+    "fifo": _fifo,
+    "directory": _dir,
+    "dev-zero": _link("/dev/zero"),
+    "dangling-symlink": _link("/nonexistent/state.json"),
+    "huge": _big,
+    "mode-0666": lambda p: p.chmod(0o666),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CACHE_CORRUPTIONS))
+def test_prolog_hook_ignores_every_corrupt_cache(tmp_path, name):
+    """Through hooks/prolog: a corrupt, truncated or wrong-typed cache is ignored and the
+    full procfs check runs: exit 0 on the consistent node, exit 1 on the mismatched one
+    (the cache of the consistent node says ok, so believing it would be the bug)."""
+    state = tmp_path / "run"
+    state.mkdir(mode=0o755)
+    cache = good_cache(tmp_path, state)
+    CACHE_CORRUPTIONS[name](cache)
+    r = prolog_hook(tmp_path, state, "seed-lost")  # a FIFO or /dev/zero would hang: timeout
+    assert r.returncode == 1, (name, r.stderr)
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    r = prolog_hook(tmp_path, state, "seed")
+    assert r.returncode == 0, (name, r.stderr)
+
+
+@pytest.mark.parametrize("fault", ["settings", "lock-dir", "lock-symlink", "state-dir-mode",
+                                   "bad-node", "bad-deadline"])
+def test_prolog_hook_exits_0_for_its_own_faults(tmp_path, fault):
+    state = tmp_path / "run"
+    state.mkdir(mode=0o755)
+    extra, env = [], {}
+    if fault == "settings":
+        cfg = tmp_path / "bad.toml"
+        cfg.write_text("bakend = 'nvml'\n")
+        env["MIGSYNC_CONFIG"] = str(cfg)
+    elif fault == "lock-dir":
+        extra = ["--lock-file", str(tmp_path / "missing" / "lock")]
+    elif fault == "lock-symlink":
+        os.symlink("/etc/passwd", state / "lock")
+    elif fault == "state-dir-mode":
+        os.chmod(state, 0o777)
+    elif fault == "bad-node":
+        extra = ["--node", "c51-g[001-002]"]
+    else:
+        extra = ["--deadline", "0"]
+    before = open("/etc/passwd").read()
+    r = prolog_hook(tmp_path, state, "seed-lost", *extra, env=env)
+    assert r.returncode == 0, r.stderr  # migsync's own fault never blocks the job
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    want = {"settings": "unknown key 'bakend'", "lock-dir": "does not exist",
+            "lock-symlink": "cannot open the lock file", "state-dir-mode": "mode 0777): refused",
+            "bad-node": "hostlist expression", "bad-deadline": "deadline must be"}[fault]
+    assert lines and want in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "scontrol.log").exists() or \
+        "update" not in (tmp_path / "scontrol.log").read_text()
+    assert open("/etc/passwd").read() == before
+
+
+def test_prolog_internal_error_exits_0(tmp_path, monkeypatch):
+    from conftest import run_cli
+    from migsync import healthcheck
+
+    def boom(*a, **k):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(healthcheck, "run", boom)
+    r = run_cli("prolog", "--no-syslog", "--node", "c51-g002")
+    assert r.code == 0 and "internal error: RuntimeError: a bug" in r.err
+
+
+# --- issue 12: check honours --deadline; output errors are errors -------------------------
+
+def test_check_honours_its_deadline_when_nvidia_smi_hangs(tmp_path):
+    hang = script(tmp_path / "nvidia-smi", "exec sleep 300")
+    t = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "migsync", "check", "--backend", "nvidia-smi",
+                        "--nvidia-smi", hang, "--root", os.path.join(node("seed"), "root"),
+                        "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                        "--timeout", "100", "--deadline", "2"],
+                       env=env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3 and "timed out" in r.stderr, r.stderr
+    assert time.monotonic() - t < 2 + 10, "ran past its deadline"  # 10 s: interpreter start
+
+
+CHECK = [sys.executable, "-m", "migsync", "check", "--backend", "nvidia-smi", "--nvidia-smi",
+         os.path.join(node("seed"), "nvidia-smi"), "--root", os.path.join(node("seed"), "root"),
+         "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002"]
+
+
+@pytest.mark.parametrize("how", ["closed", "dev-full", "broken-pipe"])
+@pytest.mark.parametrize("cmd", [CHECK, CHECK[:3] + ["emit"] + CHECK[4:],
+                                 CHECK[:3] + ["discover"] + CHECK[4:10]])
+def test_output_errors_are_errors(tmp_path, how, cmd):
+    if how == "closed":
+        r = subprocess.run(cmd, env=env(), stdout=None, stderr=subprocess.PIPE, text=True,
+                           timeout=60, pass_fds=(), close_fds=True,
+                           preexec_fn=lambda: os.close(1))
+        err, code = r.stderr, r.returncode
+    elif how == "dev-full":
+        with open("/dev/full", "w") as full:
+            r = subprocess.run(cmd, env=env(), stdout=full, stderr=subprocess.PIPE, text=True,
+                               timeout=60)
+        err, code = r.stderr, r.returncode
+    else:
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # nobody will ever read: the first write gets EPIPE
+        r = subprocess.run(cmd, env=env(), stdout=write_end, stderr=subprocess.PIPE, text=True,
+                           timeout=60)
+        os.close(write_end)
+        err, code = r.stderr, r.returncode
+    assert code == 74, (code, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("migsync: cannot write to stdout"), err
+    assert "Exception ignored" not in err and "Traceback" not in err
+
+
+# --- issue 12: reading the real Slurm's answers -----------------------------------------
+
+@pytest.mark.slurm
+def test_reasons_read_back_equal_from_the_real_slurm_by_json_and_one_liner(tmp_path):
+    """The real slurmctld: what drain() writes, status() reads back equal, by JSON and by
+    `-o`, also with a Comment= after it; so the next run does not rewrite it."""
+    import shutil
+    import slurm_cluster
+    from migsync import act, slurmctl
+    from migsync.model import Finding
+
+    why = slurm_cluster.available()
+    if why:
+        pytest.skip(why)
+    cluster = slurm_cluster.Cluster(tmp_path / "slurm", "", "")
+    cluster.start()
+    try:
+        n = slurm_cluster.NODE
+        f = Finding("type-mismatch", 'gres.conf:3: Type="1g.10gb\x1b[31m" [x@y] \t does not match',
+                    "type 1g.10gb")
+        reason = act.reason_for_findings("migsync:", [f] * 3)
+        one = slurmctl.ScontrolBackend(shutil.which("scontrol"), 10, cluster.slurm_conf)
+        one.json = False
+        js = slurmctl.ScontrolBackend(shutil.which("scontrol"), 10, cluster.slurm_conf)
+        one.drain(n, reason)
+        for comment in (None, "Reason=forged [root@2026-01-01T00:00:00] x"):
+            if comment:
+                cluster.scontrol("update", f"nodename={n}", f"comment={comment}")
+            for backend in (one, js):
+                st = backend.status(n)
+                assert st.drained and st.reason == reason, (backend.json, st, reason)
+                assert act.decide(st, reason, "migsync:").action == "none"  # no churn
+        one.resume(n)
+        cluster.wait_state("idle")
+        assert not js.status(n).drained and not one.status(n).drained
+    finally:
+        cluster.stop()

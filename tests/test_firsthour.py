@@ -113,7 +113,9 @@ def test_emit_write_refuses_text_that_does_not_parse(tmp_path):
     target.write_text("# keep me\n")
     r = run_cli("emit", "--write", target, "--node", "bad node",
                 *smi_args("seed", os.path.join(SAMPLE, "gres.conf")))
-    assert r.code == 2 and "refusing to write" in r.err and r.err.count("\n") == 1
+    # since issue 12 a node name with a space is refused as a setting, before emit runs
+    assert r.code == 2 and ("refusing to write" in r.err or "node name cannot contain" in r.err)
+    assert r.err.count("\n") == 1
     assert target.read_text() == "# keep me\n" and len(list(tmp_path.iterdir())) == 1
 
 
@@ -277,13 +279,13 @@ def test_demo_without_keep_leaves_nothing_and_says_how_to_keep(tmp_path):
 
 # Flags a command must NOT offer, because it would do nothing there (hand-written).
 NOT_USED = {
-    "discover": ["--gres-conf", "--slurm-conf", "--node", "--ignore", "--deadline", "--style",
+    "discover": ["--gres-conf", "--slurm-conf", "--node", "--ignore", "--style",
                  "--drain", "--lock-file"],
-    "emit": ["--ignore", "--deadline", "--drain", "--lock-file", "--prom-file", "--quiet"],
+    "emit": ["--ignore", "--drain", "--lock-file", "--prom-file", "--quiet"],
     "prolog": ["--backend", "--nvidia-smi", "--prom-file", "--no-resume", "--style"],
     "prestart": ["--backend", "--nvidia-smi", "--json", "--ignore", "--prom-file", "--lock-file",
                  "--cache-file", "--no-resume"],
-    "report": ["--deadline", "--drain", "--lock-file", "--style"],
+    "report": ["--drain", "--lock-file", "--style"],
     "demo": ["--json", "--root", "--gres-conf"],
 }
 
@@ -339,14 +341,19 @@ def test_emit_to_a_file_then_check_that_file_exits_0(nowhere, tmp_path, node_dir
     args = ["--backend", "nvidia-smi", "--nvidia-smi", os.path.join(node_dir, "nvidia-smi"),
             "--root", os.path.join(node_dir, "root"), "--node", "n1"]
     r = run_cli("emit", *args)
+    if os.path.basename(node_dir) == "lost-gpu":
+        # its recorded nvidia-smi exits 15 beside the lost GPU: partial data, a discovery
+        # failure since issue 12, so there is nothing to emit from
+        assert r.code == 3 and "exited 15" in r.err
+        return
     assert r.code == 0, r.err
     f = tmp_path / "f"
     f.write_text(r.out)
     r = run_cli("check", "--gres-conf", f, *args)
     # faults of the hardware that no gres.conf can fix: MIG on with no instances and a mode
-    # change waiting for a reset; lost GPUs; an instance the backend does not list
-    hardware_faults = {"mig-empty": {"mig-no-instances", "mig-pending"}, "lost-gpu": {"gpu-lost"},
-                       "sxm-mixed": {"backend-disagrees"}}.get(os.path.basename(node_dir))
+    # change waiting for a reset
+    hardware_faults = {"mig-empty": {"mig-no-instances", "mig-pending"}}.get(
+        os.path.basename(node_dir))
     if hardware_faults:
         ids = {f["id"] for f in run_cli("check", "--json", "--gres-conf", f, *args).json()["findings"]}
         assert r.code == 1 and ids == hardware_faults, r.out
@@ -380,3 +387,11 @@ def test_mig_uuids_from_nvml_are_exact():
     got = {(m["gi"], m["ci"]): m["uuid"] for m in doc["inventory"]["mig_devices"]
            if m["parent_minor"] == 2}
     assert got == want and len(got) == 7
+
+
+def test_every_command_that_honours_the_run_deadline_takes_the_flag():
+    """settings_from_args bounds every command's run by `deadline`: the flag must be there."""
+    for cmd in ("check", "emit", "discover", "healthcheck", "prolog", "prestart", "report"):
+        assert "--deadline" in run_cli(cmd, "--help").out, cmd
+    r = run_cli("emit", "--deadline", "30", *SEED_ARGS)
+    assert r.code == 0, r.err

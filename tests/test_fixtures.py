@@ -14,6 +14,7 @@ import fakenode
 import nvml_fake
 from conftest import NODES, node, run_cli
 from migsync import discovery
+from migsync.errors import DiscoveryError
 
 # Rows as nvidia-smi prints them (NVIDIA MIG User Guide, "Getting Started with MIG"; widths
 # 57 and 70 including the frame).
@@ -74,12 +75,13 @@ def test_fake_nvidia_smi_serves_the_recorded_argument_lists():
                                "Unknown Error\n")
 
 
-# ---- sxm-mixed: minors 1, 3, 6, 7; SXM4/HBM3 names; a V100; an instance hidden from the backend
+# ---- sxm-mixed: minors 1, 3, 6, 7; SXM4/HBM3 names; a V100 (an instance hidden from the
+# backend is a discovery failure since issue 12: shown on a copy below)
 
 # (minor, gi, ci) -> (profile, GI cap, CI cap): caps from mig-minors, gi = 3 + 135*minor + 9*gi
 SXM_MIGS = {(1, 1, 0): ("3g.40gb", 147, 148), (1, 2, 0): ("3g.40gb", 156, 157),
             (6, 1, 0): ("4g.40gb", 822, 823), (6, 9, 0): ("1g.10gb", 894, 895),
-            (6, 10, 0): (None, 903, 904)}  # in procfs only: the backend gives no profile
+            (6, 10, 0): ("1g.10gb", 903, 904)}
 SXM_GPUS = {1: (0, "NVIDIA A100-SXM4-80GB", True), 3: (1, "NVIDIA A100-SXM4-80GB", False),
             6: (2, "NVIDIA H100 80GB HBM3", True), 7: (3, "Tesla V100-SXM2-32GB", None)}
 SXM_GRES = """\
@@ -119,15 +121,28 @@ def test_sxm_node_gaps_in_minors_no_mig_gpu_and_hidden_instance(backend):
     assert {m.key: (m.profile, m.gi_cap, m.ci_cap) for m in inv.migs} == SXM_MIGS
     assert [m.files[0] for m in inv.migs] == ["/dev/nvidia1"] * 2 + ["/dev/nvidia6"] * 3
     name = "nvidia-smi" if backend == "nvidia-smi" else "nvml"
-    assert inv.disagreements == [f"gpu6/gi10/ci0 exists in procfs but {name} does not list it"]
+    assert name and inv.disagreements == []
+
+
+def test_sxm_instance_hidden_from_the_backend_is_a_discovery_failure(tmp_path):
+    """A GI procfs has but nvidia-smi does not list (created while it was queried): one of the
+    two is partial, so no verdict is built on it (issue 12): exit 3, not backend-disagrees."""
+    import shutil
+    d = tmp_path / "n"
+    shutil.copytree(node("sxm-mixed"), d, symlinks=True)
+    lci = d / "smi" / "lci.txt"
+    lci.write_text("".join(ln for ln in lci.read_text().splitlines(True)
+                           if not ln.startswith("|   2     10 ")))
+    (tmp_path / "gres.conf").write_text(SXM_GRES)
+    r = run_cli("check", "--json", "--root", d / "root", "--gres-conf", tmp_path / "gres.conf",
+                "--node", "g-sxm", "--backend", "nvidia-smi", "--nvidia-smi", d / "nvidia-smi")
+    assert r.code == 3 and "gpu6/gi10/ci0 exists in procfs but nvidia-smi does not list it" in r.err
 
 
 @pytest.mark.parametrize("backend", ["nvidia-smi", "nvml"])
-def test_sxm_site_config_only_reports_the_hidden_instance(tmp_path, backend):
+def test_sxm_site_config_matches(tmp_path, backend):
     r = sxm_check(tmp_path, backend=backend)
-    doc = r.json()
-    assert r.code == 1
-    assert [f["id"] for f in doc["findings"]] == ["backend-disagrees"]
+    assert r.code == 0 and r.json()["findings"] == []
 
 
 def test_sxm_suggestion_keeps_the_sites_types_including_the_hidden_instances(tmp_path):
@@ -187,6 +202,16 @@ NodeName=g-lost Name=gpu Type=4g.40gb MultipleFiles=/dev/nvidia2,/dev/nvidia-cap
 """
 
 
+def _exit_0_copy(tmp_path):
+    """lost-gpu with every recorded nvidia-smi exit code 0 (same output)."""
+    import shutil
+    d = tmp_path / "lost-exit-0"
+    shutil.copytree(node("lost-gpu"), d, symlinks=True)
+    for rc in (d / "smi").glob("*.rc"):
+        rc.write_text("0\n")
+    return d
+
+
 @pytest.mark.parametrize("backend", ["nvidia-smi", "nvml"])
 def test_lost_and_reset_needing_gpus_are_gpu_lost_not_mig_off(tmp_path, backend):
     (tmp_path / "gres.conf").write_text(LOST_GRES)
@@ -196,6 +221,13 @@ def test_lost_and_reset_needing_gpus_are_gpu_lost_not_mig_off(tmp_path, backend)
     if backend == "nvml":
         r = run_cli(*args, nvml=nvml_fake.make(os.path.join(d, "layout.json")))
     else:
+        # As recorded, nvidia-smi exits 15 beside the lost GPU's line: since issue 12 a
+        # command that fails is a discovery failure, whatever rows it printed ...
+        r = run_cli(*args, "--nvidia-smi", os.path.join(d, "nvidia-smi"))
+        assert r.code == 3 and "--query-gpu exited 15" in r.err
+        # ... and the same rows from an nvidia-smi that exits 0 are data: two lost GPUs
+        d = _exit_0_copy(tmp_path)
+        args[3] = os.path.join(d, "root")
         r = run_cli(*args, "--nvidia-smi", os.path.join(d, "nvidia-smi"))
     doc = r.json()
     assert r.code == 1
@@ -203,17 +235,21 @@ def test_lost_and_reset_needing_gpus_are_gpu_lost_not_mig_off(tmp_path, backend)
     # for the lost GPUs' caps (procfs still has them)
     assert [(f["id"], f["message"].split(":")[0]) for f in doc["findings"]] == [
         ("gpu-lost", "gpu1"), ("gpu-lost", "gpu2")]
-    inv = inventory("lost-gpu", backend)
+    inv = inventory("lost-gpu", "nvml") if backend == "nvml" else discovery.discover(
+        os.path.join(d, "root"), "nvidia-smi", os.path.join(d, "nvidia-smi"))
     assert [(g.minor, bool(g.lost)) for g in inv.gpus] == [(0, False), (1, True), (2, True)]
     assert [m.ci_cap for m in inv.migs] == [13, 148, 283]
 
 
 def test_untyped_site_and_an_unlisted_instance_count_as_one_plain_gpu_total(tmp_path):
-    """Every device configured without Type except the instance the backend does not list:
-    the suggested Gres= is one untyped total, gpu:7 (2 + 1 + 3 + 1 devices)."""
+    """Every device configured without Type except one instance the site left out. That
+    instance has a profile (the backend lists it: an instance it did not list is a discovery
+    failure since issue 12), so it is typed, and since slurmd refuses typed and untyped lines
+    for one GRES on a node, the suggestion types every device."""
     untyped = "\n".join(ln.replace(ln.split()[2] + " ", "") for ln in SXM_GRES.splitlines()[:-1])
     r = sxm_check(tmp_path, untyped + "\n")
-    assert r.json()["suggested"]["slurm_conf"] == "NodeName=g-sxm Gres=gpu:7"
+    assert r.json()["suggested"]["slurm_conf"] == (
+        "NodeName=g-sxm Gres=gpu:3g.40gb:2,gpu:a100:1,gpu:4g.40gb:1,gpu:1g.10gb:2,gpu:v100:1")
 
 
 # ---- cap numbers come from the files, never from the observed formula
@@ -245,13 +281,14 @@ def test_cap_numbers_are_read_from_mig_minors_and_the_capability_files(tmp_path)
 
 
 def test_a_short_mig_minors_falls_back_to_the_capability_files(tmp_path):
+    """The driver prints every possible entry: a mig-minors without gpu3's is cut short or
+    corrupt, a discovery failure since issue 12 (it used to fall back to the files)."""
     d = _copy_seed(tmp_path)
     mm = d / "root/proc/driver/nvidia-caps/mig-minors"
     mm.write_text("".join(ln + "\n" for ln in mm.read_text().splitlines()
                           if not ln.startswith("gpu3/")))
-    inv = discovery.discover(str(d / "root"), "nvidia-smi", str(d / "nvidia-smi"))
-    assert [m.ci_cap for m in inv.migs] == SEED_CI_CAPS
-    assert [m.gi_cap for m in inv.migs if m.parent_minor == 3] == [471, 480, 489, 507, 516, 525, 534]
+    with pytest.raises(DiscoveryError, match=r"mig-minors: no entry for gpu3/gi7"):
+        discovery.discover(str(d / "root"), "nvidia-smi", str(d / "nvidia-smi"))
 
 
 def test_instances_of_lost_gpus_are_not_reported_unconfigured(tmp_path):
@@ -259,6 +296,7 @@ def test_instances_of_lost_gpus_are_not_reported_unconfigured(tmp_path):
     procfs) are not also 'unconfigured' when gres.conf leaves them out."""
     (tmp_path / "gres.conf").write_text(LOST_GRES.splitlines()[0] + "\n")
     d = node("lost-gpu")
+    d = _exit_0_copy(tmp_path)  # recorded exit 15 would be a discovery failure (issue 12)
     r = run_cli("check", "--json", "--root", os.path.join(d, "root"), "--gres-conf",
                 tmp_path / "gres.conf", "--node", "g-lost", "--backend", "nvidia-smi",
                 "--nvidia-smi", os.path.join(d, "nvidia-smi"))

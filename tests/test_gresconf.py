@@ -268,3 +268,74 @@ def test_slurm_version_setting_is_validated(tmp_path):
     from conftest import run_cli, smi_args
     r = run_cli("check", "--slurm-version", "latest", *smi_args("seed"))
     assert r.code == 2 and "not a Slurm version: 'latest'" in r.err
+
+
+# ---- issue 12.2: lines end at \n only (slurmd reads with fgets); expectations measured with
+# slurmd -G (corpus cases 45-49) --------------------------------------------------------------
+
+@pytest.mark.parametrize("sep", ["\r", "\f", "\x85", "\u2028", "\x1c", "\v"])
+def test_only_newline_ends_a_line(sep):
+    conf = parse(f"Name=gpu Type=a100 File=/dev/nvidia0{sep}Name=gpu Type=a100 File=/dev/nvidia1\n")
+    assert len(conf.lines) == 1  # one line: the second File= wins ("latest value used")
+    assert conf.lines[0].files == ["/dev/nvidia1"]
+
+
+def test_c_blanks_split_keys_but_unicode_separators_stay_in_the_value():
+    (ln,) = parse("Name=gpu Type=a100\rFile=/dev/nvidia0\n").lines
+    assert ln.files == ["/dev/nvidia0"]
+    (ln,) = parse("Name=gpu File=/dev/nvidia0\u2028x Type=a100\n").lines
+    assert ln.files == ["/dev/nvidia0\u2028x"] and ln.type == "a100"
+
+
+def test_a_comment_runs_to_the_end_of_the_physical_line():
+    conf = parse("Name=gpu Type=a100 File=/dev/nvidia0 # note\rName=gpu File=/dev/nvidia1\n")
+    assert [ln.files for ln in conf.lines] == [["/dev/nvidia0"]]
+
+
+def test_slurmd_accepts_what_migsync_used_to_refuse():
+    text = ("Name = gpu  Type =a100 File= /dev/nvidia0,,/dev/nvidia1\n"  # blanks around '='
+            "NodeName=n1 Type=a100 File=/dev/nvidia3\n"                # no Name=: skipped
+            "NodeName=other[1- Name=gpu File=/dev/nvidia9\n"           # unparseable: skipped
+            "Name=mps Count=3 File=/dev/nvidia[0-1]\n"                 # shared: no Count rule
+            "Name=gpu Type=a1\\00 File=\"/dev/nvidia4 /dev/nvidia5\"\n")
+    conf = parse(text)
+    gpu = conf.for_node("n1")
+    assert [ln.files for ln in gpu] == [["/dev/nvidia0", "/dev/nvidia1"],
+                                        ["/dev/nvidia4", "/dev/nvidia5"]]
+    assert [ln.type for ln in gpu] == ["a100", "a100"]
+    assert len(conf.ignored) == 2 and conf.for_node("n1", "mps")[0].count == 3
+
+
+@pytest.mark.parametrize("text,fatal", [
+    ("Name=gpu Type=a100 File=/d/0\nName=gpu File=/d/1\n",
+     'gres.conf for gpu, some records have "Type=" specification while others do not'),
+    ("NodeName=n1 Name=gpu Type=b File=/d/1\nName=gpu Type=a File=/d/0 Flags=nvidia_gpu_env\n",
+     "Invalid GRES record name=gpu type=a: Flags (nvidia_gpu_env) does not match env flags for "
+     "previous GRES of same node and name"),
+    ("NodeName=n1 AutoDetect=nvml\nNodeName=n1 AutoDetect=off\n",
+     "gres.conf: duplicate node-local AutoDetect specification does not match the first"),
+])
+def test_slurmd_fatal_texts(text, fatal):
+    assert [t for _, t in parse(text).fatal_for("n1")] == [fatal]
+
+
+@pytest.mark.parametrize("text", [
+    "Name=gpu Type=a File=/d/0 Flags=nvidia_gpu_env\nNodeName=n1 Name=gpu Type=b File=/d/1\n",
+    "NodeName=other Name=gpu File=/d/1\nNodeName=n1 Name=gpu Type=a File=/d/0\n",
+    "NodeName=n1 AutoDetect=off\nNodeName=n1 AutoDetect=off\nAutoDetect=nvml\n",
+])
+def test_slurmd_starts(text):
+    assert parse(text).fatal_for("n1") == []
+
+
+def test_flags_without_env_flags_are_fatal_on_24_11_only():
+    text = "Name=gpu Type=a File=/d/0 Flags=nvidia_gpu_env\nName=gpu Type=a File=/d/1 Flags=CountOnly\n"
+    assert [v for v in ("22.05", "24.11", "26.05")
+            if gresconf.parse(text, "g", version=v).fatal_for("n1")] == ["24.11"]
+
+
+def test_text_after_a_bracket_is_a_parse_error_on_22_05_only():
+    text = "Name=gpu File=/d/n[0-1]x\n"
+    assert gresconf.parse(text, "g", version="24.11").lines[0].files == ["/d/n0x", "/d/n1x"]
+    with pytest.raises(ConfigError):
+        gresconf.parse(text, "g", version="22.05")

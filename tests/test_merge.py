@@ -179,7 +179,11 @@ def test_write_is_atomic_and_keeps_a_backup(tmp_path, reports):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
     deep = tmp_path / "nodir" / "x" / "g.conf"
     r = merged(tmp_path, reports["gpu01"] + "\n", "--write", deep)
-    assert r.code == 0, r.err  # missing directories are created ...
+    # issue 14: a missing directory is named, never created silently
+    assert r.code == 2 and "nodir/x: directory does not exist" in r.err
+    os.makedirs(deep.parent)
+    r = merged(tmp_path, reports["gpu01"] + "\n", "--write", deep)
+    assert r.code == 0, r.err
     lines = [ln for ln in deep.read_text().splitlines() if ln and not ln.startswith("#")]
     # ... and the file holds gpu01's devices (the seed node, hand-counted: 2 whole A100s,
     # 14 x 1g.10gb as one MultipleFiles= line each)

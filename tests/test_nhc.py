@@ -227,6 +227,7 @@ EXIT_TABLE = [
      0, None, "GPUs not readable, node not failed (check_migsync -d would): migsync: no GPU info"),
     (3, "migsync: no GPU info [discovery] NVML: driver not loaded", "", "-d",
      1, "migsync: no GPU info [discovery] NVML: driver not loaded", None),
+    (3, "", "", "-d", 1, "migsync: no GPU info [discovery]", None),
     (4, "", "migsync: another run holds /run/migsync.lock", "",
      0, None, "migsync's own error (exit 4"),
     (70, "", "migsync: internal error: KeyError: 'x'", "-d",
@@ -351,17 +352,19 @@ def nhc_cluster(tmp_path, slurm_rt):
     runs NHC itself (the same wrapper, the same bare environment), one run at a time."""
     made = []
 
-    def make(lines=None, by_slurmd=False, toml_extra=""):
+    def make(lines=None, by_slurmd=False, toml_extra="", configless=False):
         fake = FakeNode(tmp_path)
         made.append((None, fake))
         cluster = slurm_cluster.Cluster(tmp_path / "slurm", SEED_GRES, SEED_SLURM_GRES, interval=5,
+                                        configless=configless,
                                         **({"runtime": slurm_rt} if slurm_rt is not None else {}))
         made[-1] = (cluster, fake)
-        cfg = write_config(tmp_path, fake, cluster, False)
+        cfg = write_config(tmp_path, fake, cluster, configless)
         if toml_extra:
             cfg.write_text(cfg.read_text() + toml_extra + "\n")
+        # configless: neither NHC's scontrol/sinfo nor migsync are told where slurm.conf is
         nhc = Nhc(tmp_path, lines or [f"* || check_migsync --config {cfg}"],
-                  slurm_conf=cluster.slurm_conf, rt=slurm_rt)
+                  slurm_conf=None if configless else cluster.slurm_conf, rt=slurm_rt)
         cluster.rt_ = slurm_rt
         if by_slurmd:
             cluster.health_check = str(nhc.wrapper)
@@ -391,8 +394,9 @@ def standalone_healthcheck(cluster):
 
 
 @slurm_test
-def test_slurmd_running_nhc_keeps_drains_and_resumes_the_node(nhc_cluster):
-    cluster, fake, nhc = nhc_cluster(by_slurmd=True)
+@pytest.mark.parametrize("configless", [False, True], ids=["slurm.conf", "configless"])
+def test_slurmd_running_nhc_keeps_drains_and_resumes_the_node(nhc_cluster, configless):
+    cluster, fake, nhc = nhc_cluster(by_slurmd=True, configless=configless)
     cluster.wait_for(lambda: nhc.run_count() >= 3, 40, "slurmd did not run NHC three times")
     assert cluster.state() == "idle", reason(cluster)
     assert set(nhc.runs.read_text().split()) == {"0"}, nhc.log_text()

@@ -89,7 +89,9 @@ def test_mig_minors_for_some_gpus_and_the_whole_table():
 
 @pytest.mark.parametrize("text,message", [
     ("config 1\nmonitor 2\n", "mm: empty or truncated (no gpu/gi entries)"),
-    ("config 1\ngpu0/gi1/access 12\ngpu0/gi1/ci0/acc", "mm:3: unexpected entry (in 'gpu0/gi1/ci0/acc')"),
+    # issue 12: a last line without a newline is a cut-short table, said as such
+    ("config 1\ngpu0/gi1/access 12\ngpu0/gi1/ci0/acc", "mm: truncated (the last line has no newline)"),
+    ("config 1\ngpu0/gi1/access 12\ngpu0/gi1/ci0/acc\n", "mm:3: unexpected entry (in 'gpu0/gi1/ci0/acc')"),
     ("config 1\ngpu0/gi1/access twelve\n", "mm:2: unexpected entry (in 'gpu0/gi1/access twelve')"),
     ("config 1\nmonitor\ngpu0/gi1/access 12\n", "mm:2: expected '<name> <minor>' (in 'monitor')"),
     ("config one\ngpu0/gi1/access 12\n", "mm:1: expected '<name> <minor>' (in 'config one')"),
@@ -121,20 +123,18 @@ def test_snapshot_existence_comes_from_capability_files_and_numbers_from_mig_min
 
 
 def test_capability_files_give_the_number_when_mig_minors_lacks_it(tmp_path):
+    """The driver prints every possible entry: a mig-minors that lacks a live instance is cut
+    short or corrupt, a discovery failure since issue 12 (it used to fall back to the file)."""
     r = str(tmp_path)
     gpu_info(r, "0000:07:00.0", 1)
     mig_minors(r, [("gpu1/gi1/access", 147), ("gpu1/gi1/ci0/access", 148)])
     access(r, 1, 2, dev=156)
     access(r, 1, 2, 0, dev=157)
-    snap = procfs.read_snapshot(r)
-    assert snap.gi_caps == {(1, 2): 156} and snap.ci_caps == {(1, 2, 0): 157}
-    assert snap.cap_table[157] == (1, 2, 0) and snap.cap_table[156] == (1, 2, None)
-    access(r, 1, 3)  # neither mig-minors nor the file know its number
     with pytest.raises(DiscoveryError) as exc:
         procfs.read_snapshot(r)
-    assert str(exc.value) == (f"{r}/proc/driver/nvidia-caps/mig-minors: no entry for gpu1/gi3, "
-                              f"and {r}/proc/driver/nvidia/capabilities/gpu1/mig/gi3/access "
-                              "has no DeviceFileMinor")
+    assert str(exc.value) == (f"{r}/proc/driver/nvidia-caps/mig-minors: no entry for gpu1/gi2 "
+                              "(the driver lists every instance: the table is cut short or "
+                              "corrupt)")
 
 
 def test_without_mig_minors_the_capability_files_number_everything(tmp_path):

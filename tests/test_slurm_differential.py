@@ -1,21 +1,30 @@
-"""Differential test: migsync's per-type GRES counts for a node equal what the real slurmd registers.
+"""Differential test: migsync reads every corpus gres.conf record-for-record like the real slurmd.
 
-Oracle: the real slurmd of every version in slurm_cluster (22.05 on the host, 24.11 and 26.05
-in Debian chroots). `slurmd -G` prints the GRES it would register after reading
-slurm.conf and gres.conf; slurm.conf is given exactly migsync's counts, so slurmd agrees only
-if it neither finds more ("more configured than expected") nor fewer. A sample is also
-registered with a live slurmctld, where fewer GRES than configured makes the node INVAL.
+Oracle: the real `slurmd -G` of every version in slurm_cluster (22.05 on the host, 24.11 and
+26.05 in Debian chroots). Each case tests/data/gres-corpus/NAME.conf carries, in `#@` comment
+lines slurmd ignores, the node's slurm.conf `Gres=` (and `GresTypes=`, extra device files).
+NAME.slurmd.json holds what each slurmd did with it, RECORDED from the real slurmd
+(MIGSYNC_RECORD_CORPUS=1 tests/run -k differential rewrites it), never written by hand:
+the verdict (accept, or reject with slurmd's fatal line) and the gpu records in slurmd's
+order. The test re-runs slurmd and asserts it still does exactly what was recorded, then
+asserts migsync agrees with the recording:
+  - reject: migsync exits 2 (ConfigError) or reports slurmd-fatal;
+  - accept: no slurmd-fatal, and gresconf.slurmd_order gives the same records (type, count,
+    files) in the same order. `slurmd -G` prints only records with device files, so
+    file-less records are compared by the verdict alone.
+A sample is also registered with a live slurmctld, where fewer GRES than configured makes the
+node INVAL.
 """
 import glob
+import json
 import os
 import re
-import subprocess
 
 import pytest
 
 import slurm_cluster
 from slurm_cluster import slurm_rt  # noqa: F401  (the version parametrisation)
-from migsync import gresconf
+from migsync import gresconf, slurmconf
 from migsync.check import registered_counts
 from migsync.errors import ConfigError
 
@@ -24,11 +33,23 @@ why = slurm_cluster.available()
 if why:
     pytestmark = [pytest.mark.slurm, pytest.mark.skip(reason=why)]
 
-CORPUS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "data", "gres-corpus", "*.conf")))
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = sorted(glob.glob(os.path.join(HERE, "data", "gres-corpus", "*.conf")))
 NODE = slurm_cluster.NODE
+RECORD = os.environ.get("MIGSYNC_RECORD_CORPUS") == "1"
 DEVICES = ["nvidia0", "nvidia1", "nvidia2", "nvidia3"] + [
     f"nvidia-caps/nvidia-cap{c}" for c in (336, 337, 345, 346, 355, 364, 373, 382, 391, 471, 472,
                                            481, 490, 508, 517, 526, 535)]
+
+
+def headers(text):
+    """The `#@ Key=value` lines of a case (comments to slurmd)."""
+    out = {}
+    for line in text.split("\n"):
+        if line.startswith("#@ "):
+            key, _, value = line[3:].strip().partition("=")
+            out[key] = value
+    return out
 
 
 @pytest.fixture
@@ -41,8 +62,148 @@ def devdir(tmp_path):
     return d
 
 
-def migsync_counts(path):
-    return registered_counts(gresconf.load(path, NODE).for_node(NODE))  # as check reads it
+def materialise(src, devdir, dst):
+    with open(src, encoding="utf-8", newline="") as fh:
+        text = fh.read()
+    for extra in filter(None, headers(text).get("Files", "").split(",")):
+        (devdir / extra).write_text("")
+    with open(dst, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text.replace("@D@", str(devdir)))
+    return text
+
+
+# ---- reading slurmd's answer (independent of migsync: a small bracket expander of its own) ---
+
+def _expand(files):
+    """Expand slurmd's printed File= (`/d/n[0-1]`, `/d/a,/d/b`) in the written order."""
+    out = []
+    for term in re.findall(r"[^,\s\[]*(?:\[[^\]]*\][^,\s\[]*)*", files):
+        if not term:
+            continue
+        m = re.match(r"^(.*?)\[([^\]]*)\](.*)$", term)
+        if not m:
+            out.append(term)
+            continue
+        for part in m.group(2).split(","):
+            lo, _, hi = part.partition("-")
+            for v in range(int(lo), int(hi or lo) + 1):
+                out.extend(_expand(f"{m.group(1)}{str(v).zfill(len(lo) if lo.startswith('0') else 0)}"
+                                   f"{m.group(3)}"))
+    return out
+
+
+# File= may hold blanks (a quoted File="a b"); it ends at " (null)" or the next " Key="
+RECORD_RE = re.compile(r"Gres Name=(\S+) Type=(.*?) Count=(\d+) Index=\S+ ID=\S+ "
+                       r"File=(.*?)(?= \(null\)| [A-Z][A-Za-z]*=|$)", re.M)
+
+
+def slurmd_says(cluster, devdir):
+    """(verdict, fatal line, gpu records [type, count, files]) from `slurmd -G`."""
+    r = cluster.slurmd_g()
+    out = (r.stdout + r.stderr).replace(str(devdir), "@D@").replace(cluster.base, "@C@")
+    fatal = [re.sub(r"^.*?fatal: ", "", ln) for ln in out.splitlines() if "fatal:" in ln]
+    if r.returncode != 0 or fatal:
+        return {"verdict": "reject", "fatal": fatal[0] if fatal else f"exit {r.returncode}",
+                "records": []}, out
+    records = []
+    for m in RECORD_RE.finditer(out):
+        if m.group(1) != "gpu":
+            continue  # slurmd -G lists Name=GPU too, but slurmctld registers none of it
+        gtype = None if m.group(2) == "(null)" else m.group(2)
+        count, files = int(m.group(3)), ([] if m.group(4) == "(null)" else _expand(m.group(4)))
+        if files and count == len(files) and count > 1:  # one File= record of n devices
+            records.extend([gtype, 1, [f]] for f in files)
+        else:
+            records.append([gtype, count, files])
+    return {"verdict": "accept", "fatal": None, "records": records}, out
+
+
+# ---- migsync's answer --------------------------------------------------------------------
+
+def migsync_says(conf_path, text, version):
+    """The same shape from migsync alone: load, slurmd-fatal, slurmd_order."""
+    try:
+        conf = gresconf.load(conf_path, NODE, version)
+        conf.for_node(NODE)  # raises for a node slurmd refuses outright
+    except ConfigError as exc:
+        return {"verdict": "reject", "why": f"exit 2: {exc}", "records": []}
+    fatal = conf.fatal_for(NODE)
+    if fatal:
+        return {"verdict": "reject", "why": f"slurmd-fatal: {fatal[0][1]}", "records": []}
+    # slurm.conf's own parser drops the backslash of `a100\#x`, as migsync's slurmconf does
+    specs = slurmconf.parse_gres(headers(text).get("Gres", "").replace("\\", ""))
+    records = [[r.type, r.count, list(r.files)]
+               for r in gresconf.slurmd_order(conf, NODE, specs) if r.files]
+    return {"verdict": "accept", "why": None, "records": records}
+
+
+def dump_recording(recorded):
+    """JSON, one version per block and one record per line (diffs stay readable)."""
+    blocks = []
+    for version, rec in sorted(recorded.items()):
+        head = {k: rec[k] for k in ("slurmd", "verdict", "fatal")}
+        recs = ",\n   ".join(json.dumps(r) for r in rec["records"])
+        blocks.append(f' {json.dumps(version)}: {json.dumps(head)[:-1]}, "records": [' +
+                      (f"\n   {recs}]" if recs else "]") + "}")
+    return "{\n" + ",\n".join(blocks) + "\n}\n"
+
+
+def recording_path(case):
+    return case[:-len(".conf")] + ".slurmd.json"
+
+
+def cluster_for(tmp_path, case, devdir, rt):
+    cluster = slurm_cluster.Cluster(tmp_path / "c", "", "", runtime=rt)
+    text = materialise(case, devdir, cluster.gres_conf)
+    h = headers(text)
+    cluster.write_slurm_conf(h.get("Gres", "gpu:1"))
+    if "GresTypes" in h:
+        conf = open(cluster.slurm_conf).read().replace("GresTypes=gpu\n",
+                                                        f"GresTypes={h['GresTypes']}\n")
+        open(cluster.slurm_conf, "w").write(conf)
+    return cluster, text
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[os.path.basename(p) for p in CORPUS])
+def test_migsync_reads_each_case_like_the_real_slurmd(tmp_path, devdir, case, slurm_rt):
+    cluster, text = cluster_for(tmp_path, case, devdir, slurm_rt)
+    try:
+        theirs, log = slurmd_says(cluster, devdir)
+    finally:
+        cluster.stop()  # 24.11+ needs munged for slurmd -G
+    version = slurm_rt.version
+    path = recording_path(case)
+    recorded = json.load(open(path)) if os.path.exists(path) else {}
+    if RECORD:
+        recorded[version] = dict(theirs, slurmd=slurm_rt.full_version)
+        with open(path, "w") as fh:
+            fh.write(dump_recording(recorded))
+    assert version in recorded, f"no recording for {version}: MIGSYNC_RECORD_CORPUS=1"
+    want = {k: recorded[version][k] for k in ("verdict", "fatal", "records")}
+    assert theirs == want, f"slurmd {slurm_rt.full_version} no longer does what was recorded:\n{log}"
+    if want["verdict"] == "accept":
+        assert not re.search(r"for GRES gpu[: ]\S* ?has \d+ more configured than expected", log), \
+            f"the case's #@ Gres= does not match what gres.conf gives:\n{log}"
+    mine = migsync_says(cluster.gres_conf, text, version)
+    assert mine["verdict"] == want["verdict"], (
+        f"slurmd {version}: {want['verdict']} ({want['fatal']}); migsync: {mine['verdict']} "
+        f"({mine['why']})")
+    if want["verdict"] == "reject":
+        return
+    got = [[t, c, [f.replace(str(devdir), "@D@") for f in files]] for t, c, files in mine["records"]]
+    assert [[t.lower() if t else t, c, f] for t, c, f in got] == \
+        [[t.lower() if t else t, c, f] for t, c, f in want["records"]]
+
+
+def test_every_case_has_a_recording_for_every_version():
+    """A corpus case without a recording from the real slurmd of each version is not a test."""
+    missing = []
+    for case in CORPUS:
+        path = recording_path(case)
+        have = json.load(open(path)) if os.path.exists(path) else {}
+        missing += [f"{os.path.basename(case)}:{v}" for v in slurm_cluster.ALL_VERSIONS
+                    if v not in have]
+    assert not missing, missing
 
 
 def gres_spec(counts):
@@ -50,55 +211,16 @@ def gres_spec(counts):
                     for t, n in counts.items())
 
 
-def slurmd_g(cluster):
-    r = cluster.slurmd_g()
-    out = r.stdout + r.stderr
-    counts = {}
-    for m in re.finditer(r"Gres Name=(\S+) Type=(\S+) Count=(\d+)", out):
-        if m.group(1) != "gpu":
-            continue  # slurmd -G lists Name=GPU, but slurmctld registers none of it
-        t = None if m.group(2) == "(null)" else m.group(2).lower()
-        counts[t] = counts.get(t, 0) + int(m.group(3))
-    return out, counts
-
-
-def materialise(src, devdir, dst):
-    text = open(src).read().replace("@D@", str(devdir))
-    with open(dst, "w") as fh:
-        fh.write(text)
-    return dst
-
-
-@pytest.mark.parametrize("path", CORPUS, ids=[os.path.basename(p) for p in CORPUS])
-def test_counts_equal_slurmd_and_rejections_agree(tmp_path, devdir, path, slurm_rt):
-    base = tmp_path / "c"
-    cluster = slurm_cluster.Cluster(base, "", "", runtime=slurm_rt)
-    conf = materialise(path, devdir, cluster.gres_conf)
-    try:
-        mine = migsync_counts(conf)
-    except ConfigError as exc:
-        mine, err = None, exc
-    cluster.write_slurm_conf(gres_spec(mine) if mine else "gpu:1")
-    try:
-        out, theirs = slurmd_g(cluster)
-    finally:
-        cluster.stop()  # 24.11+ needs munged for slurmd -G
-    if mine is None:
-        assert "fatal" in out, f"migsync rejected ({err}) but slurmd accepted:\n{out}"
-        assert os.path.basename(path).startswith("bad-")
-        return
-    assert "fatal" not in out and "Parse error" not in out, out
-    assert not re.search(r"for GRES gpu\S* has \d+ more configured than expected", out), out
-    assert theirs == mine, out
-    assert not os.path.basename(path).startswith("bad-")
+def migsync_counts(path):
+    return registered_counts(gresconf.load(path, NODE).for_node(NODE))  # as check reads it
 
 
 @pytest.mark.parametrize("name", ["03-mixed-case.conf", "10-multiplefiles.conf", "16-many-caps.conf"])
 def test_live_registration_matches_migsync_counts(tmp_path, devdir, name, slurm_rt):
     path = next(p for p in CORPUS if p.endswith(name))
     cluster = slurm_cluster.Cluster(tmp_path / "c", "", "", runtime=slurm_rt)
-    conf = materialise(path, devdir, cluster.gres_conf)
-    mine = migsync_counts(conf)
+    materialise(path, devdir, cluster.gres_conf)
+    mine = migsync_counts(cluster.gres_conf)
     cluster.write_slurm_conf(gres_spec(mine))
     try:
         cluster.start()  # waits for exactly 'idle': registered >= configured for every type

@@ -138,8 +138,14 @@ def test_probe_query_failing_with_no_readable_gpu_is_an_error(tmp_path, rc):
 
 @pytest.mark.parametrize("rc", [1, 15])
 def test_probe_query_failing_with_one_lost_gpu_keeps_the_others(tmp_path, rc):
+    # Issue 12: a command that exits non-zero is a discovery failure even when some rows
+    # parsed (partial data never becomes a mismatch); with exit 0 the lost GPU is data.
     s = fake_smi(tmp_path, row(0, "17", "Disabled", "Disabled") + "\nUnable to determine the "
                  "device handle for GPU0000:4E:00.0: Unknown Error\n", qrc=rc)
+    with pytest.raises(DiscoveryError, match=f"exited {rc}: 0, 00000000:17:00.0"):
+        smi.probe(s, 10)
+    s = fake_smi(tmp_path, row(0, "17", "Disabled", "Disabled") + "\nUnable to determine the "
+                 "device handle for GPU0000:4E:00.0: Unknown Error\n", qrc=0)
     view = smi.probe(s, 10)
     assert [(g.index, bool(g.lost)) for g in view.gpus] == [(0, False), (-1, True)]
     s = fake_smi(tmp_path, "Unable to determine the device handle for GPU0000:4E:00.0: "
@@ -188,6 +194,11 @@ def test_probe_listing_failure_never_fails_discovery(tmp_path):
 def test_probe_finds_nvidia_smi_on_path(tmp_path, monkeypatch):
     s = fake_smi(tmp_path, row(0, "17", "Disabled", "Disabled") + "\n")
     monkeypatch.setenv("PATH", os.path.dirname(s) + os.pathsep + os.environ.get("PATH", ""))
+    if os.geteuid() == 0 and not os.path.exists("/usr/bin/nvidia-smi"):
+        # issue 14: root never takes a program from an inherited PATH (fixed /usr/sbin:...)
+        with pytest.raises(DiscoveryError, match="nvidia-smi not found"):
+            smi.probe(None, 10)
+        return
     assert len(smi.probe(None, 10).gpus) == 1
 
 

@@ -18,6 +18,7 @@ import pytest
 import nvml_fake
 from conftest import node, run_cli
 from migsync import gresconf, nodemap
+from migsync.slurmconf import GresSpec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOOK = os.path.join(REPO, "hooks", "taskprolog")
@@ -25,8 +26,10 @@ CAPS = "/dev/nvidia-caps/nvidia-cap"
 
 
 def units(text, gres_types, node_name="n1"):
-    lines = gresconf.parse(text, "gres.conf").for_node(node_name)
-    return [u.files for u in nodemap.slurmd_order(lines, gres_types)]
+    """GRES index -> files, as the map numbers them (gresconf.slurmd_order's records)."""
+    specs = [GresSpec("gpu", t, 99) for t in gres_types]
+    records = gresconf.slurmd_order(gresconf.parse(text, "gres.conf"), node_name, specs)
+    return [u.files for u in nodemap.units(records)]
 
 
 # ---- slurmd's order: hand-written tables ---------------------------------------------------
@@ -64,11 +67,18 @@ def test_file_hostlists_keep_written_order_and_multiplefiles_is_one_device():
         ("/dev/nvidia3", CAPS + "408", CAPS + "409")]
 
 
-def test_count_only_lines_still_take_their_indices():
-    text = "NodeName=n1 Name=gpu Type=a Count=2\nNodeName=n1 Name=gpu Type=b Count=1\n"
-    assert units(text, ["b", "a"]) == [(), (), ()]
-    order = nodemap.slurmd_order(gresconf.parse(text, "g").for_node("n1"), ["b", "a"])
-    assert [u.type for u in order] == ["b", "a", "a"]
+def test_count_only_records_take_count_indices_in_the_map():
+    """A file-less record of Count=2 is two indices, without files (slurmd 22.05 keeps such
+    records; the map has no device, so no UUID, for them)."""
+    Rec = type("Rec", (), {})
+    recs = []
+    for count, typ, files in ((2, "a", ()), (1, "b", ("/dev/nvidia0",))):
+        r = Rec()
+        r.count, r.type, r.files, r.path, r.line = count, typ, files, "/etc/slurm/gres.conf", 3
+        recs.append(r)
+    got = nodemap.units(recs)
+    assert [(u.files, u.type, u.source) for u in got] == [
+        ((), "a", "gres.conf:3"), ((), "a", "gres.conf:3"), (("/dev/nvidia0",), "b", "gres.conf:3")]
 
 
 # ---- the map the health check writes -------------------------------------------------------
@@ -113,10 +123,11 @@ class FakeNode:
                 if not os.path.islink(os.path.join(d, f)):
                     os.chmod(os.path.join(d, f), 0o755 if f == "nvidia-smi" else 0o644)
 
-    def healthcheck(self, backend="nvml"):
+    def healthcheck(self, backend="nvml", cache_dir=None):
         args = ["healthcheck", "--backend", backend, "--root", self.root, "--node", "n1",
                 "--gres-conf", self.gres, "--slurm-conf", self.slurm,
-                "--cache-file", self.state / "state.json", "--lock-file", self.state / "lock",
+                "--cache-file", (cache_dir or self.state) / "state.json",
+                "--lock-file", self.state / "lock",
                 "--no-syslog", "--no-drain", "--no-resume", "--scontrol", "/bin/false"]
         if backend == "nvidia-smi":
             return run_cli(*args, "--nvidia-smi", self.dir / "nvidia-smi")
@@ -192,6 +203,18 @@ def test_a_value_the_map_cannot_carry_is_one_logged_line_and_no_map(tmp_path):
     assert not os.path.exists(f.map)
     assert "node map not written" in r.err and "my gres.conf" in r.err
     assert "Traceback" not in r.err
+
+
+def test_a_state_dir_others_can_write_gets_no_map(tmp_path):
+    """Tasks trust the map (the sh hook sources it): root never writes it where another user
+    could swap it."""
+    f = FakeNode(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o777)
+    r = f.healthcheck(cache_dir=shared)
+    assert not os.path.exists(shared / "node-map")
+    assert "node map not written" in r.err and "writable by group or other" in r.err
 
 
 def test_procfs_the_job_user_cannot_list_is_a_warning(tmp_path):
@@ -406,3 +429,11 @@ def test_per_task_binding_under_constraindevices_follows_the_device_cgroup(fake,
     r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
                         *argv], env=env, capture_output=True, text=True, timeout=30, cwd="/")
     assert r.returncode == 0 and r.stdout == "" and "not accessible" in r.stderr
+
+
+def test_the_bench_runs():
+    """bench/taskprolog.py works (a smoke run: its figures are not judged here)."""
+    r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "taskprolog.py"), "--runs", "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode in (0, 1), r.stderr  # 1: a ratio over its target on this run
+    assert "hooks/taskprolog, 1 slice" in r.stdout and "Traceback" not in r.stderr

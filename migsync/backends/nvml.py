@@ -1,7 +1,9 @@
 """NVML backend (module pynvml from nvidia-ml-py), imported only when used."""
 from __future__ import annotations
 
-from typing import Any, Optional
+TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 from ..errors import DiscoveryError
 from ..procfs import normalise_bus_id

@@ -161,10 +161,10 @@ def test_labels_of_a_mig_device_with_distinct_numbers_and_a_whole_gpu_after_a_lo
          None, None)])
 
 
-def test_unconfigured_instance_without_a_known_profile(tmp_path):
+def test_unconfigured_instance_the_backend_does_not_list(tmp_path):
     from test_fixtures import SXM_GRES
     got = findings(tmp_path, "sxm-mixed", "g-sxm", "\n".join(SXM_GRES.splitlines()[:-1]) + "\n")
-    assert ("unconfigured-device", "gpu6/gi10/ci0 (profile unknown, /dev/nvidia-caps/nvidia-cap904) "
+    assert ("unconfigured-device", "gpu6/gi10/ci0 (1g.10gb, /dev/nvidia-caps/nvidia-cap904) "
             "is named by no gres.conf line", "unconf gpu6/gi10/ci0", None, None) in got
 
 

@@ -173,7 +173,7 @@ def test_a_ci_without_any_number_is_named_with_its_ci(tmp_path):
     access(r, 1, 1, 0)  # no DeviceFileMinor, and mig-minors lacks gpu1/gi1/ci0
     with pytest.raises(DiscoveryError) as exc:
         procfs.read_snapshot(r)
-    assert "no entry for gpu1/gi1/ci0, and " in str(exc.value)
+    assert "no entry for gpu1/gi1/ci0" in str(exc.value)
 
 
 def test_an_unlistable_capability_directory_is_a_discovery_error(tmp_path):
@@ -207,11 +207,11 @@ def test_information_files_that_are_odd(tmp_path):
     (base / "0000:47:00.0" / "information").unlink()
     with pytest.raises(DiscoveryError) as exc:
         procfs.read_gpus(r)
-    assert str(exc.value) == f"{base}/0000:47:00.0/information: not found"
+    assert str(exc.value) == f"{base}/0000:47:00.0/information: file not found"
     (base / "0000:47:00.0" / "information").mkdir()
     with pytest.raises(DiscoveryError) as exc:
         procfs.read_gpus(r)
-    assert str(exc.value) == f"{base}/0000:47:00.0/information: cannot read: Is a directory"
+    assert str(exc.value) == f"{base}/0000:47:00.0/information: is a directory, not a file"
 
 
 def test_a_gpus_path_that_is_not_a_directory(tmp_path):
@@ -221,19 +221,17 @@ def test_a_gpus_path_that_is_not_a_directory(tmp_path):
     assert str(exc.value) == f"{tmp_path}/proc/driver/nvidia/gpus: cannot list: Not a directory"
 
 
-def test_snapshot_gpu_filter_capability_only_gpus_and_a_truncated_table(tmp_path):
+def test_capabilities_of_a_gpu_procfs_does_not_list_are_refused(tmp_path):
     r = str(tmp_path)
     gpu_info(r, "0000:07:00.0", 1)
     mig_minors(r, [("gpu1/gi1/access", 147), ("gpu1/gi1/ci0/access", 148),
                    ("gpu5/gi1/access", 687), ("gpu5/gi1/ci0/access", 688)])
     access(r, 1, 1)
     access(r, 1, 1, 0)
-    access(r, 5, 1)  # a GPU the driver lists only under capabilities
+    assert procfs.read_snapshot(r).ci_caps == {(1, 1, 0): 148}
+    access(r, 5, 1)
     access(r, 5, 1, 0)
-    assert procfs.read_snapshot(r).ci_caps == {(1, 1, 0): 148, (5, 1, 0): 688}
-    assert procfs.read_snapshot(r, gpu_minors={5}).ci_caps == {(5, 1, 0): 688}
-    mig_minors(r, [("gpu7/gi1/access", 948)])  # nothing for the GPUs that exist
     with pytest.raises(DiscoveryError) as exc:
         procfs.read_snapshot(r)
-    assert str(exc.value) == (f"{r}/proc/driver/nvidia-caps/mig-minors: empty or truncated "
-                              "(no entries for gpu 1, 5)")
+    assert str(exc.value) == (f"{r}/proc/driver/nvidia/capabilities/gpu5 exists but no GPU in "
+                              f"{r}/proc/driver/nvidia/gpus has device minor 5")

@@ -83,6 +83,7 @@ def write_map(tmp):
         fh.write("ClusterName=b\nSlurmctldHost=h\nGresTypes=gpu\n"
                  "NodeName=g-big CPUs=64 Gres=gpu:1g.10gb:56\nPartitionName=p Nodes=g-big\n")
     state = os.path.join(tmp, "run")
+    os.makedirs(state, 0o755)  # migsync creates only /run/migsync; any other state dir is the site's
     os.environ["MIGSYNC_CONFIG"] = os.path.join(tmp, "empty.toml")
     open(os.environ["MIGSYNC_CONFIG"], "w").close()
     import io

@@ -83,11 +83,13 @@ def write_map(tmp):
         fh.write("ClusterName=b\nSlurmctldHost=h\nGresTypes=gpu\n"
                  "NodeName=g-big CPUs=64 Gres=gpu:1g.10gb:56\nPartitionName=p Nodes=g-big\n")
     state = os.path.join(tmp, "run")
+    os.mkdir(state, 0o755)  # the root-owned state directory (/run/migsync on a node)
     os.environ["MIGSYNC_CONFIG"] = os.path.join(tmp, "empty.toml")
     open(os.environ["MIGSYNC_CONFIG"], "w").close()
     import io
     from contextlib import redirect_stderr
-    with redirect_stderr(io.StringIO()):
+    err = io.StringIO()
+    with redirect_stderr(err):
         cli.main(["healthcheck", "--backend", "nvml", "--root", os.path.join(d, "root"),
                   "--node", "g-big", "--gres-conf", gres, "--slurm-conf", slurm,
                   "--cache-file", os.path.join(state, "state.json"),
@@ -95,7 +97,7 @@ def write_map(tmp):
                   "--no-resume", "--scontrol", "/bin/false"],
                  nvml_module=nvml_fake.make(os.path.join(d, "layout.json")))
     path = os.path.join(state, "node-map")
-    assert os.path.exists(path), "the health check wrote no map"
+    assert os.path.exists(path), f"the health check wrote no map: {err.getvalue()}"
     return path, d
 
 

@@ -429,3 +429,11 @@ def test_per_task_binding_under_constraindevices_follows_the_device_cgroup(fake,
     r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
                         *argv], env=env, capture_output=True, text=True, timeout=30, cwd="/")
     assert r.returncode == 0 and r.stdout == "" and "not accessible" in r.stderr
+
+
+def test_the_bench_runs():
+    """bench/taskprolog.py works (a smoke run: its figures are not judged here)."""
+    r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "taskprolog.py"), "--runs", "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode in (0, 1), r.stderr  # 1: a ratio over its target on this run
+    assert "hooks/taskprolog, 1 slice" in r.stdout and "Traceback" not in r.stderr

@@ -67,6 +67,17 @@ def _isolate(monkeypatch, tmp_path, request):
         monkeypatch.setenv("MIGSYNC_CONFIG", str(tmp_path / "empty-migsync.toml"))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_hostlist_cache():
+    """hostlist.parse is memoised: a result cached by one test (or, under mutation testing,
+    by the unmutated code before the fork) must not answer for another."""
+    from migsync import hostlist
+
+    clear = getattr(hostlist.parse, "cache_clear", None)
+    if clear:
+        clear()
+
+
 @pytest.fixture
 def search_root():
     """The directory this test's migsync treats as "/" for /run/slurm/conf, /etc/slurm,

@@ -125,3 +125,55 @@ def test_a_gpu_whose_name_is_unknown_cannot_mismatch_a_type():
     inv = Inventory(gpus=[Gpu(0, 0, "0000:17:00.0", "GPU-a", None, False, False)])
     lines = parse("Name=gpu Type=a100 File=/dev/nvidia0\n", "g.conf").for_node("n1")
     assert check(inv, lines, exists=lambda p: True).findings == []
+
+
+def test_a_line_without_files_and_a_node_without_gres_gpu(tmp_path):
+    got = findings(tmp_path, "seven-g", "g-7g", "NodeName=g-7g Name=gpu Count=1\n",
+                   slurm="NodeName=g-7g Gres=mps:100\n")
+    assert sorted(got) == sorted([
+        ("unknown-device", "g.conf:1: gpu line has no File= or MultipleFiles=, so Slurm cannot "
+         "bind it to a device", "unknown dev no File=", "g.conf:1", None),
+        ("unconfigured-device", "gpu0/gi0/ci0 (7g.80gb, /dev/nvidia-caps/nvidia-cap4) is named by "
+         "no gres.conf line", "unconf gpu0/gi0/ci0", None, None),
+        ("gres-count-mismatch", "s.conf:1: gres.conf gives 1 gpu but the node's slurm.conf line "
+         "has no Gres=gpu", "Gres count no Gres=gpu", "s.conf:1", None)])
+
+
+def test_autodetect_counts_name_slurm_conf(tmp_path):
+    got = findings(tmp_path, "seven-g", "g-7g", "AutoDetect=nvml\n"
+                   "NodeName=g-7g Name=gpu Type=7g.80gb File=/dev/nvidia-caps/nvidia-cap4\n",
+                   slurm="NodeName=g-7g Gres=gpu:2\n")
+    assert got == [("gres-count-mismatch", "s.conf:1: Gres=gpu:2 but AutoDetect=nvml registers 1 gpu",
+                    "Gres count gpu 2!=1", "s.conf:1", None)]
+
+
+def test_labels_of_a_mig_device_with_distinct_numbers_and_a_whole_gpu_after_a_lost_one(tmp_path):
+    caps = "337,346,355,364,373,382,391,472,481,490,508,517,526,535"
+    got = findings(tmp_path, "seed", "c51-g002",
+                   "NodeName=c51-g002 Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap[337,337]\n"
+                   f"NodeName=c51-g002 Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap[{caps[4:]}]\n",
+                   lost={0})
+    assert sorted(got) == sorted([
+        ("gpu-lost", "gpu0: NVML: GPU is lost", "lost gpu0", None, None),
+        ("duplicate-device", "g.conf:1: gpu2/gi7/ci0 is already configured at g.conf:1",
+         "dup gpu2/gi7/ci0", "g.conf:1", None),
+        ("unconfigured-device", "gpu1 (/dev/nvidia1) is named by no gres.conf line", "unconf gpu1",
+         None, None)])
+
+
+def test_unconfigured_instance_the_backend_does_not_list(tmp_path):
+    from test_fixtures import SXM_GRES
+    got = findings(tmp_path, "sxm-mixed", "g-sxm", "\n".join(SXM_GRES.splitlines()[:-1]) + "\n")
+    assert ("unconfigured-device", "gpu6/gi10/ci0 (1g.10gb, /dev/nvidia-caps/nvidia-cap904) "
+            "is named by no gres.conf line", "unconf gpu6/gi10/ci0", None, None) in got
+
+
+def test_mig_enable_pending():
+    from migsync.check import check
+    from migsync.model import Gpu, Inventory
+    inv = Inventory(gpus=[Gpu(0, 0, "0000:17:00.0", "GPU-a", "NVIDIA A100 80GB PCIe", False, True)])
+    from migsync.gresconf import parse
+    lines = parse("Name=gpu Type=a100 File=/dev/nvidia0\n", "g.conf").for_node("n1")
+    (f,) = check(inv, lines, exists=lambda p: True).findings
+    assert (f.id, f.message, f.short) == ("mig-pending", "gpu0: MIG enable is pending a GPU reset",
+                                          "MIG pending gpu0")

@@ -41,14 +41,19 @@ def test_a_new_device_gets_the_sites_type_not_the_default(tmp_path):
 
 def test_the_longest_fitting_site_type_wins_for_a_new_device(tmp_path):
     doc = emit_file_style(tmp_path, "NodeName=c51-g002 Name=gpu Type=a100 File=/dev/nvidia[0-1]\n"
-                          "NodeName=c51-g002 Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap337\n"
-                          "NodeName=c51-g002 Name=gpu Type=pcie_1g.10gb File=/dev/nvidia-caps/nvidia-cap346\n")
-    # configured devices keep their own Type; the other twelve take the longest that fits
+                          "NodeName=c51-g002 Name=gpu Type=pcie_1g.10gb File=/dev/nvidia-caps/nvidia-cap337\n"
+                          "NodeName=c51-g002 Name=gpu Type=a100_80gb_pcie_1g.10gb "
+                          "File=/dev/nvidia-caps/nvidia-cap346\n"
+                          "NodeName=c51-g002 Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap355\n")
+    # configured devices keep their own Type; the other eleven take the longest that fits
+    # (not the last in alphabetical order, which would be pcie_1g.10gb)
     assert doc["gres_conf"] == [
         "NodeName=c51-g002 Name=gpu Type=a100 File=/dev/nvidia[0-1]",
-        "NodeName=c51-g002 Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap337",
-        "NodeName=c51-g002 Name=gpu Type=pcie_1g.10gb "
-        f"File=/dev/nvidia-caps/nvidia-cap[346,355,364,373,382,391,{GPU3_CAPS}]"]
+        "NodeName=c51-g002 Name=gpu Type=pcie_1g.10gb File=/dev/nvidia-caps/nvidia-cap337",
+        "NodeName=c51-g002 Name=gpu Type=a100_80gb_pcie_1g.10gb File=/dev/nvidia-caps/nvidia-cap346",
+        "NodeName=c51-g002 Name=gpu Type=1g.10gb File=/dev/nvidia-caps/nvidia-cap355",
+        "NodeName=c51-g002 Name=gpu Type=a100_80gb_pcie_1g.10gb "
+        f"File=/dev/nvidia-caps/nvidia-cap[364,373,382,391,{GPU3_CAPS}]"]
 
 
 def test_lost_gpus_are_left_out_and_the_others_still_listed(tmp_path):
@@ -102,3 +107,46 @@ def test_slurm_line_without_devices_has_no_gres():
     assert emit.render_slurm_line("n1", {}) == "NodeName=n1"
     assert emit.render_slurm_line("n1", {("gpu", 0): "a100", ("gpu", 1): None}) == \
         "NodeName=n1 Gres=gpu:a100:1,gpu:1"
+
+
+# ---- emit --write: what it refuses to replace, and the file it leaves
+
+def test_write_keeps_the_files_mode_and_creates_new_files_0644(tmp_path):
+    new = tmp_path / "new.conf"
+    emit.write_gres_conf(str(new), "NodeName=n1 Name=gpu File=/dev/nvidia0\n", "n1")
+    assert os.stat(new).st_mode & 0o777 == 0o644
+    old = tmp_path / "old.conf"
+    old.write_text("NodeName=n1 Name=gpu File=/dev/nvidia1\n")
+    old.chmod(0o600)
+    backup = emit.write_gres_conf(str(old), "NodeName=n1 Name=gpu File=/dev/nvidia0\n", "n1")
+    assert os.stat(old).st_mode & 0o777 == 0o600
+    assert old.read_text() == "NodeName=n1 Name=gpu File=/dev/nvidia0\n"
+    assert open(backup).read() == "NodeName=n1 Name=gpu File=/dev/nvidia1\n"
+
+
+@pytest.mark.parametrize("current,why", [
+    ("NodeName=n1 Name=gpu File=/dev/nvidia0\nNodeName=n[1-2] Name=gpu File=/dev/nvidia1\n",
+     "{p}:2 is for other nodes (NodeName=n[1-2])"),
+    ("NodeName=n2 Name=gpu File=/dev/nvidia0\n", "{p}:1 is for other nodes (NodeName=n2)"),
+    ("NodeName=n1 Name=mps Count=100\n", "{p}:1 configures Name=mps"),
+    ("Include {inc}\n", "{inc}:1 comes from an Include"),
+])
+def test_write_refuses_to_replace_lines_emit_would_drop(tmp_path, current, why):
+    inc = tmp_path / "inc.conf"
+    inc.write_text("NodeName=n1 Name=gpu File=/dev/nvidia0\n")
+    target = tmp_path / "gres.conf"
+    target.write_text(current.format(inc=inc))
+    with pytest.raises(Exception) as exc:
+        emit.write_gres_conf(str(target), "NodeName=n1 Name=gpu File=/dev/nvidia0\n", "n1")
+    assert str(exc.value) == (f"{target}: refusing to replace it: {why.format(p=target, inc=inc)}; "
+                              "emit writes one node's gres.conf (use `migsync merge` for a shared one)")
+
+
+def test_write_refuses_text_that_does_not_parse_naming_the_target(tmp_path):
+    target = tmp_path / "gres.conf"
+    with pytest.raises(Exception) as exc:
+        emit.write_gres_conf(str(target), "NodeName=n1 Name=gpu File=/dev/nvidia[\n", "n1")
+    assert str(exc.value) == (f"{target}: refusing to write: the generated gres.conf does not parse "
+                              f"({target}:1: File=: unbalanced '[' in hostlist "
+                              "(in 'File=/dev/nvidia['))")
+    assert not target.exists()

@@ -215,3 +215,10 @@ def test_fold_keeps_names_it_cannot_fold_and_goes_on():
     assert hostlist.fold(["n10", "n09"]) == "n10,n09"  # padding differs: two groups
     assert hostlist.fold(["n08", "n9"]) == "n08,n9"
     assert hostlist.fold(["n0", "n1"]) == "n[0-1]"
+
+
+def test_fold_never_folds_names_that_hold_hostlist_syntax():
+    assert hostlist.fold(["a[1", "a[2"]) == "a[1,a[2"
+    assert hostlist.fold(["a]1", "a]2"]) == "a]1,a]2"
+    assert hostlist.fold(["a,1", "a,2"]) == "a,1,a,2"
+    assert hostlist.fold(["a[1]", "a[2]"]) == "a[1],a[2]"

@@ -133,3 +133,22 @@ def test_auto_uses_the_given_nvml_and_reports_both_failures(tmp_path):
                                 nvml_fake.make(layout, no_library=True))
     assert str(exc.value).startswith("NVML: init failed: ")
     assert str(exc.value).endswith(f"; and nvidia-smi not found at {tmp_path / 'nope'}")
+
+
+def test_index_zero_and_minus_one_and_a_mig_device_whose_minor_is_known():
+    view = BackendView("nvml", gpus=[BGpu(0, lost="NVML: GPU is lost"),  # index 0 is an index
+                                     BGpu(-1, None, "0000:65:00.0", lost="nvidia-smi: lost")],
+                       migs=[BMig(9, 1, 0, "4g.40gb", minor=2)])  # no GPU has index 9
+    s = snap(P0, P1, P2, gi={(2, 1): 282}, ci={(2, 1, 0): 283})
+    inv = discovery.merge(view, s)
+    assert [(g.minor, g.index, g.lost) for g in inv.gpus] == [
+        (0, 0, "NVML: GPU is lost"), (1, None, "nvidia-smi: lost"), (2, None, "not reported by nvml")]
+    assert [(m.key, m.profile) for m in inv.migs] == [((2, 1, 0), "4g.40gb")]
+    assert "unknown GPU index" not in " ".join(inv.disagreements)
+
+
+def test_probe_backend_nvidia_smi_uses_the_given_binary(tmp_path):
+    import os
+    from conftest import node
+    view = discovery.probe_backend("nvidia-smi", os.path.join(node("seed"), "nvidia-smi"), 10)
+    assert view.name == "nvidia-smi" and [g.index for g in view.gpus] == [0, 1, 2, 3]

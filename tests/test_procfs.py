@@ -150,3 +150,88 @@ def test_rooted_paths():
     assert procfs.rooted("/", "/proc/x") == "/proc/x"
     assert procfs.rooted("", "/proc/x") == "/proc/x"
     assert procfs.rooted("/tmp/n/root", "/proc/x") == "/tmp/n/root/proc/x"
+
+
+def test_whole_table_refusal_after_a_blank_line_and_cut_at_60_characters():
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.parse_mig_minors("config 1\n\ngpu0/gi1/access x\n", "mm")
+    assert str(exc.value) == "mm:3: unexpected entry (in 'gpu0/gi1/access x')"
+    long = "gpu0/gi1/access " + "9" * 70 + "x"
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.parse_mig_minors(f"config 1\n{long}\n", "mm")
+    assert str(exc.value) == f"mm:2: unexpected entry (in {long[:60]!r})"
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.parse_mig_minors("config 1\n" + "x" * 70 + " 1 2\ngpu0/gi1/access 12\n", "mm")
+    assert str(exc.value) == f"mm:2: expected '<name> <minor>' (in {('x' * 70 + ' 1 2')[:60]!r})"
+
+
+def test_a_ci_without_any_number_is_named_with_its_ci(tmp_path):
+    r = str(tmp_path)
+    gpu_info(r, "0000:07:00.0", 1)
+    mig_minors(r, [("gpu1/gi1/access", 147)])
+    access(r, 1, 1, dev=147)
+    access(r, 1, 1, 0)  # no DeviceFileMinor, and mig-minors lacks gpu1/gi1/ci0
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_snapshot(r)
+    assert "no entry for gpu1/gi1/ci0" in str(exc.value)
+
+
+def test_an_unlistable_capability_directory_is_a_discovery_error(tmp_path):
+    r = str(tmp_path)
+    gpu_info(r, "0000:07:00.0", 1)
+    mig = tmp_path / "proc/driver/nvidia/capabilities/gpu1/mig"
+    mig.parent.mkdir(parents=True)
+    os.symlink(mig, mig)  # a symlink loop: listing it fails with ELOOP
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_snapshot(r)
+    assert str(exc.value) == f"{mig}: cannot list: Too many levels of symbolic links"
+
+
+def test_information_files_that_are_odd(tmp_path):
+    r = str(tmp_path)
+    base = tmp_path / "proc/driver/nvidia/gpus"
+    (base / "0000:07:00.0").mkdir(parents=True)
+    # not UTF-8 (a vendor string), and the bus id comes from the file, not the directory name
+    (base / "0000:07:00.0" / "information").write_bytes(
+        b"Model: \t\t NVIDIA \xff A100\nBus Location: \t 0000:07:00.0\nDevice Minor: \t 1\n")
+    (base / "odd-name").mkdir()
+    (base / "odd-name" / "information").write_text("Bus Location: \t 0000:0F:00.0\nDevice Minor: \t 3\n")
+    gpus = procfs.read_gpus(r)
+    assert gpus[1].model == "NVIDIA \ufffd A100" and gpus[3].bus_id == "0000:0f:00.0"
+    assert gpus[3].model is None and gpus[3].uuid is None
+    (base / "0000:47:00.0").mkdir()
+    (base / "0000:47:00.0" / "information").write_text("Model: x\n")  # no Device Minor line
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_gpus(r)
+    assert str(exc.value) == f"{base}/0000:47:00.0/information: no 'Device Minor' line"
+    (base / "0000:47:00.0" / "information").unlink()
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_gpus(r)
+    assert str(exc.value) == f"{base}/0000:47:00.0/information: file not found"
+    (base / "0000:47:00.0" / "information").mkdir()
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_gpus(r)
+    assert str(exc.value) == f"{base}/0000:47:00.0/information: is a directory, not a file"
+
+
+def test_a_gpus_path_that_is_not_a_directory(tmp_path):
+    write(str(tmp_path), "/proc/driver/nvidia/gpus", "not a directory")
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_gpus(str(tmp_path))
+    assert str(exc.value) == f"{tmp_path}/proc/driver/nvidia/gpus: cannot list: Not a directory"
+
+
+def test_capabilities_of_a_gpu_procfs_does_not_list_are_refused(tmp_path):
+    r = str(tmp_path)
+    gpu_info(r, "0000:07:00.0", 1)
+    mig_minors(r, [("gpu1/gi1/access", 147), ("gpu1/gi1/ci0/access", 148),
+                   ("gpu5/gi1/access", 687), ("gpu5/gi1/ci0/access", 688)])
+    access(r, 1, 1)
+    access(r, 1, 1, 0)
+    assert procfs.read_snapshot(r).ci_caps == {(1, 1, 0): 148}
+    access(r, 5, 1)
+    access(r, 5, 1, 0)
+    with pytest.raises(DiscoveryError) as exc:
+        procfs.read_snapshot(r)
+    assert str(exc.value) == (f"{r}/proc/driver/nvidia/capabilities/gpu5 exists but no GPU in "
+                              f"{r}/proc/driver/nvidia/gpus has device minor 5")

@@ -44,6 +44,9 @@ GresTypes=GPU,mps
 NodeName=DEFAULT CPUs=8 Gres=gpu:2
 NodeName=a[1-3] RealMemory=100
 PartitionName=p Nodes=a[1-3],b1 Gres=gpu:99
+NodeSet=ns Nodes=a[1-3]
+FrontendName=fe1 Port=1
+DownNodes=a3 Reason=x
 NodeName=a2 Gres=gpu:a100:4
 nodename=default Gres=gpu:3
 NodeName=b1 CPUs=4
@@ -55,17 +58,18 @@ def test_node_lines_default_order_and_where():
     """slurm.conf(5): a NodeName=DEFAULT line applies to the node lines after it."""
     conf = slurmconf.parse(CONF, "/etc/slurm/slurm.conf")
     assert conf.gres_types == ["gpu", "mps"]
-    assert conf.params["clustername"] == "later"  # the last value wins
+    # the last value wins; partition, nodeset, front-end and down-node lines are not settings
+    assert conf.params == {"clustername": "later", "grestypes": "GPU,mps"}
     assert conf.node_keys("a1") == {"cpus": "8", "gres": "gpu:2", "realmemory": "100"}
     specs, where = conf.node_gres("a1")
     assert [(s.type, s.count) for s in specs] == [(None, 2)] and where == "slurm.conf:3"
     specs, where = conf.node_gres("a2")  # its own later line wins over the earlier DEFAULT
-    assert [(s.type, s.count) for s in specs] == [("a100", 4)] and where == "slurm.conf:6"
-    specs, where = conf.node_gres("b1")  # the second DEFAULT (line 7) applies to b1 only
-    assert [(s.type, s.count) for s in specs] == [(None, 3)] and where == "slurm.conf:7"
+    assert [(s.type, s.count) for s in specs] == [("a100", 4)] and where == "slurm.conf:9"
+    specs, where = conf.node_gres("b1")  # the second DEFAULT (line 10) applies to b1 only
+    assert [(s.type, s.count) for s in specs] == [(None, 3)] and where == "slurm.conf:10"
     assert conf.node_keys("b1") == {"cpus": "4", "gres": "gpu:3"}
     assert conf.node_keys("a4") is None and conf.node_gres("zz") is None
-    assert [nl.lineno for nl in conf.node_lines] == [3, 4, 6, 7, 8]  # PartitionName is not a node
+    assert [nl.lineno for nl in conf.node_lines] == [3, 4, 9, 10, 11]  # PartitionName is not a node
 
 
 def test_node_without_gres_and_where_defaults_to_the_file():
@@ -112,3 +116,30 @@ def test_include_keyword_any_case_and_file_names_with_spaces(tmp_path):
     assert [(s.type, s.count) for s in conf.node_gres("n1")[0]] == [("a100", 1)]
     (tmp_path / "abs.conf").write_text(f"include {tmp_path / 'my nodes.conf'}\n")
     assert slurmconf.load(str(tmp_path / "abs.conf")).node_keys("n1") == {"gres": "gpu:a100:1"}
+
+
+def test_lines_after_an_include_are_read_and_a_missing_include_names_the_line(tmp_path):
+    (tmp_path / "nodes.conf").write_text("NodeName=n1 Gres=gpu:1\n")
+    (tmp_path / "slurm.conf").write_text("Include nodes.conf\nNodeName=n2 Gres=gpu:2\n")
+    conf = slurmconf.load(str(tmp_path / "slurm.conf"))
+    assert [(nl.nodes, nl.lineno) for nl in conf.node_lines] == [("n1", 1), ("n2", 2)]
+    (tmp_path / "slurm.conf").write_text("ClusterName=c\nInclude nope.conf\n")
+    with pytest.raises(ConfigError) as exc:
+        slurmconf.load(str(tmp_path / "slurm.conf"))
+    assert str(exc.value) == (f"{tmp_path}/slurm.conf:2: Include {tmp_path}/nope.conf: file not "
+                              "found (in 'Include nope.conf')")
+
+
+def test_a_bad_gres_names_the_file_and_line_it_came_from(tmp_path):
+    (tmp_path / "slurm.conf").write_text("NodeName=DEFAULT CPUs=4\nNodeName=n1 Gres=gpu:a100\n")
+    conf = slurmconf.load(str(tmp_path / "slurm.conf"))
+    with pytest.raises(ConfigError) as exc:
+        conf.node_gres("n1")
+    assert str(exc.value) == (f"{tmp_path}/slurm.conf:2: Gres entry 'gpu:a100' has no count after "
+                              "its last ':' (in 'gpu:a100')")
+
+
+def test_a_syntax_error_names_the_slurm_conf_and_line():
+    with pytest.raises(ConfigError) as exc:
+        slurmconf.parse("ClusterName=c\nNodeName=n1 junk\n", "/etc/slurm/slurm.conf")
+    assert str(exc.value).startswith("/etc/slurm/slurm.conf:2: expected key=value, got 'junk'")

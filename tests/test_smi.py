@@ -200,3 +200,43 @@ def test_probe_finds_nvidia_smi_on_path(tmp_path, monkeypatch):
             smi.probe(None, 10)
         return
     assert len(smi.probe(None, 10).gpus) == 1
+
+
+def test_a_blank_line_inside_the_query_output_does_not_end_it():
+    assert [g.index for g in smi.parse_query_gpu(row(0, "17") + "\n\n" + row(1, "65") + "\n")] == [0, 1]
+
+
+def test_listing_lines_before_any_gpu_line_are_ignored():
+    text = ("  MIG 1g.10gb     Device  0: (UUID: MIG-00000000-0000-0000-0000-000000000000)\n"
+            "GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-8f2c1d90-3e5a-4b17-9c2e-5da9abb51760)\n"
+            "  MIG 3g.40gb     Device  0: (UUID: MIG-b6ba6b2a-1cd4-5f1e-8a03-77d19e02c4b1)\n")
+    assert smi.parse_list(text) == {0: [("3g.40gb", "MIG-b6ba6b2a-1cd4-5f1e-8a03-77d19e02c4b1")]}
+
+
+def test_uuids_are_attached_only_where_one_device_and_one_uuid_share_a_profile():
+    from migsync.backends import BMig
+    migs = [BMig(0, 1, 0, "3g.40gb"), BMig(0, 2, 0, "1g.10gb"), BMig(0, 3, 0, "1g.10gb"),
+            BMig(1, 1, 0, "4g.40gb")]
+    listing = {0: [("3g.40gb", "MIG-a"), ("1g.10gb", "MIG-b")],  # two 1g devices, one UUID
+               1: [("4g.40gb", "MIG-c"), ("4g.40gb", "MIG-d")]}  # one device, two UUIDs
+    smi.attach_mig_uuids(migs, listing)
+    assert [m.uuid for m in migs] == ["MIG-a", None, None, None]
+
+
+def test_probe_without_nvidia_smi_anywhere(tmp_path, monkeypatch):
+    monkeypatch.setattr(smi, "EXTRA_DIRS", ())
+    monkeypatch.setenv("PATH", str(tmp_path))
+    from migsync import runner
+    monkeypatch.setattr(runner, "SAFE_PATH", str(tmp_path), raising=False)
+    with pytest.raises(DiscoveryError) as exc:
+        smi.probe(None, 10)
+    assert str(exc.value) == "nvidia-smi not found"
+
+
+def test_probe_that_times_out_names_nvidia_smi(tmp_path):
+    s = tmp_path / "nvidia-smi"
+    s.write_text("#!/bin/sh\nexec sleep 30\n")
+    s.chmod(0o755)
+    with pytest.raises(DiscoveryError) as exc:
+        smi.probe(str(s), 0.5)
+    assert str(exc.value).startswith("nvidia-smi: ") and "timed out" in str(exc.value)

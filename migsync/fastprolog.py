@@ -355,8 +355,32 @@ main()
 '''
 
 
+# The Prolog slurmd starts. A "#!python" script alone would be faster by ~1 ms, but when its
+# interpreter is gone (a removed or rebuilt venv) the kernel's exec fails and slurmd drains the
+# node as "Prolog error": the one thing migsync's own trouble must never do.
+SH_HOOK = """#!/bin/sh
+# slurm.conf:  Prolog={path}   (written by `migsync install-hooks`)
+# Starts {script} with {python} -I from /. Only if that interpreter is gone does this
+# wrapper answer itself: one log line, exit 0 (migsync's own trouble never blocks a job).
+cd / || exit 0
+[ -x {python_q} ] && exec {python_q} -I {script_q} "$@"
+echo "migsync prolog: cannot start migsync: {python} is gone; the job runs unchecked" >&2
+PATH=/usr/bin:/bin logger -t migsync -p daemon.err \
+    "prolog: cannot start migsync: {python} is gone; the job runs unchecked" 2>/dev/null
+exit 0
+"""
+
+
 def hook_script(python: str, path: str, src: str = "") -> str:
-    """The Prolog hook as a Python script: the kernel starts the interpreter itself (no shell,
-    no console-script wrapper), isolated (-I), by absolute path."""
+    """The Prolog's Python part: run isolated (-I) by absolute path, no console-script
+    wrapper; straight into the cache hit."""
     return HOOK.format(python=python, path=path,
                        path_line=f"sys.path.insert(0, {src!r})\n" if src else "")
+
+
+def hook_wrapper(python: str, path: str, script: str) -> str:
+    """The /bin/sh Prolog slurmd runs: exec of ``script`` by ``python``, or exit 0."""
+    import shlex
+
+    return SH_HOOK.format(python=python, path=path, script=script,
+                          python_q=shlex.quote(python), script_q=shlex.quote(script))

@@ -153,11 +153,13 @@ def install_hooks(dest: str, nhc_dir: Optional[str] = None,
         path = os.path.join(hooks_dir, name)
         text = helper if name == HELPER else read_text(path)
         if name == "prolog" and not any(c.isspace() for c in python):
-            # Before every job: the kernel starts the interpreter itself (no shell, no
-            # subshells: ~2 ms of a ~9 ms hook), straight into the cache hit (perf, issue 11).
-            from .fastprolog import hook_script
+            # Before every job: a one-test sh wrapper execs the interpreter straight into the
+            # cache hit (no subshells, no search: ~2 ms of a ~9 ms hook), perf, issue 11.
+            from .fastprolog import hook_script, hook_wrapper
 
-            text = hook_script(python, os.path.join(dest, name), src)
+            script = os.path.join(dest, "prolog.py")
+            atomic_write(script, hook_script(python, os.path.join(dest, name), src), 0o644)
+            text = hook_wrapper(python, os.path.join(dest, name), script)
         mode = 0o644 if name == HELPER else 0o755
         atomic_write(os.path.join(dest, name), text, mode)
         if name != HELPER:

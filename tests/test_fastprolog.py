@@ -208,8 +208,9 @@ def test_install_hooks_installs_this_prolog_and_it_answers_as_slurmd_runs_it(sit
                        capture_output=True, text=True, timeout=120, cwd="/")
     assert r.returncode == 0, r.stderr
     text = (dest / "prolog").read_text()
-    assert text.startswith(f"#!{os.path.abspath(sys.executable)} -I\n")
-    assert "from migsync.fastprolog import main" in text
+    assert text.startswith("#!/bin/sh\n")
+    assert f"exec {os.path.abspath(sys.executable)} -I {dest / 'prolog.py'} \"$@\"" in text
+    assert "from migsync.fastprolog import main" in (dest / "prolog.py").read_text()
     assert healthcheck(site).returncode == 0
     logdir = tmp_path / "var-log-slurm"
     logdir.mkdir()
@@ -251,3 +252,22 @@ def test_the_taskprolog_imports_none_of_the_expensive_modules(site):
     assert "export CUDA_VISIBLE_DEVICES=" in r.stdout, (r.stdout, r.stderr)
     assert "migsync.taskprolog" in mods and "migsync.cli" not in mods
     assert not [m for m in FORBIDDEN if m in mods], sorted(m for m in FORBIDDEN if m in mods)
+
+
+def test_installed_prolog_whose_interpreter_is_gone_lets_the_job_run(site, tmp_path):
+    """A removed venv must not make slurmd drain the node as "Prolog error" (issue 8.5)."""
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    python = venv_bin / "python3"
+    python.symlink_to(sys.executable)
+    dest = tmp_path / "installed"
+    r = subprocess.run([str(python), "-m", "migsync", "install-hooks", str(dest)],
+                       capture_output=True, text=True, timeout=120, cwd=REPO,
+                       env=dict(site.env, PYTHONPATH=REPO))
+    assert r.returncode == 0, r.stderr
+    assert str(python) in (dest / "prolog").read_text()
+    python.unlink()  # the venv is gone; slurm.conf still names the hook
+    r = subprocess.run([str(dest / "prolog")], env={"SLURMD_NODENAME": "n1"},
+                       capture_output=True, text=True, cwd=str(tmp_path), timeout=60)
+    assert r.returncode == 0
+    assert r.stderr.count("\n") == 1 and "is gone" in r.stderr

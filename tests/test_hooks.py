@@ -86,12 +86,13 @@ def test_install_hooks_writes_every_shipped_hook_bound_to_this_interpreter(tmp_p
                        capture_output=True, text=True, timeout=120, cwd="/")
     assert r.returncode == 0, r.stderr
     shipped = sorted(f for f in os.listdir(HOOKS) if not f.startswith("."))
-    assert sorted(os.listdir(dest)) == shipped  # generic: whatever hooks/ holds
+    # generic: whatever hooks/ holds, plus the Prolog's Python part beside its sh wrapper
+    assert sorted(os.listdir(dest)) == sorted(shipped + ["prolog.py"])
     helper = (dest / "_find_migsync.sh").read_text()
     assert f'MIGSYNC_PYTHON_BAKED="{os.path.abspath(sys.executable)}"' in helper
-    for name in shipped:
+    for name in shipped + ["prolog.py"]:
         mode = (dest / name).stat().st_mode & 0o777
-        assert mode == (0o644 if name == "_find_migsync.sh" else 0o755), name
+        assert mode == (0o644 if name in ("_find_migsync.sh", "prolog.py") else 0o755), name
     assert f"HealthCheckProgram={dest}/healthcheck" in r.stdout
     assert f"Prolog={dest}/prolog" in r.stdout
     assert f"ExecStartPre=-{dest}/slurmd-prestart" in r.stdout

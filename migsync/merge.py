@@ -317,7 +317,7 @@ def validate_report(doc) -> dict:
             bad(f"GPU bus id {str(bus)[:40]!r}")
         if not (uuid is None or (isinstance(uuid, str) and _UUID.match(uuid))):
             bad(f"GPU uuid {str(uuid)[:40]!r}")
-        for k in ("mig_current", "mig_pending"):
+        for k in ("mig_current", "mig_pending_mode", "mig_pending"):  # v2 name, v1 name
             if g.get(k) is not None and not isinstance(g.get(k), bool):
                 bad(f"GPU {k} is not true, false or null")
     for d in doc["devices"]:

@@ -290,6 +290,8 @@ def test_forged_report_keys_never_reach_the_slurm_include(tmp_path):
         dict(base_report("gpu09"), devices=[{"kind": "gpu", "minor": 0, "type": "a100",
                                              "files": ["/etc/shadow"]}]),
         dict(base_report("gpu10"), gpus=[dict(base_report("x")["gpus"][0], minor="0")]),
+        dict(base_report("gpu11"), schema_version=2,  # version 2's name for the pending mode
+             gpus=[dict(base_report("x")["gpus"][0], mig_pending_mode="on; NodeAddr=x")]),
     ]
     path = reports_file(tmp_path, base_report("gpu01"), *forged)
     out = tmp_path / "etc"
@@ -299,7 +301,7 @@ def test_forged_report_keys_never_reach_the_slurm_include(tmp_path):
     include = (out / "nodes.conf").read_text()
     gres = (out / "gres.conf").read_text()
     for bad in ("203.0.113.66", "pwned", "evil", "Flags", "shadow", "gpu0[2-9]", "gpu10",
-                "-gpu05", "gpu[06"):
+                "-gpu05", "gpu[06", "gpu11"):
         assert bad not in include and bad not in gres, bad
     assert "NodeName=gpu01 CPUs=64" in include
     skipped = [ln for ln in r.err.splitlines() if "skipped" in ln]

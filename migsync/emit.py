@@ -54,6 +54,11 @@ def _fits(inv: Inventory, key: DeviceKey, type_name: str) -> bool:
     return not _PROFILE_RE.search(type_name)
 
 
+# Beside typed lines, a device whose name nobody could read still needs a Type, or slurmd
+# refuses the whole file; no name means no autodetect string for it to contradict.
+UNNAMED_TYPE = "unknown"
+
+
 def default_type(inv: Inventory, key: DeviceKey) -> Optional[str]:
     if key[0] == "mig":
         return inv.mig(key[1:]).profile
@@ -90,7 +95,7 @@ def assign_types(inv: Inventory, current: Sequence[GresLine] = ()) -> Dict[Devic
             if t is None:
                 gpu = inv.gpu(key[1])  # a MIG device of unknown profile: its GPU's short
                 types[key] = default_type(inv, key) or (  # type is a substring of its own
-                    short_gpu_type(gpu.name) if gpu and gpu.name else None)
+                    short_gpu_type(gpu.name) if gpu and gpu.name else UNNAMED_TYPE)
     return types
 
 

@@ -87,11 +87,18 @@ def test_render_defaults_to_multiple_files_style_and_refuses_others():
         emit.render_gres(inv, "n1", "bogus")
 
 
-def test_a_gpu_whose_name_is_unknown_gets_an_untyped_line():
+def test_a_gpu_whose_name_is_unknown_is_typed_unknown_beside_typed_lines():
+    # an untyped line beside typed ones is fatal for slurmd ("some records have Type=
+    # specification while others do not"), so the nameless GPU gets a Type too
     inv = inv_two_gpus(name2=None)
     assert emit.render_gres(inv, "n1", "file") == [
         "NodeName=n1 Name=gpu Type=a100 File=/dev/nvidia0",
-        "NodeName=n1 Name=gpu File=/dev/nvidia1"]
+        "NodeName=n1 Name=gpu Type=unknown File=/dev/nvidia1"]
+
+
+def test_gpus_whose_names_are_all_unknown_stay_untyped():
+    inv = inv_two_gpus(name1=None, name2=None)
+    assert emit.render_gres(inv, "n1", "file") == ["NodeName=n1 Name=gpu File=/dev/nvidia[0-1]"]
 
 
 def test_render_keeps_the_types_of_the_current_lines_without_precomputed_types(tmp_path):

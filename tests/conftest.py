@@ -129,3 +129,15 @@ def smi_args(name, gres=None, slurm=None, nodename=None):
     if nodename:
         args += ["--node", nodename]
     return args
+
+
+@pytest.fixture
+def scontrol(tmp_path):
+    """A recording scontrol: every call is appended to the log; `show` says the node is IDLE.
+    Tests assert on the log that migsync's own errors never reach `scontrol update`."""
+    log = tmp_path / "scontrol.log"
+    s = tmp_path / "scontrol"
+    s.write_text(f'#!/bin/sh\necho "$*" >> {log}\n'
+                 '[ "$1" = show ] && echo "NodeName=c51-g002 State=IDLE"\nexit 0\n')
+    s.chmod(0o755)
+    return s, log

@@ -66,16 +66,6 @@ TOML_CASES = {
 }
 
 
-@pytest.fixture
-def scontrol(tmp_path):
-    log = tmp_path / "scontrol.log"
-    s = tmp_path / "scontrol"
-    s.write_text(f'#!/bin/sh\necho "$*" >> {log}\n'
-                 '[ "$1" = show ] && echo "NodeName=c51-g002 State=IDLE"\nexit 0\n')
-    s.chmod(0o755)
-    return s, log
-
-
 def healthcheck(tmp_path, scontrol, *args, seed="seed", smi=None, root=None):
     d = node(seed)
     # an explicit slurm.conf: another checkout's configless test may own /run/slurm/conf

@@ -49,16 +49,6 @@ def migsync(*args, env=None, timeout=60):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture
-def scontrol(tmp_path):
-    log = tmp_path / "scontrol.log"
-    s = tmp_path / "scontrol"
-    s.write_text(f'#!/bin/sh\necho "$*" >> {log}\n'
-                 '[ "$1" = show ] && echo "NodeName=c51-g002 State=IDLE"\nexit 0\n')
-    s.chmod(0o755)
-    return s, log
-
-
 def acting(cmd, tmp_path, scontrol, state_dir, *extra, seed="seed-lost"):
     d = node(seed)
     return migsync(cmd, "--no-syslog", "--backend", "nvidia-smi",

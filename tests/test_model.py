@@ -66,3 +66,19 @@ def test_finding_to_dict():
     assert Finding("stale-cap", "m", "s", "gres.conf:3", "/dev/x").to_dict() == {
         "id": "stale-cap", "message": "m", "short": "s", "source": "gres.conf:3", "path": "/dev/x"}
     assert Finding("gpu-lost", "m", "s").to_dict()["source"] is None
+
+
+def test_a_new_inventory_is_empty_and_keeps_what_it_is_given():
+    inv = Inventory()
+    assert (inv.gpus, inv.migs, inv.backend, inv.gi_caps, inv.cap_table, inv.disagreements) == \
+        ([], [], "", {}, {}, [])
+    assert inv.mig((0, 0, 0)) is None  # an empty node has no MIG device, and no crash
+    caps, table = {(2, 7): 336}, {337: (2, 7, 0)}
+    inv = Inventory(gi_caps=caps, cap_table=table, backend="nvml")
+    assert inv.gi_caps is caps and inv.cap_table is table and inv.backend == "nvml"
+
+
+def test_a_mig_device_keeps_its_uuid():
+    m = MigDevice(2, 7, 0, "1g.10gb", 336, 337, "MIG-5a1c0de0-1111-2222-3333-444455556666")
+    assert m.uuid == "MIG-5a1c0de0-1111-2222-3333-444455556666"
+    assert MigDevice(2, 7, 0, "1g.10gb", 336, 337).uuid is None

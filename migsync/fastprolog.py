@@ -364,9 +364,9 @@ SH_HOOK = """#!/bin/sh
 # wrapper answer itself: one log line, exit 0 (migsync's own trouble never blocks a job).
 cd / || exit 0
 [ -x {python_q} ] && exec {python_q} -I {script_q} "$@"
-echo "migsync prolog: cannot start migsync: {python} is gone; the job runs unchecked" >&2
+echo "migsync prolog: cannot start migsync: "{python_q}" is gone; the job runs unchecked" >&2
 PATH=/usr/bin:/bin logger -t migsync -p daemon.err \
-    "prolog: cannot start migsync: {python} is gone; the job runs unchecked" 2>/dev/null
+    "prolog: cannot start migsync: "{python_q}" is gone; the job runs unchecked" 2>/dev/null
 exit 0
 """
 

@@ -4,8 +4,8 @@ What an `AutoDetect=` value means for an NVIDIA node (Slurm's gres.conf(5), src/
 - `nvml`: slurmd loads the gpu_nvml plugin and registers what NVML shows: one record per MIG
   device (MultipleFiles = parent /dev/nvidiaN, GI cap, CI cap; Type
   `<gpu name lowercased, spaces to _, cut at the first '-'>_<profile>`) and one per whole
-  GPU otherwise. A Slurm built without NVML (Debian's and Ubuntu's packages) has no
-  gpu_nvml plugin: slurmd logs that and falls back to gpu/generic, i.e. it detects nothing
+  GPU otherwise. A Slurm without the gpu_nvml plugin (Debian's and Ubuntu's packages) has
+  none to load: slurmd logs that and falls back to gpu/generic, i.e. it detects nothing
   and registers only the gres.conf lines it has.
 - `nvidia` (Slurm 24.11+, gpu_nvidia plugin): whole GPUs from /proc/driver/nvidia/gpus, no MIG.
 - `full` (newest Slurm): the first plugin of nvml, nvidia, ... that finds hardware.
@@ -153,7 +153,7 @@ def view(setting: Setting, inv: Inventory, plugin_dir: Optional[str]) -> View:
             "autodetect-unavailable",
             f"{where}AutoDetect={value}, but this Slurm has no {wanted} plugin in "
             f"{plugin_dir}: slurmd detects no GPUs and registers only the gres.conf lines "
-            "(Debian's and Ubuntu's Slurm are built without NVML)",
+            "(Debian's and Ubuntu's Slurm packages ship no gpu_nvml plugin)",
             f"no {wanted} plugin", setting.source))
         return v
     v.plugin = chosen

@@ -68,8 +68,9 @@ def test_gpu_minor_0_left_out_is_unconfigured(tmp_path):
 
 
 def test_every_file_less_line_is_named(tmp_path):
-    got = findings(tmp_path, "seven-g", "g-7g", "NodeName=g-7g Name=gpu Count=1\n"
-                   "NodeName=g-7g Name=gpu Count=2\n")
+    # typed: two untyped file-less lines would be slurmd's own fatal "duplicate records" (gres.c)
+    got = findings(tmp_path, "seven-g", "g-7g", "NodeName=g-7g Name=gpu Type=7g.80gb Count=1\n"
+                   "NodeName=g-7g Name=gpu Type=7g.80gb Count=2\n")
     no_file = ("gpu line has no File= or MultipleFiles=, so Slurm cannot bind it to a device")
     assert sorted(got) == sorted([
         ("unknown-device", f"g.conf:1: {no_file}", "unknown dev no File=", "g.conf:1", None),

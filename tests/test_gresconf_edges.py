@@ -182,3 +182,11 @@ def test_mps_count_is_spread_over_its_files_the_remainder_to_the_first():
     # without Count= each file is one record (no division by a missing count)
     got = order("Name=mps File=/dev/nvidia[0-1]\n", "24.11", "mps")
     assert [files for _, _, _, files, _ in got] == [("/dev/nvidia0",), ("/dev/nvidia1",)]
+
+
+def test_an_include_loop_names_the_line_that_includes(tmp_path):
+    (tmp_path / "loop.conf").write_text("Include loop.conf\n")
+    with pytest.raises(ConfigError) as exc:
+        gresconf.load(str(tmp_path / "loop.conf"))
+    assert str(exc.value) == (f"{tmp_path}/loop.conf:1: Include nested too deeply (a loop?) "
+                              "(in 'Include loop.conf')")

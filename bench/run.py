@@ -200,7 +200,10 @@ def main(argv=None):
         else:
             shutil.rmtree(tmp, ignore_errors=True)
         for d in RUN_DIRS:
-            shutil.rmtree(d, ignore_errors=True)
+            if args.keep:
+                say(f"kept {d}")
+            else:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def write_settings(path, **kv):

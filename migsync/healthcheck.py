@@ -119,9 +119,11 @@ def _full_check(report: RunReport, st: Settings, nvml_module: Any, log: Log) -> 
     from . import bounded, fastprolog, nodecheck, nodemap
 
     before = fastprolog.inputs(st.root)  # read before the check: a change during it is seen
+    last = state.load(st.cache_file) if st.cache_file else None
     try:
         with bounded.session() as budget:  # collects every config file read, Includes too
-            outcome = nodecheck.run(st, nvml_module, files=report.files)
+            outcome = nodecheck.run(st, nvml_module, files=report.files,
+                                    version_memo=(last or {}).get("slurmd"))
     except BaseException:
         fastprolog.save(st, before, False, ())  # no clean verdict: the Prolog hit must not answer
         raise
@@ -170,7 +172,8 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
     from . import bounded
 
     with bounded.session() as budget:  # every config file read, Includes too
-        outcome = nodecheck.run(st, files=files, discover_fn=procfs_inventory)
+        outcome = nodecheck.run(st, files=files, discover_fn=procfs_inventory,
+                                version_memo=(cached or {}).get("slurmd"))
     report.findings = outcome.result.findings
     report.status = "ok" if outcome.result.ok else "mismatch"
     # The same inputs give the same verdict: later Prologs may answer from it until they change.

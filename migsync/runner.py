@@ -181,11 +181,17 @@ def start_all(argvs: Sequence[Sequence[str]], timeout: float = 10.0,
     return batch
 
 
+def lookup(name: str, search: str = SAFE_PATH) -> str:
+    """The program ``run([name, ...])`` starts: as subprocess does, the first executable
+    ``name`` in the child's PATH (SAFE_PATH unless env says otherwise); a path is itself."""
+    if os.sep in name:
+        return name
+    return next((os.path.join(d, name) for d in search.split(os.pathsep)
+                 if d and os.access(os.path.join(d, name), os.X_OK)), name)
+
+
 def _spawn(argv: List[str], env: Dict[str, str]) -> _Child:
-    path = argv[0]
-    if os.sep not in path:  # as subprocess does: looked up in the child's PATH
-        path = next((os.path.join(d, path) for d in env.get("PATH", "").split(os.pathsep)
-                     if d and os.access(os.path.join(d, path), os.X_OK)), path)
+    path = lookup(argv[0], env.get("PATH", ""))
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)

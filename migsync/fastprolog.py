@@ -145,12 +145,14 @@ def sidecar(cache_file: str) -> str:
 
 # ---- the writing side, run by the full check (health check, Prolog miss): may import more
 
-def inputs(root: str, environ=None) -> str:
+def inputs(root: str, environ=None, listing=None) -> str:
     """What a verdict is about to depend on, read BEFORE the check: if anything changes while
-    it runs, the next Prolog sees a difference and checks again."""
+    it runs, the next Prolog sees a difference and checks again. ``listing``: instances(root)
+    when the caller has just read it."""
     environ = os.environ if environ is None else environ
+    listing = instances(root) if listing is None else listing
     return "\n".join([HEADER, f"version\t{__version__}", f"root\t{root}",
-                      f"env\t{environment(environ)}", f"instances\t{instances(root)}",
+                      f"env\t{environment(environ)}", f"instances\t{listing}",
                       f"stat\t{stamp(config_path(environ))}"])
 
 

@@ -16,11 +16,13 @@ from . import __version__
 FORMAT = 1
 
 
-def fingerprint(root: str, files: Iterable[Optional[str]], extra: str = "") -> str:
-    """The capability tree's listing and the config files' stat, as one string (a few KB)."""
+def fingerprint(root: str, files: Iterable[Optional[str]], extra: str = "",
+                listing: Optional[str] = None) -> str:
+    """The capability tree's listing and the config files' stat, as one string (a few KB).
+    ``listing``: fastprolog.instances(root), when the caller has just read it."""
     from .fastprolog import instances  # the Prolog hit reads the same listing
 
-    parts = [extra, instances(root)]
+    parts = [extra, instances(root) if listing is None else listing]
     for path in files:
         if not path:
             continue

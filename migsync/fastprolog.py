@@ -359,7 +359,9 @@ HOOK = '''#!{python} -IS
 # -S: no site start-up on the hit (it needs os and sys only); the full path runs site itself.
 import os, sys
 os.chdir("/")  # as the shell hooks do: nothing may depend on slurmd's working directory
-sys.path.insert(0, {src!r})  # where migsync is: without site, the site-packages are not
+# Where migsync is (without site, the site-packages are not on the path). Appended: it may
+# be a site-packages directory, whose modules must never shadow the standard library's.
+sys.path.append({src!r})
 try:
     from migsync.fastprolog import main
 except BaseException as exc:

@@ -276,3 +276,19 @@ def test_installed_prolog_whose_interpreter_is_gone_lets_the_job_run(site, tmp_p
                        capture_output=True, text=True, cwd=str(tmp_path), timeout=60)
     assert r.returncode == 0
     assert r.stderr.count("\n") == 1 and "is gone" in r.stderr
+
+
+def test_the_hooks_migsync_directory_never_shadows_the_standard_library(site, tmp_path):
+    """The hook puts migsync's directory on the path itself (it starts Python without site).
+    That directory may be a site-packages holding a module named like a stdlib one (an old
+    backport); the Prolog's full path must still get the real one."""
+    src = tmp_path / "site-packages"
+    src.mkdir()
+    os.symlink(os.path.join(REPO, "migsync"), src / "migsync")
+    (src / "json.py").write_text("raise ImportError('the backport json was imported')\n")
+    site.hook.write_text(fastprolog.hook_script(sys.executable, str(site.hook), str(src)))
+    assert healthcheck(site).returncode == 0
+    os.utime(site.gres, (1, 1))  # a miss: the full Prolog imports json
+    code, mods, err = prolog(site)
+    assert code == 0 and "migsync.cli" in mods and "json" in mods, err
+    assert "backport" not in err

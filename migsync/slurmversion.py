@@ -63,6 +63,8 @@ def slurmd_identity() -> Tuple[str, str]:
     from .runner import lookup
 
     path = lookup("slurmd")
+    if path is None:
+        return "slurmd", ""
     try:
         st = os.stat(path)
     except OSError:

@@ -26,6 +26,7 @@ import argparse
 import io
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -200,7 +201,10 @@ def main(argv=None):
         else:
             shutil.rmtree(tmp, ignore_errors=True)
         for d in RUN_DIRS:
-            shutil.rmtree(d, ignore_errors=True)
+            if args.keep:
+                say(f"kept {d}")
+            else:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def write_settings(path, **kv):
@@ -304,7 +308,10 @@ def bench(tmp, runs, args):
     base_console = Cmd(f"venv python {' '.join(console_flags + ['-c', 'pass'])}",
                        [vpy, *console_flags, "-c", "pass"], ENV_USER)
     base_isolated = Cmd("venv python -I -c pass", [vpy, "-I", "-c", "pass"], env_hook)
-    cmds = [base_console, base_isolated]
+    # not a baseline of any target: the floor under -S, which the Prolog hook uses (issue 11
+    # allows -S; the targets stay against python -c pass / -I -c pass, as the issue sets them)
+    base_nosite = Cmd("venv python -I -S -c pass", [vpy, "-I", "-S", "-c", "pass"], env_hook)
+    cmds = [base_console, base_isolated, base_nosite]
     sh_true = Cmd("sh -c true", ["/bin/sh", "-c", "true"], ENV_USER)
     c_check = Cmd("migsync check", check, ENV_USER)
     c_big = Cmd("migsync check, 10,000-node gres.conf",
@@ -325,8 +332,9 @@ def bench(tmp, runs, args):
     for c in cmds[:cmds.index(sh_true) + 1]:
         say(f"  {c.name:44} {c.ms}")
     say(f"  (console script: the venv's python {' '.join(console_flags) or 'without flags'}; "
-        f"hooks/prolog: {hook_kind(prolog_hook)}; hooks are compared with the faster of the "
-        "two python baselines)")
+        f"hooks/prolog: {hook_kind(prolog_hook)} running python "
+        f"{' '.join(python_of_hook(prolog_hook, vpy)[:-1])}; hooks are compared with the faster "
+        "of the first two python baselines; -I -S is shown for reference only)")
     say("")
     target("Prolog cache hit (installed hook) vs " + base_hook.name, c_hit.median / base_hook.median,
            1.15, detail=f"{c_hit.ms} vs {base_hook.ms}")
@@ -344,10 +352,10 @@ def bench(tmp, runs, args):
     # Where the time goes, for the Python commands: import time (self, by module) per run,
     # medians over a few runs under -X importtime (which itself adds a little).
     say("")
-    profile("Prolog cache hit", [vpy, *interp_flags_of(prolog_hook), "-X", "importtime",
-                                 prolog_hook], env_hook, base_hook)
-    profile("Prolog cache miss", [vpy, *interp_flags_of(prolog_hook), "-X", "importtime",
-                                  prolog_hook], env_miss, base_hook, prepare=change_config)
+    hook_py = python_of_hook(prolog_hook, vpy)  # the Python the hook starts, under -X importtime
+    profile("Prolog cache hit", [vpy, "-X", "importtime", *hook_py], env_hook, base_hook)
+    profile("Prolog cache miss", [vpy, "-X", "importtime", *hook_py], env_miss, base_hook,
+            prepare=change_config)
     profile("full check", [vpy, "-X", "importtime", migsync, *check[1:]], ENV_USER, base_console)
     say("")
     taskprolog_bench(src, venv, tmp, runs)
@@ -367,6 +375,21 @@ def interp_flags_of(path):
     return flags if interp and os.path.basename(interp).startswith("python") else []
 
 
+def python_of_hook(path, vpy):
+    """How a hook starts Python, as [flags..., script]: a python shebang's flags and the hook
+    itself, or what a /bin/sh wrapper's `exec PYTHON FLAGS SCRIPT "$@"` line runs."""
+    interp, flags = shebang(path)
+    if interp and os.path.basename(interp).startswith("python"):
+        return [*flags, path]
+    with open(path) as fh:
+        for line in fh:
+            if "exec " in line:
+                words = shlex.split(line.split("exec ", 1)[1])
+                if words and words[0] == vpy:
+                    return [w for w in words[1:] if w != "$@"]
+    return [path]
+
+
 def profile(name, argv, env, base, prepare=None, runs=7):
     """Import time by module (self), the rest is start-up, I/O, spawns and migsync's work."""
     walls, per_run = [], []
@@ -376,6 +399,9 @@ def profile(name, argv, env, base, prepare=None, runs=7):
         t = time.perf_counter()
         r = subprocess.run(argv, env=env, cwd="/", capture_output=True, text=True)
         walls.append(time.perf_counter() - t)
+        if r.returncode != 0:  # a profile of a failing start would describe nothing
+            say(f"PROFILE  {name}: exit {r.returncode}: {r.stderr.strip().splitlines()[-1:]}")
+            return
         mods = {}
         for ln in r.stderr.splitlines():
             if ln.startswith("import time:") and "|" in ln and "self [us]" not in ln:

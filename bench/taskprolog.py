@@ -6,8 +6,12 @@
 Slurm runs the TaskProlog once per task of every job, as the job's user. Measured: whole
 processes (fork+exec to exit), medians after a warm-up, on a node map the real health check
 writes for an 8-GPU x 7-slice node (56 MIG devices, the largest map a node has), task holding
-one and two slices. Targets (issue 10): hooks/taskprolog (sh) <= 3x `sh -c true`;
-`migsync taskprolog` (Python) <= 1.15x `python3 -c pass` of the same interpreter.
+one and two slices. The target (issue 11: "<= 1.15x python -c pass, or <= 3x sh -c true if it
+is a shell script"): the installed TaskProlog, hooks/taskprolog, is sh: <= 3x `sh -c true`.
+`migsync taskprolog` (the same logic in Python, for a site's own Python TaskProlog) is shown
+against `python -c pass` of the same interpreter for information: it is not what
+install-hooks installs, and its start-up (runpy, or pip's console-script wrapper, which
+imports `re`) is most of its cost.
 """
 from __future__ import annotations
 
@@ -133,11 +137,13 @@ def main(argv=None):
                task, sh, "sh -c true")
         no_gpu = {k: v for k, v in task.items() if k != "SLURM_JOB_GPUS"}
         vs("hooks/taskprolog, task without GPUs", ["/bin/sh", HOOK], no_gpu, sh, "sh -c true")
-        ok &= vs("python -m migsync taskprolog, 2 slices", [PY, "-m", "migsync", "taskprolog"],
-                 two, py, "python -c pass", 1.15)
+        vs("hooks/taskprolog, 2 slices, against Python's start", ["/bin/sh", HOOK], two, py,
+           "python -c pass")
+        vs("python -m migsync taskprolog, 2 slices", [PY, "-m", "migsync", "taskprolog"],
+           two, py, "python -c pass")
         if os.path.exists(console):
-            ok &= vs("migsync taskprolog (console script), 2 slices", [console, "taskprolog"],
-                     two, py, "python -c pass", 1.15)
+            vs("migsync taskprolog (console script), 2 slices", [console, "taskprolog"],
+               two, py, "python -c pass")
         # the stale path: the layout listing differs (a slice gone)
         os.unlink(os.path.join(node_dir, "root/proc/driver/nvidia/capabilities/gpu7/mig/gi13/"
                                "ci0/access"))

@@ -18,7 +18,6 @@ does: slurm.conf's PluginDir, else where this Slurm's plugins are installed).
 """
 from __future__ import annotations
 
-import glob
 import os
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
@@ -93,6 +92,8 @@ def find_plugin_dir(plugin_dir_setting: Optional[str], root: str = "/",
         return dirs[0] if dirs else None
     if root not in ("", "/"):
         return None
+    import glob  # only here: glob and fnmatch cost ~1 ms at start-up, and AutoDetect is rare
+
     prefixes = ["/usr", "/usr/local", "/opt/slurm"]
     if slurmd_path:
         prefixes.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(slurmd_path))))

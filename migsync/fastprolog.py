@@ -145,12 +145,14 @@ def sidecar(cache_file: str) -> str:
 
 # ---- the writing side, run by the full check (health check, Prolog miss): may import more
 
-def inputs(root: str, environ=None) -> str:
+def inputs(root: str, environ=None, listing=None) -> str:
     """What a verdict is about to depend on, read BEFORE the check: if anything changes while
-    it runs, the next Prolog sees a difference and checks again."""
+    it runs, the next Prolog sees a difference and checks again. ``listing``: instances(root)
+    when the caller has just read it."""
     environ = os.environ if environ is None else environ
+    listing = instances(root) if listing is None else listing
     return "\n".join([HEADER, f"version\t{__version__}", f"root\t{root}",
-                      f"env\t{environment(environ)}", f"instances\t{instances(root)}",
+                      f"env\t{environment(environ)}", f"instances\t{listing}",
                       f"stat\t{stamp(config_path(environ))}"])
 
 
@@ -315,8 +317,18 @@ class _Args:
         self.settings = settings
 
 
+def _site() -> None:
+    """The hook starts Python with -S (site's start-up is ~1.5 ms of a ~8 ms hit): the full
+    path needs the site-packages (pyslurm, pynvml, .pth files), so it runs site now."""
+    if sys.flags.no_site:
+        import site
+
+        site.main()
+
+
 def full(argv) -> int:
     try:
+        _site()
         from . import cli
 
         cli.install_sigterm()  # unwind, as the console script does
@@ -339,14 +351,18 @@ def full(argv) -> int:
     return 0
 
 
-HOOK = '''#!{python} -I
+HOOK = '''#!{python} -IS
 # slurm.conf:  Prolog={path}   (written by `migsync install-hooks`)
 # Before every job: a clean verdict that still holds answers at once (migsync.fastprolog);
 # otherwise `migsync prolog` checks procfs, drains on a mismatch and exits 1 so the job does
 # not start here. migsync's own trouble exits 0: it never blocks a job.
+# -S: no site start-up on the hit (it needs os and sys only); the full path runs site itself.
 import os, sys
 os.chdir("/")  # as the shell hooks do: nothing may depend on slurmd's working directory
-{path_line}try:
+# Where migsync is (without site, the site-packages are not on the path). Appended: it may
+# be a site-packages directory, whose modules must never shadow the standard library's.
+sys.path.append({src!r})
+try:
     from migsync.fastprolog import main
 except BaseException as exc:
     sys.stderr.write("migsync prolog: cannot start migsync with %s: %s\\n" % (sys.executable, exc))
@@ -360,10 +376,10 @@ main()
 # node as "Prolog error": the one thing migsync's own trouble must never do.
 SH_HOOK = """#!/bin/sh
 # slurm.conf:  Prolog={path}   (written by `migsync install-hooks`)
-# Starts {script} with {python} -I from /. Only if that interpreter is gone does this
+# Starts {script} with {python} -I -S from /. Only if that interpreter is gone does this
 # wrapper answer itself: one log line, exit 0 (migsync's own trouble never blocks a job).
 cd / || exit 0
-[ -x {python_q} ] && exec {python_q} -I {script_q} "$@"
+[ -x {python_q} ] && exec {python_q} -I -S {script_q} "$@"
 echo "migsync prolog: cannot start migsync: "{python_q}" is gone; the job runs unchecked" >&2
 PATH=/usr/bin:/bin logger -t migsync -p daemon.err \
     "prolog: cannot start migsync: "{python_q}" is gone; the job runs unchecked" 2>/dev/null
@@ -372,10 +388,11 @@ exit 0
 
 
 def hook_script(python: str, path: str, src: str = "") -> str:
-    """The Prolog's Python part: run isolated (-I) by absolute path, no console-script
-    wrapper; straight into the cache hit."""
+    """The Prolog's Python part: run isolated and without site (-I -S) by absolute path, no
+    console-script wrapper; straight into the cache hit. ``src`` is the directory migsync
+    imports from ('' = this install's)."""
     return HOOK.format(python=python, path=path,
-                       path_line=f"sys.path.insert(0, {src!r})\n" if src else "")
+                       src=src or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def hook_wrapper(python: str, path: str, script: str) -> str:

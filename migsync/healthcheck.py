@@ -118,10 +118,13 @@ def _conf_paths(report: RunReport):
 def _full_check(report: RunReport, st: Settings, nvml_module: Any, log: Log) -> None:
     from . import bounded, fastprolog, nodecheck, nodemap
 
-    before = fastprolog.inputs(st.root)  # read before the check: a change during it is seen
+    listing = fastprolog.instances(st.root)  # before the check: a change during it is seen
+    before = fastprolog.inputs(st.root, listing=listing)
+    last = state.load(st.cache_file) if st.cache_file else None
     try:
         with bounded.session() as budget:  # collects every config file read, Includes too
-            outcome = nodecheck.run(st, nvml_module, files=report.files)
+            outcome = nodecheck.run(st, nvml_module, files=report.files,
+                                    version_memo=(last or {}).get("slurmd"))
     except BaseException:
         fastprolog.save(st, before, False, ())  # no clean verdict: the Prolog hit must not answer
         raise
@@ -134,7 +137,7 @@ def _full_check(report: RunReport, st: Settings, nvml_module: Any, log: Log) -> 
     if st.cache_file:
         read = set(budget.paths) | {p for p in (outcome.files.gres_conf,
                                                 outcome.files.slurm_conf) if p}
-        fp = state.fingerprint(st.root, sorted(read), _settings_key(st))
+        fp = state.fingerprint(st.root, sorted(read), _settings_key(st), listing)
         try:
             state.save(st.cache_file, report.node, fp, outcome, read)
         except ConfigError:
@@ -146,11 +149,12 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
     from . import fastprolog
 
     files = report.files
-    before = fastprolog.inputs(st.root)
+    listing = fastprolog.instances(st.root)  # read once: for the sidecar and the fingerprint
+    before = fastprolog.inputs(st.root, listing=listing)
     cached = state.load(st.cache_file) if st.cache_file else None
     if cached and cached.get("node") == report.node:
         read = set(cached.get("files", [])) | {p for p in (files.gres_conf, files.slurm_conf) if p}
-        fp = state.fingerprint(st.root, sorted(read), _settings_key(st))
+        fp = state.fingerprint(st.root, sorted(read), _settings_key(st), listing)
         if cached.get("fingerprint") == fp:
             report.cached = True
             report.findings = [Finding(**f) for f in cached.get("findings", [])]
@@ -170,7 +174,8 @@ def _prolog_check(report: RunReport, st: Settings) -> None:
     from . import bounded
 
     with bounded.session() as budget:  # every config file read, Includes too
-        outcome = nodecheck.run(st, files=files, discover_fn=procfs_inventory)
+        outcome = nodecheck.run(st, files=files, discover_fn=procfs_inventory,
+                                version_memo=(cached or {}).get("slurmd"))
     report.findings = outcome.result.findings
     report.status = "ok" if outcome.result.ok else "mismatch"
     # The same inputs give the same verdict: later Prologs may answer from it until they change.

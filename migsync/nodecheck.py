@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, Callable, List, Optional
+    from typing import Any, Callable, List, Optional, Tuple
 
 from . import __version__, emit, gresconf, locate, slurmconf
 from .check import CheckResult, check
@@ -17,14 +17,14 @@ from .record import Record
 
 
 class Outcome(Record):
-    __slots__ = ("node", "files", "inventory", "result", "gres_lines", "slurm_line", "node_in_slurm_conf", "types", "style", "autodetect", "node_lines", "slurm_gres", "slurm_version", "records")
+    __slots__ = ("node", "files", "inventory", "result", "gres_lines", "slurm_line", "node_in_slurm_conf", "types", "style", "autodetect", "node_lines", "slurm_gres", "slurm_version", "records", "slurmd_id")
 
     def __init__(self, node: str, files: locate.ConfFiles, inventory: Inventory,
                  result: CheckResult, gres_lines: List[str] = None, slurm_line: str = "",
                  node_in_slurm_conf: Optional[bool] = None, types: dict = None,
                  style: str = "multiple-files", autodetect: Any = None, node_lines: list = None,
                  slurm_gres: Optional[list] = None, slurm_version: dict = None,
-                 records: list = None) -> None:
+                 records: list = None, slurmd_id: str = "") -> None:
         self.node = node
         self.files = files
         self.inventory = inventory
@@ -39,6 +39,7 @@ class Outcome(Record):
         self.slurm_gres = slurm_gres
         self.slurm_version = {} if slurm_version is None else slurm_version
         self.records = [] if records is None else records
+        self.slurmd_id = slurmd_id  # the slurmd whose `-V` gave slurm_version ('' if none)
 
     def to_dict(self) -> dict:
         return {
@@ -56,15 +57,16 @@ class Outcome(Record):
         }
 
 
-def slurm_version(settings: Settings) -> dict:
-    """Whose gres.conf rules apply: the slurm_version setting, else the installed slurmd's."""
+def slurm_version(settings: Settings, memo: Optional[dict] = None) -> Tuple[dict, str]:
+    """Whose gres.conf rules apply: the slurm_version setting, else the installed slurmd's;
+    and the identity of the slurmd that said so ('' if none), for ``memo`` next time."""
     from . import slurmversion
 
     if settings.slurm_version:
-        series, how = slurmversion.parse(settings.slurm_version), "setting"
+        series, how, ident = slurmversion.parse(settings.slurm_version), "setting", ""
     else:
-        series, how = slurmversion.detect(min(settings.command_timeout, 5.0))
-    return {"series": series, "rules": slurmversion.rules(series), "how": how}
+        series, how, ident = slurmversion.detect(min(settings.command_timeout, 5.0), memo)
+    return {"series": series, "rules": slurmversion.rules(series), "how": how}, ident
 
 
 def load_config(settings: Settings, node: str, files: Optional[locate.ConfFiles] = None,
@@ -143,12 +145,14 @@ def emit_run(settings: Settings, nvml_module: Any = None) -> EmitResult:
 
 def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None,
         files: Optional[locate.ConfFiles] = None,
-        discover_fn: Optional[Callable[[], Inventory]] = None) -> Outcome:
+        discover_fn: Optional[Callable[[], Inventory]] = None,
+        version_memo: Optional[dict] = None) -> Outcome:
     """Parse first (a config error must not cost a discovery), then discover and compare.
 
-    ``discover_fn`` replaces the NVML/nvidia-smi discovery (the Prolog reads procfs only)."""
+    ``discover_fn`` replaces the NVML/nvidia-smi discovery (the Prolog reads procfs only);
+    ``version_memo`` is the last run's slurmd version (see slurmversion.detect)."""
     node = locate.node_name(settings.node)
-    version = slurm_version(settings)
+    version, slurmd_id = slurm_version(settings, version_memo)
     files, gconf, sconf = load_config(settings, node, files, version["rules"])
     require_node(sconf, node)
     lines = gconf.for_node(node)
@@ -173,4 +177,4 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
     return Outcome(node, files, inv, result, emit.render_gres(inv, node, style, lines, types),
                    emit.render_slurm_line(node, types), in_conf, types, style, ad,
                    node_lines=lines, slurm_gres=slurm_gres, slurm_version=version,
-                   records=gresconf.slurmd_order(gconf, node, slurm_gres))
+                   records=gresconf.slurmd_order(gconf, node, slurm_gres), slurmd_id=slurmd_id)

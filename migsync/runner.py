@@ -181,11 +181,25 @@ def start_all(argvs: Sequence[Sequence[str]], timeout: float = 10.0,
     return batch
 
 
+def lookup(name: str, search: str = SAFE_PATH) -> Optional[str]:
+    """The program ``run([name, ...])`` starts: as subprocess does, the first executable
+    ``name`` in the child's PATH (SAFE_PATH unless env says otherwise), None when there is
+    none; a name with a '/' is itself."""
+    if os.sep in name:
+        return name
+    for d in search.split(os.pathsep):
+        if os.path.isabs(d) and os.access(os.path.join(d, name), os.X_OK):
+            return os.path.join(d, name)
+    return None
+
+
 def _spawn(argv: List[str], env: Dict[str, str]) -> _Child:
-    path = argv[0]
-    if os.sep not in path:  # as subprocess does: looked up in the child's PATH
-        path = next((os.path.join(d, path) for d in env.get("PATH", "").split(os.pathsep)
-                     if d and os.access(os.path.join(d, path), os.X_OK)), path)
+    path = lookup(argv[0], env.get("PATH", ""))
+    if path is None:
+        # never fall back to the bare name: posix_spawn would run it from the working
+        # directory (root running `migsync check` in /tmp must not start /tmp/slurmd)
+        raise CommandError(f"cannot run {argv[0]}: not found in {env.get('PATH', '')}",
+                           argv=argv)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)

@@ -16,11 +16,13 @@ from . import __version__
 FORMAT = 1
 
 
-def fingerprint(root: str, files: Iterable[Optional[str]], extra: str = "") -> str:
-    """The capability tree's listing and the config files' stat, as one string (a few KB)."""
+def fingerprint(root: str, files: Iterable[Optional[str]], extra: str = "",
+                listing: Optional[str] = None) -> str:
+    """The capability tree's listing and the config files' stat, as one string (a few KB).
+    ``listing``: fastprolog.instances(root), when the caller has just read it."""
     from .fastprolog import instances  # the Prolog hit reads the same listing
 
-    parts = [extra, instances(root)]
+    parts = [extra, instances(root) if listing is None else listing]
     for path in files:
         if not path:
             continue
@@ -46,6 +48,10 @@ def save(path: str, node: str, fp: str, outcome, files: Iterable[str] = ()) -> N
                  for g in inv.gpus if g.minor >= 0 and not g.lost],
         "profiles": {f"{m.parent_minor}/{m.gi}/{m.ci}": m.profile for m in inv.migs},
     }
+    version = getattr(outcome, "slurm_version", None) or {}
+    if getattr(outcome, "slurmd_id", "") and version.get("series"):
+        # `slurmd -V`'s answer, kept while the binary is the same file (slurmversion.detect)
+        doc["slurmd"] = {"slurmd": outcome.slurmd_id, "series": version["series"]}
     from .fsutil import atomic_write, state_dir
 
     state_dir(os.path.dirname(os.path.abspath(path)))
@@ -122,6 +128,10 @@ def valid(doc: Any) -> bool:
                 and _opt(g.get("mig_current"), bool) and _opt(g.get("mig_pending"), bool)
                 and _opt(g.get("index"), int)):
             return False
+    memo = doc.get("slurmd", {})
+    if not (isinstance(memo, dict) and all(isinstance(memo.get(k, ""), str)
+                                           for k in ("slurmd", "series"))):
+        return False
     return all(isinstance(k, str) and _opt(v, str) for k, v in doc["profiles"].items())
 
 

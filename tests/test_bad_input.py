@@ -441,6 +441,10 @@ def test_na_mig_mode_is_a_gpu_without_mig_not_a_lost_gpu(tmp_path, scontrol):
     ("--node", "'c51'", r"cannot contain spaces, '=' or quotes"),
     ("--node=-h", None, r"cannot start with '-'"),
     ("--node=--help", None, r"cannot start with '-'"),
+    # a trailing newline passed the old regex check (its `$` matches before a final "\n")
+    ("--node", "c51-g002\n", r"cannot contain spaces, '=' or quotes"),
+    ("--node", "c51-g\u00e9", r"may hold only letters, digits, '-', '_' and '.' \(at most 128\)"),
+    ("--node", "g" * 129, r"may hold only letters, digits, '-', '_' and '.' \(at most 128\)"),
     ("--timeout", "0", r"command_timeout must be a number of seconds above 0"),
     ("--timeout", "-1", r"command_timeout must be a non-negative number"),
     ("--timeout", "nan", r"command_timeout must be a non-negative number"),

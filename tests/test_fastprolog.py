@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 
 import pytest
 
@@ -24,7 +25,8 @@ hook, report = sys.argv[1], sys.argv[2]
 real_exit = os._exit
 def dump(code):
     with open(report, "w") as fh:
-        fh.write(f"{code}\n" + "\n".join(sorted(sys.modules)))
+        fh.write(f"{code}\n" + "\n".join(sorted(sys.modules)
+                                        + ["sys.path=" + p for p in sys.path]))
 def spy_exit(code):
     dump(code)
     real_exit(code)
@@ -98,6 +100,7 @@ def test_a_cache_hit_imports_none_of_the_expensive_modules(site):
     assert "migsync.fastprolog" in mods
     assert "migsync.cli" not in mods, "the hit fell back to the full CLI"
     assert not [m for m in FORBIDDEN if m in mods], sorted(m for m in FORBIDDEN if m in mods)
+    assert "site" not in mods  # the hook runs -S: site's start-up is not paid on a hit
 
 
 def test_the_guard_notices_a_forbidden_import(site, monkeypatch):
@@ -117,6 +120,8 @@ def test_a_changed_gres_conf_goes_to_the_full_prolog_which_answers_and_primes_th
     assert code == 0 and "migsync.cli" in mods, err
     # settings unchanged: their cached copy is used, no TOML parser, no argparse
     assert "tomllib" not in mods and "argparse" not in mods
+    # the full path ran site itself (the hook starts -S): the venv's packages are importable
+    assert "sys.path=" + sysconfig.get_paths()["purelib"] in mods
     code, mods, _ = prolog(site)  # same inputs as the full Prolog saw: the hit answers again
     assert code == 0 and "migsync.cli" not in mods
 
@@ -209,7 +214,7 @@ def test_install_hooks_installs_this_prolog_and_it_answers_as_slurmd_runs_it(sit
     assert r.returncode == 0, r.stderr
     text = (dest / "prolog").read_text()
     assert text.startswith("#!/bin/sh\n")
-    assert f"exec {os.path.abspath(sys.executable)} -I {dest / 'prolog.py'} \"$@\"" in text
+    assert f"exec {os.path.abspath(sys.executable)} -I -S {dest / 'prolog.py'} \"$@\"" in text
     assert "from migsync.fastprolog import main" in (dest / "prolog.py").read_text()
     assert healthcheck(site).returncode == 0
     logdir = tmp_path / "var-log-slurm"
@@ -271,3 +276,19 @@ def test_installed_prolog_whose_interpreter_is_gone_lets_the_job_run(site, tmp_p
                        capture_output=True, text=True, cwd=str(tmp_path), timeout=60)
     assert r.returncode == 0
     assert r.stderr.count("\n") == 1 and "is gone" in r.stderr
+
+
+def test_the_hooks_migsync_directory_never_shadows_the_standard_library(site, tmp_path):
+    """The hook puts migsync's directory on the path itself (it starts Python without site).
+    That directory may be a site-packages holding a module named like a stdlib one (an old
+    backport); the Prolog's full path must still get the real one."""
+    src = tmp_path / "site-packages"
+    src.mkdir()
+    os.symlink(os.path.join(REPO, "migsync"), src / "migsync")
+    (src / "json.py").write_text("raise ImportError('the backport json was imported')\n")
+    site.hook.write_text(fastprolog.hook_script(sys.executable, str(site.hook), str(src)))
+    assert healthcheck(site).returncode == 0
+    os.utime(site.gres, (1, 1))  # a miss: the full Prolog imports json
+    code, mods, err = prolog(site)
+    assert code == 0 and "migsync.cli" in mods and "json" in mods, err
+    assert "backport" not in err

@@ -383,3 +383,24 @@ def test_reasons_read_back_equal_from_the_real_slurm_by_json_and_one_liner(tmp_p
         assert not js.status(n).drained and not one.status(n).drained
     finally:
         cluster.stop()
+
+
+def test_a_program_missing_from_the_search_path_is_never_run_from_the_working_directory(
+        tmp_path, monkeypatch):
+    """posix_spawn runs a bare name relative to the working directory: root running
+    `migsync check` in /tmp must not start a /tmp/slurmd (or dpkg-query, rpm) planted there."""
+    from migsync import runner
+    from migsync.errors import CommandError
+
+    marker = tmp_path / "ran"
+    planted = tmp_path / "migsync-no-such-program"
+    planted.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    planted.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CommandError, match="not found"):
+        runner.run(["migsync-no-such-program"], timeout=5)
+    assert not marker.exists()
+    # relative entries of a PATH are skipped too
+    with pytest.raises(CommandError, match="not found"):
+        runner.run(["migsync-no-such-program"], timeout=5, env={"PATH": ".:bin"})
+    assert not marker.exists()

@@ -29,3 +29,20 @@ def test_disagreement_names_the_first_and_counts_the_rest(tmp_path, left_out, wa
     assert r.code == 3
     assert r.err.strip().endswith(want), r.err
     assert len(r.err.strip().splitlines()) == 1
+
+
+def test_two_gpus_with_one_device_minor_stop_discovery(tmp_path):
+    """A backend that reports one minor twice cannot be keyed on minors: exit 3, named."""
+    import json
+    import os
+
+    import nvml_fake
+    layout = json.load(open(os.path.join(node("seed"), "layout.json")))
+    layout["gpus"][1]["minor"] = 0  # gpu index 1 claims gpu0's /dev/nvidia0
+    (tmp_path / "layout.json").write_text(json.dumps(layout))
+    fake = nvml_fake.make(str(tmp_path / "layout.json"))
+    (tmp_path / "g.conf").write_text("Name=gpu File=/dev/nvidia0\n")
+    r = run_cli("check", "--backend", "nvml", "--root", os.path.join(node("seed"), "root"),
+                "--gres-conf", tmp_path / "g.conf", "--node", "c51-g002", nvml=fake)
+    assert r.code == 3
+    assert r.err.strip().endswith("nvml reports two GPUs with device minor 0"), r.err

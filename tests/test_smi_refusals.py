@@ -65,8 +65,8 @@ LCI_ROW = "|   0      1       MIG 3g.40gb          2         0          0:3     
     ("|   0      1       MIG 3g.40gb          2         x          0:3     |" + " " * 20,
      "nvidia-smi mig -lci: a row that does not parse: "
      "'|   0      1       MIG 3g.40gb          2         x          0:3     |'"),
-    ("|   1      2       MIG 3g.40gb-and-some-invented-suffix  2  0  0:3 |",
-     "nvidia-smi mig -lci: '3g.40gb-and-some-invented-suff' is not a MIG profile name"),
+    ("|   1      2       MIG A100-SXM4-80GB-not-a-profile-name  2  0  0:3 |",
+     "nvidia-smi mig -lci: 'A100-SXM4-80GB-not-a-profile-n' is not a MIG profile name"),
 ])
 def test_lci_rows_that_are_not_instances_are_refused(row, message):
     assert refused(f"{LCI_ROW}\n{row}\n", smi.parse_lci) == message

@@ -1,0 +1,67 @@
+"""procfs files migsync must refuse rather than read as "the hardware differs", message by
+message (the NVIDIA driver's formats: `Key: value` information files, the mig-minors table).
+Expected texts written by hand."""
+import os
+
+import pytest
+
+from migsync import procfs
+from migsync.errors import DiscoveryError
+
+INFO = "Model: \t NVIDIA A100 80GB PCIe\nIRQ: \t 42\nGPU UUID: \t GPU-b47b5667-cb38-f14e-4a0b-5b2369f0a0ca\n"
+
+
+def refused(fn, *args):
+    with pytest.raises(DiscoveryError) as exc:
+        fn(*args)
+    return str(exc.value)
+
+
+def test_a_key_twice_in_an_information_file():
+    line = "Device Minor: " + "1" * 70
+    assert refused(procfs.parse_information, f"Device Minor: 0\n{line}\n", "/p/information") == (
+        f"/p/information: 'device minor' appears twice (in '{line[:60]}')")
+
+
+def gpu_dir(root, bus, text):
+    d = root / "proc" / "driver" / "nvidia" / "gpus" / bus
+    d.mkdir(parents=True)
+    (d / "information").write_text(text)
+    return str(d / "information")
+
+
+def test_two_gpus_claiming_one_minor(tmp_path):
+    gpu_dir(tmp_path, "0000:17:00.0", INFO + "Device Minor: \t 0\n")
+    second = gpu_dir(tmp_path, "0000:65:00.0", INFO + "Device Minor: \t 0\n")
+    assert refused(procfs.read_gpus, str(tmp_path)) == (
+        f"{second}: two GPUs claim device minor 0: 0000:17:00.0 and 0000:65:00.0")
+
+
+def test_bus_id_from_the_directory_name_when_the_file_has_none(tmp_path):
+    gpu_dir(tmp_path, "0000:CA:00.0", INFO + "Device Minor: \t 2\n")
+    gpus = procfs.read_gpus(str(tmp_path))
+    assert [(m, g.bus_id, g.model) for m, g in gpus.items()] == [
+        (2, "0000:ca:00.0", "NVIDIA A100 80GB PCIe")]
+
+
+def test_an_information_file_cut_short(tmp_path):
+    path = gpu_dir(tmp_path, "0000:17:00.0", INFO + "Device Minor: \t 0")
+    assert refused(procfs.read_gpus, str(tmp_path)) == (
+        f"{path}: truncated (the last line has no newline)")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("gpu0/gi1/access 12\ngpu0/gi1/access 13\n", "/m: gpu0/gi1 is listed twice"),
+    ("gpu0/gi1/ci0/access 13\ngpu0/gi1/ci0/access 14\n", "/m: gpu0/gi1/ci0 is listed twice"),
+    ("gpu0/gi1/access 12\ngpu0/gi1/ci0/access 12\n",
+     "/m: cap number 12 is given to two entries (gpu0/gi1/ci0 and another)"),
+])
+@pytest.mark.parametrize("gpus", [None, [0]])
+def test_mig_minors_entries_named_twice_or_sharing_a_number(text, message, gpus):
+    assert refused(procfs.parse_mig_minors, "config 1\nmonitor 2\n" + text, "/m", gpus) == message
+
+
+def test_mig_minors_ci_zero_and_gi_entries_are_told_apart():
+    table = procfs.parse_mig_minors("config 1\nmonitor 2\ngpu0/gi1/access 12\n"
+                                    "gpu0/gi1/ci0/access 13\n", "/m", [0])
+    assert table == {12: (0, 1, None), 13: (0, 1, 0)}

@@ -65,3 +65,37 @@ def test_mig_minors_ci_zero_and_gi_entries_are_told_apart():
     table = procfs.parse_mig_minors("config 1\nmonitor 2\ngpu0/gi1/access 12\n"
                                     "gpu0/gi1/ci0/access 13\n", "/m", [0])
     assert table == {12: (0, 1, None), 13: (0, 1, 0)}
+
+
+def seed_root(tmp_path, drop_table=False):
+    import shutil
+    from conftest import node
+    root = tmp_path / "root"
+    shutil.copytree(os.path.join(node("seed"), "root"), root, symlinks=True)
+    if drop_table:  # an old driver: no mig-minors, the capability files number the caps
+        os.remove(root / "proc" / "driver" / "nvidia-caps" / "mig-minors")
+    return root, root / "proc" / "driver" / "nvidia" / "capabilities" / "gpu2" / "mig"
+
+
+def test_a_corrupt_device_file_minor_line(tmp_path):
+    root, mig = seed_root(tmp_path)
+    line = "DeviceFileMinor: " + "x" * 70
+    (mig / "gi7" / "access").write_text(line + "\nDeviceFileMode: 292\n")
+    assert refused(procfs.read_snapshot, str(root)) == (
+        f"{mig / 'gi7' / 'access'}: corrupt DeviceFileMinor line (in '{line[:60]}')")
+
+
+def test_without_mig_minors_a_capability_file_must_number_its_cap(tmp_path):
+    root, mig = seed_root(tmp_path, drop_table=True)
+    (mig / "gi7" / "access").write_text("DeviceFileMode: 292\nDeviceFileModify: 1\n")
+    assert refused(procfs.read_snapshot, str(root)) == (
+        f"{root}/proc/driver/nvidia-caps/mig-minors: no entry for gpu2/gi7, and "
+        f"{mig / 'gi7' / 'access'} has no DeviceFileMinor")
+
+
+def test_without_mig_minors_two_instances_cannot_share_a_cap(tmp_path):
+    root, mig = seed_root(tmp_path, drop_table=True)
+    (mig / "gi8" / "access").write_text("DeviceFileMinor: 336\nDeviceFileMode: 292\n")
+    msg = refused(procfs.read_snapshot, str(root))
+    assert msg.endswith("DeviceFileMinor 336 is also another instance's"), msg
+    assert "/gpu2/mig/gi" in msg

@@ -99,3 +99,39 @@ def test_without_mig_minors_two_instances_cannot_share_a_cap(tmp_path):
     msg = refused(procfs.read_snapshot, str(root))
     assert msg.endswith("DeviceFileMinor 336 is also another instance's"), msg
     assert "/gpu2/mig/gi" in msg
+
+
+def test_an_unexpected_mig_minors_entry_of_a_gpu_is_named():
+    bad = "gpu0/gi2/access " + "x" * 70
+    assert refused(procfs.parse_mig_minors, f"config 1\ngpu0/gi1/access 12\n{bad}\n", "/m", [0]) == (
+        f"/m: unexpected entry (in {bad[:60]!r})")
+
+
+def test_a_key_twice_names_the_information_file(tmp_path):
+    path = gpu_dir(tmp_path, "0000:17:00.0", INFO + "Device Minor: \t 0\nDevice Minor: \t 0\n")
+    assert refused(procfs.read_gpus, str(tmp_path)) == (
+        f"{path}: 'device minor' appears twice (in 'Device Minor: \\t 0')")
+
+
+def test_a_procfs_file_over_4_mib_is_not_read(tmp_path):
+    """procfs files are read to EOF (they report size 0), capped: a bind-mounted or fake
+    file must not fill memory. 4 MiB is far above the largest real one (mig-minors, ~110 KB)."""
+    path = gpu_dir(tmp_path, "0000:17:00.0", INFO + "Device Minor: \t 0\n" + "x" * (4 << 20) + "\n")
+    assert refused(procfs.read_gpus, str(tmp_path)) == f"{path}: larger than 4 MiB: not read"
+
+
+def test_only_the_gpus_asked_for_are_read(tmp_path):
+    root, _ = seed_root(tmp_path)
+    snap = procfs.read_snapshot(str(root), [3])
+    assert sorted({key[0] for key in snap.ci_caps}) == [3]
+    assert len(snap.ci_caps) == 7
+
+
+def test_a_full_mig_minors_table_without_a_live_instance_is_corrupt(tmp_path):
+    root, mig = seed_root(tmp_path)
+    mm = root / "proc" / "driver" / "nvidia-caps" / "mig-minors"
+    mm.write_text("".join(ln for ln in mm.read_text().splitlines(True)
+                          if not ln.startswith("gpu2/gi7/ci0/access ")))
+    assert refused(procfs.read_snapshot, str(root)) == (
+        f"{mm}: no entry for gpu2/gi7/ci0 (the driver lists every instance: the table is cut "
+        "short or corrupt)")

@@ -88,3 +88,34 @@ def test_nvidia_smi_printing_no_gpus_is_a_discovery_failure(tmp_path):
     assert r.code == 3
     assert r.err.strip().endswith(
         "nvidia-smi --query-gpu printed no GPUs (exit 0, empty output)"), r.err
+
+
+def test_an_instance_listed_twice_by_lci_is_refused():
+    assert refused(f"{LCI_ROW}\n{LCI_ROW}\n", smi.parse_lci) == (
+        "nvidia-smi mig -lci: GPU 0 GI 1 CI 0 is listed twice")
+
+
+def test_error_text_never_becomes_a_bus_id_or_a_name():
+    gpus = smi.parse_query_gpu(ROW0.replace("00000000:17:00.0", "[Unknown Error]") + "\n"
+                               + ROW1.replace("NVIDIA A100 80GB PCIe", "[GPU is lost]") + "\n")
+    assert [(g.index, g.bus_id, g.name, g.lost) for g in gpus] == [
+        (0, None, "NVIDIA A100 80GB PCIe", "nvidia-smi: [Unknown Error]"),
+        (1, "0000:65:00.0", None, "nvidia-smi: [GPU is lost]")]
+
+
+@pytest.mark.parametrize("how,said", [
+    ("kill -9 $$", "nvidia-smi --query-gpu was killed by signal 9: "),
+    ("echo 'Failed to initialize NVML: Driver/library version mismatch'; exit 18",
+     "nvidia-smi --query-gpu exited 18: Failed to initialize NVML: Driver/library version mismatch"),
+])
+def test_a_query_that_fails_or_is_killed_is_a_discovery_failure(tmp_path, how, said):
+    d = tmp_path / "n"
+    shutil.copytree(node("seed"), d, symlinks=True)
+    script = d / "nvidia-smi"
+    text = script.read_text()
+    script.write_text(text.replace('case "$*" in\n', f'case "$*" in\n  --query-gpu*) {how} ;;\n', 1))
+    (tmp_path / "g.conf").write_text("Name=gpu File=/dev/nvidia0\n")
+    r = run_cli("check", "--root", d / "root", "--gres-conf", tmp_path / "g.conf", "--node",
+                "c51-g002", "--backend", "nvidia-smi", "--nvidia-smi", script)
+    assert r.code == 3
+    assert said in r.err, r.err

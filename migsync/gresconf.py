@@ -321,8 +321,10 @@ def _other_node(head: List[str], node: str) -> bool:
     """Fast path for a 10,000-node file: a plain `NodeName=x key=value ...` line for another
     node whose keys are all known. Anything unusual goes through the full parser."""
     first = head[0]
+    # a quoted or escaped NodeName= too: the full parser reads quotes and, like slurmd, drops
+    # backslashes (NodeName=gpunode\1 is gpunode1)
     if (first[:9].lower() != "nodename=" or '"' in head[0] + head[1] or "[" in first
-            or "\\" in head[1]):  # a quoted NodeName= too: the full parser reads quotes
+            or "\\" in head[0] + head[1]):
         return False
     if first[9:] == "" or node in first[9:].split(","):
         return False

@@ -35,6 +35,7 @@ for mod in "${mods[@]}"; do
     file="migsync/$mod.py"
     [ -f "$file" ] || { echo "mutation.sh: no such module: $file" >&2; exit 2; }
     work=$(mktemp -d /tmp/migsync-mutation.XXXXXX)
+    commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- migsync tests || echo +changes)  # what the copy holds
     chmod 755 "$work"  # one test runs migsync as nobody from the copy
     git ls-files -z -c | (cd "$ROOT" && xargs -0 cp --parents -t "$work" 2>/dev/null || true)
     cat >> "$work/pyproject.toml" <<TOML
@@ -65,7 +66,7 @@ TOML
     survived=$(grep -c ': survived$' "$OUT/${mod//\//.}.txt" || true)
     other=$(( total - killed - survived ))
     pct=$(awk -v k="$killed" -v t="$total" 'BEGIN { printf (t ? "%.1f" : "n/a"), (t ? 100*k/t : 0) }')
-    line="$mod: $killed/$total killed ($pct%), $survived survived, $other other (timeout/no tests/suspicious), ${secs}s, $(git rev-parse --short HEAD)${MUTATION_TESTS:+, tests: $MUTATION_TESTS}"
+    line="$mod: $killed/$total killed ($pct%), $survived survived, $other other (timeout/no tests/suspicious), ${secs}s, $commit${MUTATION_TESTS:+, tests: $MUTATION_TESTS}"
     echo "$line"
     grep -v "^$mod:" "$OUT/summary.txt" 2>/dev/null > "$OUT/summary.tmp" || true
     echo "$line" >> "$OUT/summary.tmp"; mv "$OUT/summary.tmp" "$OUT/summary.txt"

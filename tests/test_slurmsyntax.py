@@ -94,3 +94,64 @@ def test_read_text_failures_are_one_line_and_name_the_file(tmp_path):
     with pytest.raises(ConfigError) as exc:
         slurmsyntax.read_text(str(tmp_path))
     assert str(exc.value) == f"{tmp_path}: is a directory, not a file"
+
+
+# ---- edges the first tests missed (each found by a surviving mutant, tests/mutation.sh) -------
+
+@pytest.mark.parametrize("text,want", [
+    # '\#' as the very last characters of a line is still a literal '#'
+    ("Name=gpu Type=a\\#\n", [(1, "Name=gpu Type=a#")]),
+    # a line holding an escaped '#' can still end in a continuation backslash
+    ("Name=gpu Type=a\\#b \\\nFile=x\n", [(1, "Name=gpu Type=a#b File=x")]),
+    # continued twice up to the end of the file: the pieces join without anything between
+    ("A=1 \\\nB=2 \\", [(1, "A=1 B=2")]),
+    # slurmd's blanks are C's isspace() (parse_config.c's _strip_continuation, keyvalue regex
+    # [[:space:]]): \x1c is no blank, so a backslash before it does not continue the line
+    # and a trailing \x1c stays in the value, also at the end of the file
+    ("A=1 \\\x1c\nB=2\n", [(1, "A=1 \\\x1c"), (2, "B=2")]),
+    ("A=1\x1c\n", [(1, "A=1\x1c")]),
+    ("A=1 \\\nB=2\x1c \\", [(1, "A=1 B=2\x1c")]),
+])
+def test_logical_line_edges(text, want):
+    assert lines(text) == want
+
+
+def test_a_line_of_one_mebibyte_is_read_and_a_longer_one_refused():
+    limit = 1048576  # MAX_LINE, written out
+    ok = "A=" + "x" * (limit - 2)
+    assert lines(f"B=1\n{ok}\n") == [(1, "B=1"), (2, ok)]
+    with pytest.raises(ConfigError) as exc:
+        lines(f"B=1\n{ok}y\n")
+    assert str(exc.value) == f"g.conf:2: line longer than 1048576 characters (in 'A={'x' * 58}')"
+
+
+def test_nul_byte_error_names_the_first_line_with_one(tmp_path):
+    (tmp_path / "nul").write_bytes(b"A=1\nB=\x00\nC=3\nD=\x00\n")
+    with pytest.raises(ConfigError) as exc:
+        slurmsyntax.read_text(str(tmp_path / "nul"))
+    assert str(exc.value) == f"{tmp_path / 'nul'}:2: binary data (NUL byte) in a text config file"
+
+
+@pytest.mark.parametrize("text,want", [
+    ('Type="a" Name="b"', [("Type", "a"), ("Name", "b")]),  # each quote closes at the next '"'
+    ('Type="a\\"', [("Type", "a")]),  # a backslash with nothing after it is dropped too
+])
+def test_token_quotes(text, want):
+    assert tok(text) == want
+
+
+@pytest.mark.parametrize("text,message", [
+    ("Name=gpu " + "j" * 70,
+     f"g.conf:3: expected key=value, got '{'j' * 70}' (slurmd: Parse error) (in '{'j' * 60}')"),
+    ("=" + "v" * 70, f"g.conf:3: '=' without a key (in '={'v' * 59}')"),
+    ('Type="' + "q" * 70, f"g.conf:3: unterminated quote (in 'Type=\"{'q' * 54}')"),
+])
+def test_token_refusals_quote_at_most_60_characters(text, message):
+    with pytest.raises(ConfigError) as exc:
+        tok(text)
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize("value,want", [("10k", 10240), ("12M", 12 << 20), ("100", 100)])
+def test_counts_of_several_digits(value, want):
+    assert slurmsyntax.parse_count(value, LogicalLine("g.conf", 4, ""), "Count") == want

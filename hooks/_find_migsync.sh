@@ -40,17 +40,20 @@ fi
 
 # The interpreter imports migsync from $src (if any) or its own site-packages, nothing
 # else; a failure to start is one line and exit 70, never a traceback. The Prolog goes
-# through migsync.fastprolog: a still-valid clean verdict answers without loading the CLI.
+# through migsync.fastprolog: a still-valid clean verdict answers without loading the CLI
+# (hooks/prolog calls it "prolog-hook", for the exit code it maps; see there).
 MIGSYNC_BOOT='import sys
 src = sys.argv.pop(1)
 if src:
     sys.path.insert(0, src)
 try:
-    if sys.argv[1:2] == ["prolog"]:
-        try:
-            from migsync.fastprolog import main as main_exit
+    if sys.argv[1:2] in (["prolog"], ["prolog-hook"]):
+        try:  # hooks/prolog asks for "prolog-hook": a mismatch exits 86 there, not 1
+            from migsync import fastprolog
+            main_exit = fastprolog.hook_main if sys.argv[1] == "prolog-hook" else fastprolog.main
             del sys.argv[1]
         except ImportError:
+            sys.argv[1] = "prolog"
             from migsync.cli import main_exit
     else:
         from migsync.cli import main_exit

@@ -293,9 +293,17 @@ def hit(environ) -> bool:
     return lines[4] == f"instances\t{instances(root)}"
 
 
-def main() -> None:
-    """The installed Prolog hook's entry: the hit, else the full `migsync prolog`. A Prolog
-    exits 1 only to keep a job off a mismatched node; migsync's own trouble exits 0."""
+# The hooks' Python part exits with this, not 1, to keep a job off a mismatched node: the sh
+# hook around it turns it into the Prolog's exit 1 and anything else (the interpreter dying of
+# a signal, a fatal start-up error, an uncaught exception: all exit 1 or 128+N) into a log
+# line and exit 0, so that only a verdict, never a crash, makes slurmd drain the node as
+# "Prolog error".
+HOOK_BLOCK = 86
+
+
+def main(block: int = 1) -> None:
+    """The Prolog's entry: the hit, else the full `migsync prolog`. A Prolog exits ``block``
+    only to keep a job off a mismatched node; migsync's own trouble exits 0."""
     argv = sys.argv[1:]
     try:
         if not argv and hit(os.environ):
@@ -305,7 +313,12 @@ def main() -> None:
     code = full(argv)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    os._exit(block if code == 1 else code)
+
+
+def hook_main() -> None:
+    """main() as the sh hooks run it: the block verdict is HOOK_BLOCK (see there)."""
+    main(HOOK_BLOCK)
 
 
 class _Args:
@@ -363,11 +376,11 @@ os.chdir("/")  # as the shell hooks do: nothing may depend on slurmd's working d
 # be a site-packages directory, whose modules must never shadow the standard library's.
 sys.path.append({src!r})
 try:
-    from migsync.fastprolog import main
+    from migsync.fastprolog import hook_main
 except BaseException as exc:
     sys.stderr.write("migsync prolog: cannot start migsync with %s: %s\\n" % (sys.executable, exc))
     raise SystemExit(0)
-main()
+hook_main()  # exits {block} to keep the job off this node: the sh wrapper makes that exit 1
 '''
 
 
@@ -376,13 +389,21 @@ main()
 # node as "Prolog error": the one thing migsync's own trouble must never do.
 SH_HOOK = """#!/bin/sh
 # slurm.conf:  Prolog={path}   (written by `migsync install-hooks`)
-# Starts {script} with {python} -I -S from /. Only if that interpreter is gone does this
-# wrapper answer itself: one log line, exit 0 (migsync's own trouble never blocks a job).
+# Runs {script} with {python} -I -S from /: exit 0, or 1 for a mismatch (the Python part
+# says so with {block}). Anything else (that interpreter gone, a crash) is one log line and
+# exit 0: migsync's own trouble never blocks a job.
 cd / || exit 0
-[ -x {python_q} ] && exec {python_q} -I -S {script_q} "$@"
-echo "migsync prolog: cannot start migsync: "{python_q}" is gone; the job runs unchecked" >&2
-PATH=/usr/bin:/bin logger -t migsync -p daemon.err \
-    "prolog: cannot start migsync: "{python_q}" is gone; the job runs unchecked" 2>/dev/null
+if [ -x {python_q} ]; then
+    {python_q} -I -S {script_q} "$@"
+    rc=$?
+    [ $rc = 0 ] && exit 0
+    [ $rc = {block} ] && exit 1  # a mismatch: the node is drained, the job must not start here
+    why="migsync exited $rc (a crash or a signal, not a verdict)"
+else
+    why={python_q}" is gone"
+fi
+echo "migsync prolog: $why; the job runs unchecked" >&2
+PATH=/usr/bin:/bin logger -t migsync -p daemon.err "prolog: $why; the job runs unchecked" 2>/dev/null
 exit 0
 """
 
@@ -391,7 +412,7 @@ def hook_script(python: str, path: str, src: str = "") -> str:
     """The Prolog's Python part: run isolated and without site (-I -S) by absolute path, no
     console-script wrapper; straight into the cache hit. ``src`` is the directory migsync
     imports from ('' = this install's)."""
-    return HOOK.format(python=python, path=path,
+    return HOOK.format(python=python, path=path, block=HOOK_BLOCK,
                        src=src or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -399,5 +420,5 @@ def hook_wrapper(python: str, path: str, script: str) -> str:
     """The /bin/sh Prolog slurmd runs: exec of ``script`` by ``python``, or exit 0."""
     import shlex
 
-    return SH_HOOK.format(python=python, path=path, script=script,
+    return SH_HOOK.format(python=python, path=path, script=script, block=HOOK_BLOCK,
                           python_q=shlex.quote(python), script_q=shlex.quote(script))

@@ -136,7 +136,7 @@ def test_a_sidecar_others_could_write_is_not_trusted(site):
     assert "migsync.cli" in prolog(site)[1]
 
 
-def test_a_mismatch_found_by_the_health_check_removes_the_hit_and_the_prolog_exits_1(site):
+def test_a_mismatch_found_by_the_health_check_removes_the_hit_and_the_prolog_blocks(site):
     assert healthcheck(site).returncode == 0 and site.sidecar.exists()
     # nvidia-smi now names one instance's profile differently: only a full check can see
     # that, nothing the sidecar records has changed. (An instance nvidia-smi lists and procfs
@@ -147,8 +147,37 @@ def test_a_mismatch_found_by_the_health_check_removes_the_hit_and_the_prolog_exi
     assert healthcheck(site).returncode == 1
     assert not site.sidecar.exists()
     code, mods, _ = prolog(site)
-    assert code == 1 and "migsync.cli" in mods
+    # the Python part says "keep the job off" with HOOK_BLOCK; its sh wrapper exits 1 for it
+    assert code == fastprolog.HOOK_BLOCK == 86 and "migsync.cli" in mods
     assert "update" in site.log.read_text()  # drained by the full path
+    r = subprocess.run([str(wrapper(site))], env=site.env, capture_output=True, text=True,
+                       cwd="/", timeout=60)
+    assert r.returncode == 1, r.stderr
+
+
+def wrapper(site):
+    """The /bin/sh Prolog slurmd runs, around this site's Python part."""
+    path = site.tmp / "prolog-wrapper"
+    path.write_text(fastprolog.hook_wrapper(sys.executable, str(path), str(site.hook)))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("death", [
+    "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)",  # a crash in a C extension
+    "raise RuntimeError('a bug before migsync caught anything')",  # Python's own exit 1
+    "import os; os._exit(1)",
+    "import os; os._exit(3)",
+])
+def test_a_prolog_whose_python_dies_lets_the_job_run_and_says_why(site, death):
+    """Only the verdict (HOOK_BLOCK) may make the Prolog fail: slurmd drains a node whose
+    Prolog fails as "Prolog error", and a crash is migsync's fault, not the node's."""
+    site.hook.write_text(death + "\n")
+    r = subprocess.run([str(wrapper(site))], env=site.env, capture_output=True, text=True,
+                       cwd="/", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines()[-1].startswith("migsync prolog: migsync exited ")
+    assert r.stderr.splitlines()[-1].endswith("the job runs unchecked")
 
 
 def test_a_check_with_flags_leaves_the_hit_alone(site, tmp_path):
@@ -203,7 +232,7 @@ def test_changed_settings_are_read_again_not_taken_from_the_cache(site):
     site.conf.write_text(site.conf.read_text().replace(str(site.node / "root"), lost)
                          + "drain = false\n")
     code, mods, err = prolog(site)
-    assert code == 1 and "tomllib" in mods, err
+    assert code == fastprolog.HOOK_BLOCK and "tomllib" in mods, err
     assert not site.log.exists() or "update" not in site.log.read_text()  # drain = false held
 
 
@@ -214,8 +243,8 @@ def test_install_hooks_installs_this_prolog_and_it_answers_as_slurmd_runs_it(sit
     assert r.returncode == 0, r.stderr
     text = (dest / "prolog").read_text()
     assert text.startswith("#!/bin/sh\n")
-    assert f"exec {os.path.abspath(sys.executable)} -I -S {dest / 'prolog.py'} \"$@\"" in text
-    assert "from migsync.fastprolog import main" in (dest / "prolog.py").read_text()
+    assert f"\n    {os.path.abspath(sys.executable)} -I -S {dest / 'prolog.py'} \"$@\"\n" in text
+    assert "from migsync.fastprolog import hook_main" in (dest / "prolog.py").read_text()
     assert healthcheck(site).returncode == 0
     logdir = tmp_path / "var-log-slurm"
     logdir.mkdir()

@@ -36,6 +36,7 @@ REFUSED_LINE = {
     "bad-01-unknown-key.conf": 2, "bad-02-count-mismatch.conf": 2,
     "bad-03-file-and-multiple.conf": 2, "bad-04-multiple-one-file.conf": 2,
     "bad-05-reversed-range.conf": 2, "bad-06-mixed-file-nofile.conf": 3,
+    "72-untyped-file-then-fileless.conf": 4,
 }
 # What slurmd's "error opening/reading" (a parse error it does not explain) was about, by case:
 # the fragment migsync's message must quote. Written by hand from the case files.

@@ -224,6 +224,38 @@ def test_prolog_exits_0_on_a_cache_it_cannot_use(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_prolog_exits_0_when_python_crashes_and_the_command_keeps_exit_1(tmp_path):
+    """A Python killed by a signal (a C extension's segfault) or dying with its own exit 1
+    must not block the job: only migsync's verdict may. `DIR/migsync prolog` (a site's own
+    Prolog calling migsync) keeps the documented exit 1 for a mismatch."""
+    tree = checkout_copy(tmp_path)
+    cfg = settings(tmp_path, "seed-lost", drain=False)
+    r = run_hook(tree / "hooks" / "migsync", cfg, "prolog")
+    assert r.returncode == 1, r.stderr
+    nc = tree / "migsync" / "nodecheck.py"
+    text = nc.read_text()
+    for death, code in (("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", -11),
+                        ("import os; os._exit(1)", 1)):
+        nc.write_text(text.replace(
+            '    """Parse first (a config error must not cost a discovery)',
+            f'    {death}\n    """Parse first (a config error must not cost a discovery)', 1))
+        assert run_hook(tree / "hooks" / "migsync", cfg, "prolog").returncode == code
+        r = run_hook(tree / "hooks" / "prolog", cfg)
+        assert r.returncode == 0, (death, r.stderr)
+
+
+def checkout_copy(tmp_path):
+    """A copy of the source tree with its own .venv/bin/python, as the hooks find it."""
+    tree = tmp_path / "checkout"
+    shutil.copytree(os.path.join(REPO, "migsync"), tree / "migsync",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(HOOKS, tree / "hooks")
+    shutil.copy(os.path.join(REPO, "pyproject.toml"), tree / "pyproject.toml")
+    os.makedirs(tree / ".venv" / "bin")
+    os.symlink(os.path.abspath(sys.executable), tree / ".venv" / "bin" / "python")
+    return tree
+
+
 def test_prolog_exits_0_on_an_internal_error(tmp_path):
     """A bug in migsync (injected into a copy of the source tree) must not block jobs."""
     tree = tmp_path / "checkout"

@@ -119,3 +119,15 @@ def test_a_query_that_fails_or_is_killed_is_a_discovery_failure(tmp_path, how, s
                 "c51-g002", "--backend", "nvidia-smi", "--nvidia-smi", script)
     assert r.code == 3
     assert said in r.err, r.err
+
+
+def test_output_without_its_final_newline_is_cut_short(tmp_path):
+    d = tmp_path / "n"
+    shutil.copytree(node("seed"), d, symlinks=True)
+    csv = d / "smi" / "query-gpu.csv"
+    csv.write_text(csv.read_text().rstrip("\n"))
+    (tmp_path / "g.conf").write_text("Name=gpu File=/dev/nvidia0\n")
+    r = run_cli("check", "--root", d / "root", "--gres-conf", tmp_path / "g.conf", "--node",
+                "c51-g002", "--backend", "nvidia-smi", "--nvidia-smi", d / "nvidia-smi")
+    assert r.code == 3
+    assert r.err.strip().endswith("nvidia-smi --query-gpu: output cut short (no final newline)"), r.err

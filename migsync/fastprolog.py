@@ -367,8 +367,8 @@ def full(argv) -> int:
 HOOK = '''#!{python} -IS
 # slurm.conf:  Prolog={path}   (written by `migsync install-hooks`)
 # Before every job: a clean verdict that still holds answers at once (migsync.fastprolog);
-# otherwise `migsync prolog` checks procfs, drains on a mismatch and exits 1 so the job does
-# not start here. migsync's own trouble exits 0: it never blocks a job.
+# otherwise `migsync prolog` checks procfs, drains on a mismatch and exits {block} (the sh
+# wrapper's exit 1) so the job does not start here. migsync's own trouble exits 0.
 # -S: no site start-up on the hit (it needs os and sys only); the full path runs site itself.
 import os, sys
 os.chdir("/")  # as the shell hooks do: nothing may depend on slurmd's working directory

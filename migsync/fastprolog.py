@@ -385,8 +385,10 @@ hook_main()  # exits {block} to keep the job off this node: the sh wrapper makes
 
 
 # The Prolog slurmd starts. A "#!python" script alone would be faster by ~1 ms, but when its
-# interpreter is gone (a removed or rebuilt venv) the kernel's exec fails and slurmd drains the
-# node as "Prolog error": the one thing migsync's own trouble must never do.
+# interpreter is gone (a removed or rebuilt venv) the kernel's exec fails, and when Python dies
+# (a signal, a fatal start-up error) its exit status is not a verdict: either way slurmd would
+# drain the node as "Prolog error", the one thing migsync's own trouble must never do. So the
+# wrapper waits for Python instead of exec'ing it (measured: no visible cost) and maps its exit.
 SH_HOOK = """#!/bin/sh
 # slurm.conf:  Prolog={path}   (written by `migsync install-hooks`)
 # Runs {script} with {python} -I -S from /: exit 0, or 1 for a mismatch (the Python part

@@ -690,6 +690,12 @@ FUZZ_FILES = [
 ]
 
 
+def _minor(info):
+    """The Device Minor an information file states, if it states exactly one number."""
+    found = re.findall(rb"^Device Minor:[ \t]*(\d+)[ \t]*$", info, re.M)
+    return int(found[0]) if len(found) == 1 else None
+
+
 def _zones(rel, data):
     """Byte ranges a flip may touch: everything but free text whose change is a different,
     self-consistent GPU (a GPU name, a MIG profile name), which may rightly be a mismatch."""
@@ -741,7 +747,10 @@ def test_fuzzed_discovery_data_never_yields_a_mismatch(which, kind, at, byte):
             i = lo + (at // len(zones)) % (hi - lo)
             if data[i] == byte:
                 return
-            data = data[:i] + bytes([byte]) + data[i + 1:]
+            flipped = data[:i] + bytes([byte]) + data[i + 1:]
+            if which.endswith("information") and _minor(flipped) not in (None, _minor(data)):
+                return  # 'Device Minor: 0' -> '10': a different, self-consistent GPU (a mismatch)
+            data = flipped
         elif kind == "truncate":
             data = data[:at % len(data)]
         else:

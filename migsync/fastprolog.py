@@ -367,8 +367,8 @@ def full(argv) -> int:
 HOOK = '''#!{python} -IS
 # slurm.conf:  Prolog={path}   (written by `migsync install-hooks`)
 # Before every job: a clean verdict that still holds answers at once (migsync.fastprolog);
-# otherwise `migsync prolog` checks procfs, drains on a mismatch and exits 1 so the job does
-# not start here. migsync's own trouble exits 0: it never blocks a job.
+# otherwise `migsync prolog` checks procfs, drains on a mismatch and exits {block} (the sh
+# wrapper's exit 1) so the job does not start here. migsync's own trouble exits 0.
 # -S: no site start-up on the hit (it needs os and sys only); the full path runs site itself.
 import os, sys
 os.chdir("/")  # as the shell hooks do: nothing may depend on slurmd's working directory
@@ -385,8 +385,10 @@ hook_main()  # exits {block} to keep the job off this node: the sh wrapper makes
 
 
 # The Prolog slurmd starts. A "#!python" script alone would be faster by ~1 ms, but when its
-# interpreter is gone (a removed or rebuilt venv) the kernel's exec fails and slurmd drains the
-# node as "Prolog error": the one thing migsync's own trouble must never do.
+# interpreter is gone (a removed or rebuilt venv) the kernel's exec fails, and when Python dies
+# (a signal, a fatal start-up error) its exit status is not a verdict: either way slurmd would
+# drain the node as "Prolog error", the one thing migsync's own trouble must never do. So the
+# wrapper waits for Python instead of exec'ing it (measured: no visible cost) and maps its exit.
 SH_HOOK = """#!/bin/sh
 # slurm.conf:  Prolog={path}   (written by `migsync install-hooks`)
 # Runs {script} with {python} -I -S from /: exit 0, or 1 for a mismatch (the Python part

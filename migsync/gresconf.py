@@ -341,6 +341,11 @@ def _include(conf: GresConf, line: LogicalLine, head: List[str], path: str, dept
         raise _err(line, "Include needs a file name", line.text)
     if depth >= MAX_INCLUDE_DEPTH:
         raise _err(line, "Include nested too deeply (a loop?)", line.text)
+    if len(head[1].split()) != 1:
+        # measured, 22.05-26.05: `Include my dir.conf` and `Include a.conf b.conf` make slurmd
+        # fail to read gres.conf ("error opening/reading"), even when the files exist
+        raise _err(line, "Include takes one file name without blanks (slurmd cannot read this "
+                   "line)", line.text)
     target = head[1].strip()
     if not os.path.isabs(target):
         target = os.path.join(os.path.dirname(path), target)

@@ -111,8 +111,8 @@ def _unescape(value: str) -> str:
 def tokens(line: LogicalLine) -> List[Tuple[str, str]]:
     """Split a logical line into (key, value) pairs the way Slurm's parser does (measured on
     slurmd 22.05, 24.11 and 26.05): blanks may surround '=' (`Name = gpu`), a value is a
-    double-quoted string (blanks kept) or runs to the next blank, and backslashes are
-    dropped from values. `Type= File=x` gives Type the value 'File=x'."""
+    double-quoted string (blanks kept) that ends the word, or runs to the next blank, and
+    backslashes are dropped from values. `Type= File=x` gives Type the value 'File=x'."""
     out: List[Tuple[str, str]] = []
     text, i, n = line.text, 0, len(line.text)
     while True:
@@ -136,14 +136,14 @@ def tokens(line: LogicalLine) -> List[Tuple[str, str]]:
         j += 1
         while j < n and text[j] in BLANKS:
             j += 1
-        if j < n and text[j] == '"':
-            end = text.find('"', j + 1)
-            if end < 0:
-                raise ConfigError("unterminated quote", path=line.path, line=line.lineno,
-                                  fragment=text[start:start + 60])
+        end = text.find('"', j + 1) if j < n and text[j] == '"' else -1
+        if end > 0 and (end + 1 == n or text[end + 1] in BLANKS):
             value = text[j + 1:end]
             i = end + 1
         else:
+            # Not a quoted value unless the closing quote ends the word: `Type="a"File=x` and
+            # an unclosed `Type="a` are plain values, quotes and all (measured, 22.05-26.05:
+            # slurmd accepts both lines, with Type `"a"File=x` resp. `"a`: cases 79, 80).
             vstart = j
             while j < n and text[j] not in BLANKS:
                 j += 1

@@ -36,7 +36,8 @@ REFUSED_LINE = {
     "bad-01-unknown-key.conf": 2, "bad-02-count-mismatch.conf": 2,
     "bad-03-file-and-multiple.conf": 2, "bad-04-multiple-one-file.conf": 2,
     "bad-05-reversed-range.conf": 2, "bad-06-mixed-file-nofile.conf": 3,
-    "72-untyped-file-then-fileless.conf": 4,
+    "72-untyped-file-then-fileless.conf": 4, "77-multiplefiles-suffix-after-bracket.conf": 3,
+    "78-include-path-with-blank.conf": 4, "81-include-two-words.conf": 4,
 }
 # What slurmd's "error opening/reading" (a parse error it does not explain) was about, by case:
 # the fragment migsync's message must quote. Written by hand from the case files.
@@ -47,6 +48,8 @@ PARSE_FRAGMENT = {
     "51-other-node-unknown-key.conf": "(in 'Foo=1')",
     "55-nodename-not-first.conf": "(in 'NodeName=other')",
     "bad-01-unknown-key.conf": "(in 'Flie=/srv/dev/nvidia0')",
+    "78-include-path-with-blank.conf": "(in 'Include /srv/dev/my dir.conf')",
+    "81-include-two-words.conf": "(in 'Include /srv/dev/inc1.conf /srv/dev/inc2.conf')",
 }
 
 
@@ -89,7 +92,9 @@ def test_migsync_agrees_with_the_recorded_slurmd(tmp_path, case, version, rec):
         assert msg.startswith(f"{tmp_path / 'gres.conf'}:{REFUSED_LINE[name]}: "), msg
         fatal = rec["fatal"].replace("@D@", DEV)
         if fatal.startswith("can't parse "):  # slurmd names the value: so must migsync
-            assert "(in '%s')" % fatal[len("can't parse "):] in msg, msg
+            value = fatal[len("can't parse "):]
+            # slurmd says File= for a MultipleFiles= value too; migsync names the key written
+            assert "(in '%s')" % value in msg or "(in 'Multiple%s')" % value.replace("File=", "Files=", 1) in msg, msg
         elif fatal.startswith("error opening/reading"):
             assert PARSE_FRAGMENT[name] in msg, msg
         elif "invalid count" in fatal:

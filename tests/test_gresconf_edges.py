@@ -190,3 +190,32 @@ def test_an_include_loop_names_the_line_that_includes(tmp_path):
         gresconf.load(str(tmp_path / "loop.conf"))
     assert str(exc.value) == (f"{tmp_path}/loop.conf:1: Include nested too deeply (a loop?) "
                               "(in 'Include loop.conf')")
+
+
+# ---- Count=0 -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", ["22.05", "24.11", "26.05"])
+def test_a_count_0_line_gives_no_device(version):
+    """`Count=0` registers nothing, with no error (measured with the real slurmd of the three
+    versions, README "Read like slurmd"): slurmd's order has no record for it, even on 22.05,
+    which keeps other file-less gpu records."""
+    conf = parse("NodeName=gpunode1 Name=gpu Type=a100 Count=0\n", version=version)
+    assert gresconf.slurmd_order(conf, NODE, [Spec("gpu", "a100", 1)]) == []
+    assert fatal("NodeName=gpunode1 Name=gpu Type=a100 Count=0\n", version) == []
+
+
+# ---- Include takes one word ------------------------------------------------------------------
+
+@pytest.mark.parametrize("rest", ["{d}/inc1.conf {d}/inc2.conf", "{d}/my dir.conf"])
+def test_include_with_more_than_one_word_is_refused_even_when_the_files_exist(tmp_path, rest):
+    """slurmd cannot read a gres.conf whose Include has blanks after it (corpus cases 78 and
+    81: 'error opening/reading', though every file named exists)."""
+    for name in ("inc1.conf", "inc2.conf", "my dir.conf", "my"):
+        (tmp_path / name).write_text("")
+    line = "Include " + rest.format(d=tmp_path)
+    top = tmp_path / "gres.conf"
+    top.write_text(line + "\nNodeName=gpunode1 Name=gpu Type=a100 File=/dev/nvidia0\n")
+    with pytest.raises(ConfigError) as exc:
+        gresconf.load(str(top), NODE).for_node(NODE)
+    assert str(exc.value) == (f"{top}:1: Include takes one file name without blanks (slurmd "
+                              f"cannot read this line) (in '{line[:77]}...')")  # cut at 80

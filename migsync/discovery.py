@@ -51,6 +51,13 @@ def merge(view: BackendView, snap: ProcSnapshot) -> Inventory:
                 inv.disagreements.append(f"GPU {b.bus_id or b.index} is listed by {view.name} "
                                          "but not in procfs")
             continue
+        proc = snap.gpus.get(minor)
+        if b.bus_id and (proc is None or proc.bus_id != b.bus_id):
+            # the backend's minor and bus id name different devices than procfs's: one of them
+            # is wrong, and a verdict keyed on the minor could drain a good node (issue 12)
+            inv.disagreements.append(
+                f"{view.name} reports GPU {b.bus_id} as device minor {minor} but procfs has "
+                + (f"{proc.bus_id} there" if proc else "no GPU with that minor"))
         if minor in seen_minors:
             raise DiscoveryError(f"{view.name} reports two GPUs with device minor {minor}")
         seen_minors.add(minor)

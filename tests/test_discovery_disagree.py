@@ -46,3 +46,39 @@ def test_two_gpus_with_one_device_minor_stop_discovery(tmp_path):
                 "--gres-conf", tmp_path / "g.conf", "--node", "c51-g002", nvml=fake)
     assert r.code == 3
     assert r.err.strip().endswith("nvml reports two GPUs with device minor 0"), r.err
+
+
+@pytest.mark.parametrize("edit,want", [
+    # gpu0 and gpu1 swap bus ids in the backend only: each minor names the other card
+    ({0: {"bus": "0000:65:00.0"}, 1: {"bus": "0000:17:00.0"}},
+     "nvml and procfs disagree: nvml reports GPU 0000:65:00.0 as device minor 0 but procfs "
+     "has 0000:17:00.0 there (+1 more)"),
+    # a bus id procfs does not list at all, on a minor procfs has
+    ({1: {"bus": "0000:66:00.0"}},
+     "nvml and procfs disagree: nvml reports GPU 0000:66:00.0 as device minor 1 but procfs "
+     "has 0000:65:00.0 there"),
+    # procfs's gpu0 reported under a minor procfs has no GPU for
+    ({0: {"minor": 7}},
+     "nvml and procfs disagree: nvml reports GPU 0000:17:00.0 as device minor 7 but procfs "
+     "has no GPU with that minor (+1 more)"),
+])
+def test_backend_minor_and_bus_id_that_procfs_contradicts_stop_discovery(tmp_path, edit, want):
+    """The backend's minor and bus id must name the GPU procfs has under that minor: if they
+    do not, one source is wrong, and a verdict keyed on the minor (which /dev/nvidiaN a gres.conf
+    line means) could drain a good node. Exit 3 (discovery failed, issue 12), never a mismatch.
+    Node seed (procfs: minor 0 = 0000:17:00.0, 1 = 0000:65:00.0); expected texts by hand."""
+    import json
+    import os
+
+    import nvml_fake
+    layout = json.load(open(os.path.join(node("seed"), "layout.json")))
+    for i, fields in edit.items():
+        layout["gpus"][i].update(fields)
+    (tmp_path / "layout.json").write_text(json.dumps(layout))
+    fake = nvml_fake.make(str(tmp_path / "layout.json"))
+    (tmp_path / "g.conf").write_text("Name=gpu File=/dev/nvidia0\n")
+    r = run_cli("check", "--backend", "nvml", "--root", os.path.join(node("seed"), "root"),
+                "--gres-conf", tmp_path / "g.conf", "--node", "c51-g002", nvml=fake)
+    assert r.code == 3, (r.code, r.out, r.err)
+    assert r.err.strip().endswith(want), r.err
+    assert len(r.err.strip().splitlines()) == 1

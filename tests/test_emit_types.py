@@ -157,3 +157,54 @@ def test_write_refuses_text_that_does_not_parse_naming_the_target(tmp_path):
                               f"({target}:1: File=: unbalanced '[' in hostlist "
                               "(in 'File=/dev/nvidia['))")
     assert not target.exists()
+
+
+def test_an_untyped_line_beside_a_typed_one_is_typed_too():
+    # the admin left gpu0 untyped and typed gpu1: slurmd refuses a node whose gpu lines are
+    # partly typed, so emit types gpu0 as well (its default, 'a100'), and the two fold together
+    from migsync import gresconf
+    inv = inv_two_gpus(name2="NVIDIA A100 80GB PCIe")
+    lines = gresconf.parse("NodeName=n1 Name=gpu File=/dev/nvidia0\n"
+                           "NodeName=n1 Name=gpu Type=a100 File=/dev/nvidia1\n",
+                           "gres.conf").for_node("n1")
+    assert emit.render_gres(inv, "n1", "file", current=lines) == [
+        "NodeName=n1 Name=gpu Type=a100 File=/dev/nvidia[0-1]"]
+
+
+def inv_with_an_instance_of_unknown_profile():
+    """gpu0 whole; gpu1 with MIG on and two instances: gpu1/gi1/ci0 (3g.40gb, CI cap 148) and
+    gpu1/gi2/ci0 (CI cap 157), which procfs has but the backend did not list, so its profile
+    is unknown (what the Prolog's procfs-only check sees before the cache knows it)."""
+    from migsync.model import MigDevice
+    return Inventory(gpus=[Gpu(0, 0, "0000:17:00.0", "GPU-a", "NVIDIA A100 80GB PCIe", False, False),
+                           Gpu(1, 1, "0000:65:00.0", "GPU-b", "NVIDIA A100 80GB PCIe", True, True)],
+                     migs=[MigDevice(1, 1, 0, "3g.40gb", 147, 148),
+                           MigDevice(1, 2, 0, None, 156, 157)],
+                     gi_caps={(1, 1): 147, (1, 2): 156},
+                     cap_table={147: (1, 1, None), 148: (1, 1, 0), 156: (1, 2, None), 157: (1, 2, 0)})
+
+
+def test_an_instance_of_unknown_profile_keeps_the_sites_type():
+    # nothing can contradict the site's Type for an instance whose profile nobody knows
+    from migsync import gresconf
+    lines = gresconf.parse("NodeName=n1 Name=gpu Type=a100 File=/dev/nvidia0\n"
+                           "NodeName=n1 Name=gpu Type=3g.40gb File=/dev/nvidia-caps/nvidia-cap[148,157]\n",
+                           "gres.conf").for_node("n1")
+    assert emit.render_gres(inv_with_an_instance_of_unknown_profile(), "n1", "file",
+                            current=lines) == [
+        "NodeName=n1 Name=gpu Type=a100 File=/dev/nvidia0",
+        "NodeName=n1 Name=gpu Type=3g.40gb File=/dev/nvidia-caps/nvidia-cap[148,157]"]
+
+
+def test_an_unconfigured_instance_of_unknown_profile_gets_its_gpus_short_type():
+    # beside typed lines it needs a Type; its GPU's short type ('a100') is a substring of
+    # whatever its full autodetect type turns out to be, so it cannot contradict slurmd
+    from migsync import gresconf
+    lines = gresconf.parse("NodeName=n1 Name=gpu Type=a100 File=/dev/nvidia0\n"
+                           "NodeName=n1 Name=gpu Type=3g.40gb File=/dev/nvidia-caps/nvidia-cap148\n",
+                           "gres.conf").for_node("n1")
+    assert emit.render_gres(inv_with_an_instance_of_unknown_profile(), "n1", "file",
+                            current=lines) == [
+        "NodeName=n1 Name=gpu Type=a100 File=/dev/nvidia0",
+        "NodeName=n1 Name=gpu Type=3g.40gb File=/dev/nvidia-caps/nvidia-cap148",
+        "NodeName=n1 Name=gpu Type=a100 File=/dev/nvidia-caps/nvidia-cap157"]

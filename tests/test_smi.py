@@ -240,3 +240,38 @@ def test_probe_that_times_out_names_nvidia_smi(tmp_path):
     with pytest.raises(DiscoveryError) as exc:
         smi.probe(str(s), 0.5)
     assert str(exc.value).startswith("nvidia-smi: ") and "timed out" in str(exc.value)
+
+
+def test_an_nvidia_smi_that_cannot_be_executed_is_named_with_the_reason(tmp_path):
+    """A file that passes find_program's checks (a regular, root-owned, executable file) but
+    is no program (garbage bytes, no '#!': a truncated or wrong-architecture download): the
+    kernel refuses exec with ENOEXEC, and the user must read which file and why."""
+    s = tmp_path / "nvidia-smi"
+    s.write_bytes(b"\x7fELG not an executable\x00\x01\x02\n")
+    s.chmod(0o755)
+    with pytest.raises(DiscoveryError) as exc:
+        smi.probe(str(s), 10)
+    assert str(exc.value) == f"nvidia-smi: cannot run {s}: Exec format error"
+
+
+def test_old_driver_exiting_1_with_no_compute_instances_is_no_instances(tmp_path):
+    """Older drivers print "No compute instances found" for `mig -lci` and exit non-zero; the
+    recorded mig-empty node (MIG on, no instances) exits 6. The same recording served with
+    exit 1 must give the same verdict (no instances: findings, exit 1), not a discovery
+    failure. Findings written by hand (as test_check.test_mig_on_with_no_instances...)."""
+    import json
+    import shutil
+
+    from conftest import CONF, node, run_cli
+    d = tmp_path / "mig-empty"
+    shutil.copytree(node("mig-empty"), d, symlinks=True)
+    assert (d / "smi" / "lci.txt").read_text() == "No compute instances found: Not Found\n"
+    (d / "smi" / "lci.rc").write_text("1\n")
+    r = run_cli("check", "--json", "--backend", "nvidia-smi", "--nvidia-smi", d / "nvidia-smi",
+                "--root", d / "root", "--gres-conf", os.path.join(CONF, "mig-empty.gres.conf"),
+                "--node", "g-empty")
+    assert r.code == 1, (r.code, r.err)
+    # both GPUs have MIG on and no instance; gpu1's MIG disable is pending; the config's one
+    # CI cap is stale and has no device file
+    assert sorted(f["id"] for f in json.loads(r.out)["findings"]) == [
+        "mig-no-instances", "mig-no-instances", "mig-pending", "missing-file", "stale-cap"]

@@ -49,6 +49,7 @@ def tok(text):
     ('Type="a100 File=/d/nvidia0', [("Type", '"a100'), ("File", "/d/nvidia0")]),
     ('Type="a""b" Name=gpu', [("Type", '"a""b"'), ("Name", "gpu")]),
     ('Type="a b"\tName=gpu', [("Type", "a b"), ("Name", "gpu")]),
+    ('Type=ab" Name=gpu', [("Type", 'ab"'), ("Name", "gpu")]),  # quotes only open a value
 ])
 def test_tokens(text, want):
     assert tok(text) == want

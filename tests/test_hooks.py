@@ -258,13 +258,7 @@ def checkout_copy(tmp_path):
 
 def test_prolog_exits_0_on_an_internal_error(tmp_path):
     """A bug in migsync (injected into a copy of the source tree) must not block jobs."""
-    tree = tmp_path / "checkout"
-    shutil.copytree(os.path.join(REPO, "migsync"), tree / "migsync",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(HOOKS, tree / "hooks")
-    shutil.copy(os.path.join(REPO, "pyproject.toml"), tree / "pyproject.toml")
-    os.makedirs(tree / ".venv" / "bin")
-    os.symlink(os.path.abspath(sys.executable), tree / ".venv" / "bin" / "python")
+    tree = checkout_copy(tmp_path)
     nc = tree / "migsync" / "nodecheck.py"
     nc.write_text(nc.read_text().replace(
         '    """Parse first (a config error must not cost a discovery)',

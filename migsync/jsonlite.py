@@ -147,37 +147,37 @@ def _hex4(text: str, pos: int) -> int:
 
 def _array(text: str, pos: int, depth: int):
     out = []
-    if text[pos:pos + 1] == "]":
-        return out, pos + 1
-    while True:
+    done = text[pos:pos + 1] == "]"
+    pos += done
+    while not done:
         value, pos = _value(text, pos, depth)
         out.append(value)
-        pos = _skip(text, pos)
-        ch = text[pos:pos + 1]
-        if ch == "]":
-            return out, pos + 1
-        if ch != ",":
-            raise ValueError(f"expected ',' or ']' at {pos}")
-        pos = _skip(text, pos + 1)
+        done, pos = _after_item(text, pos, "]")
+    return out, pos
 
 
 def _object(text: str, pos: int, depth: int):
     out = {}
-    if text[pos:pos + 1] == "}":
-        return out, pos + 1
-    while True:
+    done = text[pos:pos + 1] == "}"
+    pos += done
+    while not done:
         if text[pos:pos + 1] != '"':
             raise ValueError(f"expected a key at {pos}")
         key, pos = _string(text, pos + 1)
         pos = _skip(text, pos)
         if text[pos:pos + 1] != ":":
             raise ValueError(f"expected ':' at {pos}")
-        value, pos = _value(text, _skip(text, pos + 1), depth)
-        out[key] = value
-        pos = _skip(text, pos)
-        ch = text[pos:pos + 1]
-        if ch == "}":
-            return out, pos + 1
-        if ch != ",":
-            raise ValueError(f"expected ',' or '}}' at {pos}")
-        pos = _skip(text, pos + 1)
+        out[key], pos = _value(text, _skip(text, pos + 1), depth)
+        done, pos = _after_item(text, pos, "}")
+    return out, pos
+
+
+def _after_item(text: str, pos: int, close: str):
+    """After an item of an array or object: (True, past ``close``) or (False, past ',')."""
+    pos = _skip(text, pos)
+    ch = text[pos:pos + 1]
+    if ch == close:
+        return True, pos + 1
+    if ch != ",":
+        raise ValueError(f"expected ',' or {close!r} at {pos}")
+    return False, _skip(text, pos + 1)

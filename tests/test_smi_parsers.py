@@ -193,6 +193,13 @@ def test_gpu_indexes_that_are_read(index, want):
     assert query(index=index)[0].index == want
 
 
+@pytest.mark.parametrize("index", ["x", "-1", "1.0", "\u00b2", "\u2460"])
+def test_gpu_indexes_that_are_refused(index):
+    """A superscript or circled digit passes str.isdigit() but int() cannot read it: it used
+    to crash the check (exit 70, 'internal error'); it is a malformed row like any other."""
+    assert query_refused(index=index)
+
+
 # ---- nvidia-smi -L
 
 @pytest.mark.parametrize("line,want", [

@@ -155,7 +155,7 @@ def parse_query_gpu(text: str) -> List[BGpu]:
             bad.append(str(exc))
             modes = (None, None)
         ok = {c: not _error_field(c) for c in (index, bus, uuid, name)}
-        if (ok[index] and not index.isdigit()) or (ok[bus] and not _bus(bus)) or \
+        if (ok[index] and not index.isdecimal()) or (ok[bus] and not _bus(bus)) or \
                 (ok[uuid] and not _uuid(uuid)) or not name:
             raise DiscoveryError(f"nvidia-smi --query-gpu: unexpected line {lineno}: {line[:80]!r}")
         gpu = BGpu(int(index) if ok[index] else -1, None,

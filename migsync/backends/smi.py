@@ -277,19 +277,24 @@ def attach_mig_uuids(migs: List[BMig], listing: Dict[int, List[Tuple[str, str]]]
                 same[0].uuid = uuids[0]
 
 
-def probe(binary: Optional[str], timeout: float = 10.0) -> BackendView:
-    return finish(start(binary, timeout))
+def probe(binary: Optional[str], timeout: float = 10.0, uuids: bool = True) -> BackendView:
+    return finish(start(binary, timeout, uuids))
 
 
-def start(binary: Optional[str], timeout: float = 10.0) -> runner.Batch:
+def start(binary: Optional[str], timeout: float = 10.0, uuids: bool = True) -> runner.Batch:
     """Start the nvidia-smi calls; the caller reads procfs while they run, then finish()es.
-    All at once: on a MIG node they are needed anyway, and start-up dominates."""
+    All at once: on a MIG node they are needed anyway, and start-up dominates. ``uuids``:
+    also `-L`, which only adds MIG devices' UUIDs; a caller whose output and decisions do
+    not use them (a plain `check`) saves its start."""
     path = runner.find_program("nvidia-smi", binary, EXTRA_DIRS)
     if path is None:
         raise DiscoveryError(f"nvidia-smi not found{' at ' + binary if binary else ''}")
+    argvs = [[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
+             [path, "mig", "-lci"]]
+    if uuids:
+        argvs.append([path, "-L"])
     try:
-        return runner.start_all([[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
-                                 [path, "mig", "-lci"], [path, "-L"]], timeout)
+        return runner.start_all(argvs, timeout)
     except CommandError as exc:
         raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
 
@@ -297,7 +302,7 @@ def start(binary: Optional[str], timeout: float = 10.0) -> runner.Batch:
 def finish(batch: runner.Batch) -> BackendView:
     view = BackendView("nvidia-smi")
     try:
-        res, lci, listing = batch.collect()
+        res, lci, *listing = batch.collect()  # -L, third, when start() ran it
     except CommandError as exc:
         raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
     _complete(res, "--query-gpu")
@@ -315,6 +320,6 @@ def finish(batch: runner.Batch) -> BackendView:
     if not view.migs and not _no_instances(res.stdout + res.stderr):
         raise DiscoveryError("nvidia-smi mig -lci: no instance rows and no 'No compute "
                              f"instances found' message: {runner.first_line(res.stdout)}")
-    if listing.returncode == 0:  # UUIDs are a help, never a reason to fail discovery
-        attach_mig_uuids(view.migs, parse_list(listing.stdout))
+    if listing and listing[0].returncode == 0:  # a help, never a reason to fail discovery
+        attach_mig_uuids(view.migs, parse_list(listing[0].stdout))
     return view

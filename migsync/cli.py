@@ -372,7 +372,9 @@ def cmd_check(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module:
             sys.stdout.write(render.check_report(report.outcome))
         return report.exit_code  # errors were already logged to stderr
     st = settings_from_args(args)
-    outcome = nodecheck.run(st, nvml_module)
+    # MIG UUIDs show only in --json's inventory; the verdict never reads them (without
+    # --drain there is no node map to write), so plain `check` spares nvidia-smi -L
+    outcome = nodecheck.run(st, nvml_module, uuids=args.json)
     if args.json:
         _print_json(jsondoc.outcome("check", outcome))
     elif not args.quiet:
@@ -390,7 +392,7 @@ def _reason_only(args: argparse.Namespace, nvml_module: Any) -> int:
         raise UsageError("--reason-only never acts on the node: drop --drain")
     st = settings_from_args(args)
     try:
-        outcome = nodecheck.run(st, nvml_module)
+        outcome = nodecheck.run(st, nvml_module, uuids=False)  # one line of reason: no UUIDs
     except DiscoveryError as exc:  # a node fault the caller may or may not drain for
         sys.stdout.write(act.reason_for_discovery(st.reason_prefix, str(exc)) + "\n")
         return EXIT_DISCOVERY
@@ -404,7 +406,7 @@ def cmd_emit(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module: 
     from . import emit, jsondoc, nodecheck, render
 
     st = settings_from_args(args)
-    res = nodecheck.emit_run(st, nvml_module)
+    res = nodecheck.emit_run(st, nvml_module, uuids=args.json)  # only --json shows UUIDs
     if res.note:
         sys.stderr.write(f"migsync: note: the Type names are migsync's defaults, because "
                          f"the current gres.conf could not be used: {res.note}\n")
@@ -431,7 +433,8 @@ def cmd_discover(args: argparse.Namespace, nvml_module: Any = None,
     from .discovery import discover
 
     st = settings_from_args(args)
-    inv = discover(st.root, st.backend, st.nvidia_smi or None, st.command_timeout, nvml_module)
+    inv = discover(st.root, st.backend, st.nvidia_smi or None, st.command_timeout, nvml_module,
+                   uuids=args.json)  # the table shows no UUIDs
     if args.json:
         doc = jsondoc.new("discover")
         jsondoc.set_status(doc, "ok")
@@ -486,13 +489,14 @@ def cmd_report(args: argparse.Namespace, nvml_module: Any = None,
 
     st = settings_from_args(args)
     node = locate.node_name(st.node)
-    try:
-        outcome = nodecheck.run(st, nvml_module)
+    try:  # a report (and so merge) carries no MIG UUIDs: no nvidia-smi -L
+        outcome = nodecheck.run(st, nvml_module, uuids=False)
         inv, types = outcome.inventory, outcome.types
         findings = [f.to_dict() for f in outcome.result.findings]
     except ConfigError as exc:
         sys.stderr.write(f"migsync: note: {exc}; types are the defaults\n")
-        inv = discover(st.root, st.backend, st.nvidia_smi or None, st.command_timeout, nvml_module)
+        inv = discover(st.root, st.backend, st.nvidia_smi or None, st.command_timeout, nvml_module,
+                       uuids=False)
         findings, types = None, emit.assign_types(inv, [])
     hw = None if args.no_hardware else report.slurmd_hardware(st.command_timeout)
     doc = report.build(node, inv, types, hw, findings)

@@ -14,20 +14,22 @@ BACKENDS = ("auto", "nvml", "nvidia-smi")
 
 
 def probe_backend(backend: str, nvidia_smi: Optional[str] = None, timeout: float = 10.0,
-                  nvml_module: Any = None) -> BackendView:
+                  nvml_module: Any = None, uuids: bool = True) -> BackendView:
+    """``uuids``: whether MIG devices' UUIDs are wanted (nvidia-smi then also runs `-L`;
+    NVML reads them anyway)."""
     from .backends import nvml, smi  # small modules; pynvml itself stays lazy
 
     if backend == "nvml":
         return nvml.probe(nvml_module)
     if backend == "nvidia-smi":
-        return smi.probe(nvidia_smi, timeout)
+        return smi.probe(nvidia_smi, timeout, uuids)
     if backend != "auto":
         raise DiscoveryError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     try:
         return nvml.probe(nvml_module)
     except DiscoveryError as nvml_err:
         try:
-            return smi.probe(nvidia_smi, timeout)
+            return smi.probe(nvidia_smi, timeout, uuids)
         except DiscoveryError as smi_err:
             raise DiscoveryError(f"{nvml_err.message}; and {smi_err.message}") from None
 
@@ -111,15 +113,17 @@ def merge(view: BackendView, snap: ProcSnapshot) -> Inventory:
 
 
 def discover(root: str = "/", backend: str = "auto", nvidia_smi: Optional[str] = None,
-             timeout: float = 10.0, nvml_module: Any = None) -> Inventory:
+             timeout: float = 10.0, nvml_module: Any = None, uuids: bool = True) -> Inventory:
     """The node's inventory, from complete and self-consistent data only: when the backend
     and procfs disagree (an instance one lists and the other lacks, a GPU only one knows),
-    one of them is partial or corrupt, and a verdict built on it could drain a good node."""
-    if backend == "nvidia-smi":  # its two calls run while procfs is read
+    one of them is partial or corrupt, and a verdict built on it could drain a good node.
+    ``uuids=False``: MIG devices' UUIDs may stay unknown (the caller does not show or use
+    them), which spares nvidia-smi's `-L`."""
+    if backend == "nvidia-smi":  # its calls run while procfs is read
         from .backends import smi
 
         try:
-            batch = smi.start(nvidia_smi, timeout)
+            batch = smi.start(nvidia_smi, timeout, uuids)
         except DiscoveryError:
             read_snapshot(root)  # no driver at all says more than a missing nvidia-smi
             raise
@@ -130,7 +134,7 @@ def discover(root: str = "/", backend: str = "auto", nvidia_smi: Optional[str] =
             raise
         return _consistent(merge(smi.finish(batch), snap))
     snap = read_snapshot(root)
-    view = probe_backend(backend, nvidia_smi, timeout, nvml_module)
+    view = probe_backend(backend, nvidia_smi, timeout, nvml_module, uuids)
     return _consistent(merge(view, snap))
 
 

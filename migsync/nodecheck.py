@@ -118,7 +118,7 @@ class EmitResult(Record):
         self.autodetect = autodetect
 
 
-def emit_run(settings: Settings, nvml_module: Any = None) -> EmitResult:
+def emit_run(settings: Settings, nvml_module: Any = None, uuids: bool = True) -> EmitResult:
     """emit's own path: no gres.conf, or a broken one, is what a first emit meets, so the
     current file only lends its Type names and style when it can be read."""
     node = locate.node_name(settings.node)
@@ -135,7 +135,7 @@ def emit_run(settings: Settings, nvml_module: Any = None) -> EmitResult:
     except ConfigError as exc:
         note = str(exc)
     inv = discover(settings.root, settings.backend, settings.nvidia_smi or None,
-                   settings.command_timeout, nvml_module)
+                   settings.command_timeout, nvml_module, uuids)
     types = emit.assign_types(inv, lines)
     style = emit.choose_style(settings.style, lines)
     return EmitResult(node, inv, style, types, emit.render_gres(inv, node, style, lines, types),
@@ -146,11 +146,13 @@ def emit_run(settings: Settings, nvml_module: Any = None) -> EmitResult:
 def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None,
         files: Optional[locate.ConfFiles] = None,
         discover_fn: Optional[Callable[[], Inventory]] = None,
-        version_memo: Optional[dict] = None) -> Outcome:
+        version_memo: Optional[dict] = None, uuids: bool = True) -> Outcome:
     """Parse first (a config error must not cost a discovery), then discover and compare.
 
     ``discover_fn`` replaces the NVML/nvidia-smi discovery (the Prolog reads procfs only);
-    ``version_memo`` is the last run's slurmd version (see slurmversion.detect)."""
+    ``version_memo`` is the last run's slurmd version (see slurmversion.detect);
+    ``uuids=False`` when nothing the caller prints or writes shows MIG devices' UUIDs (they
+    decide nothing in the check itself: see discovery.discover)."""
     node = locate.node_name(settings.node)
     version, slurmd_id = slurm_version(settings, version_memo)
     files, gconf, sconf = load_config(settings, node, files, version["rules"])
@@ -160,7 +162,7 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
         inv = discover_fn()
     else:
         inv = discover(settings.root, settings.backend, settings.nvidia_smi or None,
-                       settings.command_timeout, nvml_module)
+                       settings.command_timeout, nvml_module, uuids)
     types = emit.assign_types(inv, lines)
     slurm_gres, where, in_conf = None, "slurm.conf", None
     if sconf is not None:

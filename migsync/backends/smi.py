@@ -1,7 +1,6 @@
 """nvidia-smi backend: --query-gpu CSV and `nvidia-smi mig -lci`, parsed by column meaning."""
 from __future__ import annotations
 
-import re
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple
@@ -14,19 +13,105 @@ from . import BackendView, BGpu, BMig
 QUERY_FIELDS = "index,pci.bus_id,uuid,name,mig.mode.current,mig.mode.pending"
 EXTRA_DIRS = ("/usr/bin", "/usr/local/nvidia/bin", "/opt/nvidia/bin", "/usr/lib/wsl/lib")
 
-# | GPU  GI id  MIG <profile>  CI-profile-id  CI-id  [placement] |
-_LCI_ROW = re.compile(r"^\|\s*(\d+)\s+(\d+)\s+MIG\s+(\S+)\s+(\d+)\s+(\d+)(?:\s+\d+:\d+)?\s*\|\s*$")
-_NO_INSTANCES = re.compile(r"no (gpu|compute) instances? (were )?found", re.I)
-_BUS_IN_ERR = re.compile(r"([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f])")
-
-
-# nvidia-smi prints a field it could not read as a bracketed word: [N/A], [Unknown Error],
-# [GPU requires reset], [GPU is lost], [Insufficient Permissions], [Not Supported] ...
-_ERROR_FIELD = re.compile(r"^\[.*\]$")
+# No regular expressions on the common path: compiling them cost milliseconds at every start
+# (issue 11). The hand parsers below keep the meaning the expressions had, exactly: "digit"
+# is str.isdecimal() (what \d matched: any Unicode decimal digit, which int() reads too),
+# "whitespace" is str.isspace() / str.split() (what \s matched). nvidia-smi prints ASCII;
+# other digits and spaces are only what the earlier code accepted, kept so that nothing
+# refused before is read now, and the reverse.
+_HEX = frozenset("0123456789abcdefABCDEF")
+_UUID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")
+# A profile's suffix characters ('+me', '-2'...): [a-z0-9.] matched case-insensitively, which
+# in Python's re also takes the four letters whose case folds into a-z: İ ı ſ K.
+_SUFFIX_CHARS = frozenset("0123456789.abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                          "\u0130\u0131\u017f\u212a")
 _NOT_SUPPORTED = ("[n/a]", "[not supported]")  # in mig.mode.*: this GPU has no MIG
-_UUID = re.compile(r"^GPU-[0-9A-Za-z-]+$")
-_BUS = re.compile(r"^[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]$")
-_PROFILE = re.compile(r"^(\d+c\.)?\d+g\.\d+gb([+-][a-z0-9.]+)*$", re.I)
+
+
+def _error_field(text: str) -> bool:
+    """nvidia-smi prints a field it could not read as a bracketed word: [N/A], [Unknown
+    Error], [GPU requires reset], [GPU is lost], [Insufficient Permissions] ..."""
+    return text.startswith("[") and text.endswith("]")
+
+
+def _uuid(text: str) -> bool:
+    """GPU-<letters, digits, '-'> (at least one)."""
+    return text.startswith("GPU-") and len(text) > 4 and all(c in _UUID_CHARS for c in text[4:])
+
+
+def _bus(text: str) -> bool:
+    """DDDD[DDDD]:BB:DD.F: a 4-8 hex-digit domain, two hex digits each for bus and device,
+    function 0-7 (nvidia-smi prints 8 domain digits, procfs 4)."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        return False
+    domain, bus, dev = parts
+    return (4 <= len(domain) <= 8 and len(bus) == 2 and len(dev) == 4 and dev[2] == "."
+            and dev[3] in "01234567" and all(c in _HEX for c in domain + bus + dev[:2]))
+
+
+def _digits(text: str, at: int) -> int:
+    """Where the run of decimal digits starting at ``at`` ends."""
+    while at < len(text) and text[at].isdecimal():
+        at += 1
+    return at
+
+
+def _profile(text: str) -> bool:
+    """A MIG profile name: [<n>c.]<n>g.<n>gb, then any number of '+'/'-' suffixes made of
+    letters, digits and dots ('1g.10gb', '1c.3g.40gb', '1g.10gb+me', '1g.20gb-2'); letters
+    in any case."""
+    end = _digits(text, 0)
+    if end and text[end:end + 2] in ("c.", "C."):  # the compute-instance part of '1c.3g.40gb'
+        text = text[end + 2:]
+        end = _digits(text, 0)
+    if end == 0 or text[end:end + 2].lower() != "g.":
+        return False
+    tail = end + 2
+    end = _digits(text, tail)
+    if end == tail or text[end:end + 2].lower() != "gb":
+        return False
+    suffix = text[end + 2:]
+    if not suffix:
+        return True
+    parts = suffix[1:].replace("-", "+").split("+")
+    return suffix[0] in "+-" and all(p and all(c in _SUFFIX_CHARS for c in p) for p in parts)
+
+
+def _lci_row(line: str) -> Optional[Tuple[str, str, str, str]]:
+    """(GPU, GI, profile, CI) of a stripped `mig -lci` row:
+    | GPU  GI id  MIG <profile>  CI-profile-id  CI-id  [start:size] |  -- else None."""
+    if not (line.startswith("|") and line.endswith("|")):
+        return None
+    words = line[1:-1].split()
+    if len(words) == 7:
+        start, colon, size = words.pop().partition(":")
+        if not (colon and start.isdecimal() and size.isdecimal()):
+            return None
+    if len(words) != 6 or words[2] != "MIG":
+        return None
+    gpu, gi, _mig, profile, ci_profile_id, ci = words
+    if not (gpu.isdecimal() and gi.isdecimal() and ci_profile_id.isdecimal() and ci.isdecimal()):
+        return None
+    return gpu, gi, profile, ci
+
+
+def _no_instances(text: str) -> bool:
+    """The driver's "No compute instances found" (older ones: "No GPU instances were
+    found"), in any case. Read only on the rare paths where -lci printed no rows or failed,
+    so the expression is compiled there."""
+    import re
+
+    return re.search(r"no (gpu|compute) instances? (were )?found", text, re.I) is not None
+
+
+def _bus_in_error(line: str) -> Optional[str]:
+    """The first PCI bus id in a lost-GPU message ("Unable to determine the device handle for
+    GPU0000:4E:00.0: Unknown Error"). Only lines that are not CSV rows get here."""
+    import re
+
+    m = re.search(r"[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f]", line)
+    return m.group(0) if m else None
 
 
 def _mode(text: str) -> Optional[bool]:
@@ -53,25 +138,25 @@ def parse_query_gpu(text: str) -> List[BGpu]:
             continue
         cols = [c.strip() for c in line.split(",")]
         if len(cols) != 6:
-            m = _BUS_IN_ERR.search(line)
-            if m and ("lost" in line.lower() or "unable" in line.lower()):
-                unreadable.append(BGpu(-1, None, normalise_bus_id(m.group(1)),
+            found = _bus_in_error(line)
+            if found and ("lost" in line.lower() or "unable" in line.lower()):
+                unreadable.append(BGpu(-1, None, normalise_bus_id(found),
                                        lost="nvidia-smi: GPU is lost or unreadable"))
                 continue
             raise DiscoveryError(f"nvidia-smi --query-gpu: unexpected line {lineno}: {line[:80]!r}")
         index, bus, uuid, name, cur, pend = cols
-        bad = [c for c in (index, bus, uuid, name) if _ERROR_FIELD.match(c)]
+        bad = [c for c in (index, bus, uuid, name) if _error_field(c)]
         try:
             modes = (_mode(cur), _mode(pend))
         except ValueError as exc:
-            if not _ERROR_FIELD.match(str(exc)):
+            if not _error_field(str(exc)):
                 raise DiscoveryError(f"nvidia-smi --query-gpu: unexpected line {lineno}: "
                                      f"{line[:80]!r}") from None
             bad.append(str(exc))
             modes = (None, None)
-        ok = {c: not _ERROR_FIELD.match(c) for c in (index, bus, uuid, name)}
-        if (ok[index] and not index.isdigit()) or (ok[bus] and not _BUS.match(bus)) or \
-                (ok[uuid] and not _UUID.match(uuid)) or not name:
+        ok = {c: not _error_field(c) for c in (index, bus, uuid, name)}
+        if (ok[index] and not index.isdecimal()) or (ok[bus] and not _bus(bus)) or \
+                (ok[uuid] and not _uuid(uuid)) or not name:
             raise DiscoveryError(f"nvidia-smi --query-gpu: unexpected line {lineno}: {line[:80]!r}")
         gpu = BGpu(int(index) if ok[index] else -1, None,
                    normalise_bus_id(bus) if ok[bus] else None, uuid if ok[uuid] else None,
@@ -102,19 +187,19 @@ def parse_lci(text: str) -> List[BMig]:
     seen = set()
     for line in text.split("\n"):
         stripped = line.strip()
-        m = _LCI_ROW.match(stripped)
-        if m:
-            gpu, gi, profile, _ci_profile_id, ci = m.groups()
+        row = _lci_row(stripped)
+        if row:
+            gpu, gi, profile, ci = row
             key = (int(gpu), int(gi), int(ci))
             if key in seen:
                 raise DiscoveryError(f"nvidia-smi mig -lci: GPU {gpu} GI {gi} CI {ci} is listed "
                                      "twice")
-            if not _PROFILE.match(profile):
+            if not _profile(profile):
                 raise DiscoveryError(f"nvidia-smi mig -lci: {profile[:30]!r} is not a MIG "
                                      "profile name")
             seen.add(key)
             migs.append(BMig(int(gpu), int(gi), int(ci), profile))
-        elif stripped.startswith("|") and re.match(r"^\|\s*\d", stripped):
+        elif stripped.startswith("|") and stripped[1:].lstrip()[:1].isdecimal():
             raise DiscoveryError(f"nvidia-smi mig -lci: a row that does not parse: {stripped[:80]!r}")
     return migs
 
@@ -130,8 +215,34 @@ def _complete(res, what: str) -> None:
         raise DiscoveryError(f"nvidia-smi {what}: output cut short (no final newline)")
 
 
-_L_GPU = re.compile(r"^GPU (\d+): ")
-_L_MIG = re.compile(r"^\s+MIG (\S+)\s+Device\s+(\d+): \(UUID: (MIG-[^)\s]+)\)")
+def _list_gpu(line: str) -> Optional[int]:
+    """The index of a `-L` GPU line, 'GPU <index>: <name> (UUID: GPU-...)', else None."""
+    if not line.startswith("GPU "):
+        return None
+    index, colon, _rest = line[4:].partition(": ")
+    return int(index) if colon and index.isdecimal() else None
+
+
+def _list_mig(line: str) -> Optional[Tuple[str, str]]:
+    """(profile, UUID) of a `-L` MIG line, else None:
+    '  MIG 1g.10gb     Device  0: (UUID: MIG-b6ba6b2a-...)' (indented, any text after)."""
+    rest = line.lstrip()
+    if rest == line or not rest.startswith("MIG ") or rest[4:5].isspace():
+        return None
+    words = rest[4:].split(None, 1)  # the profile, and what follows the spaces after it
+    if len(words) != 2 or not words[1].startswith("Device") or not words[1][6:7].isspace():
+        return None
+    rest = words[1][6:].lstrip()
+    end = _digits(rest, 0)
+    if end == 0 or not rest.startswith(": (UUID: MIG-", end):
+        return None
+    uuid = rest[end + 9:]
+    stop = 4  # past 'MIG-'
+    while stop < len(uuid) and uuid[stop] != ")" and not uuid[stop].isspace():
+        stop += 1
+    if stop == 4 or not uuid.startswith(")", stop):
+        return None
+    return words[0], uuid[:stop]
 
 
 def parse_list(text: str) -> Dict[int, List[Tuple[str, str]]]:
@@ -139,14 +250,14 @@ def parse_list(text: str) -> Dict[int, List[Tuple[str, str]]]:
     out: Dict[int, List[Tuple[str, str]]] = {}
     gpu = None
     for line in text.splitlines():
-        m = _L_GPU.match(line)
-        if m:
-            gpu = int(m.group(1))
+        index = _list_gpu(line)
+        if index is not None:
+            gpu = index
             out.setdefault(gpu, [])
             continue
-        m = _L_MIG.match(line)
-        if m and gpu is not None:
-            out[gpu].append((m.group(1), m.group(3)))
+        mig = _list_mig(line)
+        if mig and gpu is not None:
+            out[gpu].append(mig)
     return out
 
 
@@ -166,19 +277,24 @@ def attach_mig_uuids(migs: List[BMig], listing: Dict[int, List[Tuple[str, str]]]
                 same[0].uuid = uuids[0]
 
 
-def probe(binary: Optional[str], timeout: float = 10.0) -> BackendView:
-    return finish(start(binary, timeout))
+def probe(binary: Optional[str], timeout: float = 10.0, uuids: bool = True) -> BackendView:
+    return finish(start(binary, timeout, uuids))
 
 
-def start(binary: Optional[str], timeout: float = 10.0) -> runner.Batch:
+def start(binary: Optional[str], timeout: float = 10.0, uuids: bool = True) -> runner.Batch:
     """Start the nvidia-smi calls; the caller reads procfs while they run, then finish()es.
-    All at once: on a MIG node they are needed anyway, and start-up dominates."""
+    All at once: on a MIG node they are needed anyway, and start-up dominates. ``uuids``:
+    also `-L`, which only adds MIG devices' UUIDs; a caller whose output and decisions do
+    not use them (a plain `check`) saves its start."""
     path = runner.find_program("nvidia-smi", binary, EXTRA_DIRS)
     if path is None:
         raise DiscoveryError(f"nvidia-smi not found{' at ' + binary if binary else ''}")
+    argvs = [[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
+             [path, "mig", "-lci"]]
+    if uuids:
+        argvs.append([path, "-L"])
     try:
-        return runner.start_all([[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
-                                 [path, "mig", "-lci"], [path, "-L"]], timeout)
+        return runner.start_all(argvs, timeout)
     except CommandError as exc:
         raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
 
@@ -186,7 +302,7 @@ def start(binary: Optional[str], timeout: float = 10.0) -> runner.Batch:
 def finish(batch: runner.Batch) -> BackendView:
     view = BackendView("nvidia-smi")
     try:
-        res, lci, listing = batch.collect()
+        res, lci, *listing = batch.collect()  # -L, third, when start() ran it
     except CommandError as exc:
         raise DiscoveryError(f"nvidia-smi: {exc.message}") from None
     _complete(res, "--query-gpu")
@@ -196,14 +312,14 @@ def finish(batch: runner.Batch) -> BackendView:
     if not any(g.mig_current for g in view.gpus):
         return view
     res = lci
-    if res.returncode != 0 and _NO_INSTANCES.search(res.stdout + res.stderr) \
+    if res.returncode != 0 and _no_instances(res.stdout + res.stderr) \
             and not parse_lci(res.stdout):
         return view  # older drivers exit non-zero with "No compute instances found"
     _complete(res, "mig -lci")
     view.migs = parse_lci(res.stdout)
-    if not view.migs and not _NO_INSTANCES.search(res.stdout + res.stderr):
+    if not view.migs and not _no_instances(res.stdout + res.stderr):
         raise DiscoveryError("nvidia-smi mig -lci: no instance rows and no 'No compute "
                              f"instances found' message: {runner.first_line(res.stdout)}")
-    if listing.returncode == 0:  # UUIDs are a help, never a reason to fail discovery
-        attach_mig_uuids(view.migs, parse_list(listing.stdout))
+    if listing and listing[0].returncode == 0:  # a help, never a reason to fail discovery
+        attach_mig_uuids(view.migs, parse_list(listing[0].stdout))
     return view

@@ -141,3 +141,14 @@ def scontrol(tmp_path):
                  '[ "$1" = show ] && echo "NodeName=c51-g002 State=IDLE"\nexit 0\n')
     s.chmod(0o755)
     return s, log
+
+
+def corpus_headers(text):
+    """The `#@ Key=value` lines of a gres.conf corpus case (comments to slurmd): what the
+    case's slurm.conf says (Gres=, Capped=...). Shared by the replay and the live differential."""
+    out = {}
+    for line in text.split("\n"):
+        if line.startswith("#@ "):
+            key, _, value = line[3:].strip().partition("=")
+            out[key] = value
+    return out

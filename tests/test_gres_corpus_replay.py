@@ -18,6 +18,7 @@ import os
 
 import pytest
 
+from conftest import corpus_headers
 from migsync import gresconf, slurmconf
 from migsync.errors import ConfigError
 
@@ -51,15 +52,6 @@ PARSE_FRAGMENT = {
     "78-include-path-with-blank.conf": "(in 'Include /srv/dev/my dir.conf')",
     "81-include-two-words.conf": "(in 'Include /srv/dev/inc1.conf /srv/dev/inc2.conf')",
 }
-
-
-def headers(text):
-    out = {}
-    for line in text.split("\n"):
-        if line.startswith("#@ "):
-            key, _, value = line[3:].strip().partition("=")
-            out[key] = value
-    return out
 
 
 def cases():
@@ -109,7 +101,7 @@ def test_migsync_agrees_with_the_recorded_slurmd(tmp_path, case, version, rec):
         return
     assert fatal == [], f"slurmd {version} accepts {name}; migsync: {fatal}"
     # slurm.conf's own parser drops the backslash of `a100\#x`, as migsync's slurmconf does
-    specs = slurmconf.parse_gres(headers(text).get("Gres", "").replace("\\", ""))
+    specs = slurmconf.parse_gres(corpus_headers(text).get("Gres", "").replace("\\", ""))
     got = [[r.type, r.count, [f.replace(DEV, "@D@") for f in r.files]]
            for r in gresconf.slurmd_order(conf, NODE, specs) if r.files]
     # slurmd prints Type as written in gres.conf or slurm.conf (case differs by version)

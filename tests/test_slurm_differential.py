@@ -25,6 +25,7 @@ import pytest
 
 import slurm_cluster
 from slurm_cluster import slurm_rt  # noqa: F401  (the version parametrisation)
+from conftest import corpus_headers
 from migsync import gresconf, slurmconf
 from migsync.check import registered_counts
 from migsync.errors import ConfigError
@@ -43,16 +44,6 @@ DEVICES = ["nvidia0", "nvidia1", "nvidia2", "nvidia3"] + [
                                            481, 490, 508, 517, 526, 535)]
 
 
-def headers(text):
-    """The `#@ Key=value` lines of a case (comments to slurmd)."""
-    out = {}
-    for line in text.split("\n"):
-        if line.startswith("#@ "):
-            key, _, value = line[3:].strip().partition("=")
-            out[key] = value
-    return out
-
-
 @pytest.fixture
 def devdir(tmp_path):
     d = tmp_path / "dev"
@@ -66,7 +57,7 @@ def devdir(tmp_path):
 def materialise(src, devdir, dst):
     with open(src, encoding="utf-8", newline="") as fh:
         text = fh.read()
-    for extra in filter(None, headers(text).get("Files", "").split(",")):
+    for extra in filter(None, corpus_headers(text).get("Files", "").split(",")):
         (devdir / extra).write_text("")
     with open(dst, "w", encoding="utf-8", newline="") as fh:
         fh.write(text.replace("@D@", str(devdir)))
@@ -132,7 +123,7 @@ def migsync_says(conf_path, text, version):
     if fatal:
         return {"verdict": "reject", "why": f"slurmd-fatal: {fatal[0][1]}", "records": []}
     # slurm.conf's own parser drops the backslash of `a100\#x`, as migsync's slurmconf does
-    specs = slurmconf.parse_gres(headers(text).get("Gres", "").replace("\\", ""))
+    specs = slurmconf.parse_gres(corpus_headers(text).get("Gres", "").replace("\\", ""))
     records = [[r.type, r.count, list(r.files)]
                for r in gresconf.slurmd_order(conf, NODE, specs) if r.files]
     return {"verdict": "accept", "why": None, "records": records}
@@ -156,7 +147,7 @@ def recording_path(case):
 def cluster_for(tmp_path, case, devdir, rt):
     cluster = slurm_cluster.Cluster(tmp_path / "c", "", "", runtime=rt)
     text = materialise(case, devdir, cluster.gres_conf)
-    h = headers(text)
+    h = corpus_headers(text)
     cluster.write_slurm_conf(h.get("Gres", "gpu:1"))
     if "GresTypes" in h:
         conf = open(cluster.slurm_conf).read().replace("GresTypes=gpu\n",
@@ -182,7 +173,7 @@ def test_migsync_reads_each_case_like_the_real_slurmd(tmp_path, devdir, case, sl
     assert version in recorded, f"no recording for {version}: MIGSYNC_RECORD_CORPUS=1"
     want = {k: recorded[version][k] for k in ("verdict", "fatal", "records")}
     assert theirs == want, f"slurmd {slurm_rt.full_version} no longer does what was recorded:\n{log}"
-    if want["verdict"] == "accept" and headers(text).get("Capped") != "yes":
+    if want["verdict"] == "accept" and corpus_headers(text).get("Capped") != "yes":
         # a case that names more devices than its Gres= on purpose says `#@ Capped=yes`
         assert not re.search(r"for GRES gpu[: ]\S* ?has \d+ more configured than expected", log), \
             f"the case's #@ Gres= does not match what gres.conf gives:\n{log}"

@@ -149,33 +149,28 @@ def parse_mig_minors(text: str, path: str = MIG_MINORS,
         if not wanted:
             return table
         ours = {f"gpu{g}" for g in wanted}
-        for line in lines:
+        for lineno, line in enumerate(lines, 1):
             if line.partition("/")[0] in ours:  # gpu<m>/...: an entry of a GPU asked for
                 entry = _entry(line)
                 if entry is None:
-                    raise DiscoveryError(f"{path}: unexpected entry (in {line[:60]!r})")
+                    raise DiscoveryError(f"{path}:{lineno}: unexpected entry (in {line[:60]!r})")
                 entries.append(entry)
         _fill(table, entries, path)
         if not table:
             raise DiscoveryError(f"{path}: empty or truncated (no entries for gpu "
                                  f"{', '.join(map(str, wanted))})")
         return table
-    others = []  # 'config 1', 'monitor 2'
-    n_gpu = words = 0
-    for line in lines:
+    for lineno, line in enumerate(lines, 1):
         if line[:3] == "gpu":
-            n_gpu += 1
             entry = _entry(line)
-            if entry is not None:
-                entries.append(entry)
-        else:
-            rest = line.lstrip(" \t")
-            if rest and not rest[0].isspace():
-                others.append(line)
-        words += len(line.split())
-    if n_gpu != len(entries) or words != 2 * (len(entries) + len(others)) or any(
-            len(ln.split()) != 2 or not ln.split()[1].isdigit() for ln in others):
-        _find_bad_line(text, path)
+            if entry is None:
+                raise DiscoveryError(f"{path}:{lineno}: unexpected entry (in {line[:60]!r})")
+            entries.append(entry)
+        elif line.strip():  # 'config 1', 'monitor 2'
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise DiscoveryError(f"{path}:{lineno}: expected '<name> <minor>' "
+                                     f"(in {line[:60]!r})")
     _fill(table, entries, path)
     if not table:
         raise DiscoveryError(f"{path}: empty or truncated (no gpu/gi entries)")
@@ -194,17 +189,6 @@ def _fill(table, entries, path: str) -> None:
                                  f"({label} and another)")
         names.add(key)
         table[int(minor)] = key
-
-
-def _find_bad_line(text: str, path: str) -> None:
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if line.startswith("gpu") and _entry(line) is None:
-            raise DiscoveryError(f"{path}:{lineno}: unexpected entry (in {line[:60]!r})")
-        if len(parts) != 2 or not parts[1].isdigit():
-            raise DiscoveryError(f"{path}:{lineno}: expected '<name> <minor>' (in {line[:60]!r})")
 
 
 def _dir_ints(path: str, prefix: str):

@@ -107,7 +107,8 @@ def test_whole_table_refusals_name_the_line(text, message):
     "gpu0/gi1/access\t12", "gpu0/gi1/access 12\r", "gpu0/gi1/access 12 x", "gpu0/gi1/access -12",
     "gpu0/gi1/access 1 2", "gpu0/gi/access 12", "gpu0/gix/access 12", "gpu0/gi1/ci/access 12",
     "gpu0/gi1/ci0/ci0/access 12", "gpu0/gi1/ci0/acces 12", "gpu0/gi1/ci0/access", "gpu/gi1/access 12",
-    "gpu0 /gi1/access 12", "gpu0/gi1/cx0/access 12",
+    "gpu0 /gi1/access 12", "gpu0/gi1/cx0/access 12", "gpu0/ga1/access 12", "gpu0/gi1/access 12X",
+    "gpu0/gi1/access X12",
 ])
 def test_an_entry_must_be_exactly_the_drivers_shape(line):
     """Each line is refused as an entry of GPU 0 when asked for GPU 0 (partial or odd data is

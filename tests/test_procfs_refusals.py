@@ -104,7 +104,7 @@ def test_without_mig_minors_two_instances_cannot_share_a_cap(tmp_path):
 def test_an_unexpected_mig_minors_entry_of_a_gpu_is_named():
     bad = "gpu0/gi2/access " + "x" * 70
     assert refused(procfs.parse_mig_minors, f"config 1\ngpu0/gi1/access 12\n{bad}\n", "/m", [0]) == (
-        f"/m: unexpected entry (in {bad[:60]!r})")
+        f"/m:3: unexpected entry (in {bad[:60]!r})")  # the line, as the whole-table read names it
 
 
 def test_a_key_twice_names_the_information_file(tmp_path):

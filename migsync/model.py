@@ -34,7 +34,7 @@ def names_profile(text: str) -> bool:
         end = dot + 1
         while end < len(low) and low[end].isdecimal():
             end += 1
-        if (dot >= 2 and low[dot - 1] in "gc" and low[dot - 2].isdecimal() and end > dot + 1
+        if (dot >= 2 and low[dot - 1] in ("g", "c") and low[dot - 2].isdecimal() and end > dot + 1
                 and low.startswith("gb", end)):
             return True
         dot = low.find(".", dot + 1)

@@ -88,6 +88,9 @@ def test_a_mig_device_keeps_its_uuid():
     ("1g.10gb", True), ("a100_3G.40GB", True), ("2c.3g.20gb", True), ("x7c.1gbx", True),
     ("a100", False), ("1g.gb", False), ("g.10gb", False), ("1g10gb", False), ("1x.10gb", False),
     ("1g.10g", False), ("", False), ("...", False), ("1g.10gb"[1:], False),
+    # every dot is tried, first to last: a profile before, between or after other dots
+    ("1g.10gb.v2", True), (".1g.10gb", True), ("a.1g.10gb.z", True), ("1c.x.2g.20gb", True),
+    ("1g.xgb", False),  # the digits after the dot are required, not skipped
 ])
 def test_names_profile_by_hand(text, named):
     """The Type test emit uses (a whole GPU's Type may not name a MIG profile)."""

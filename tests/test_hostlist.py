@@ -222,3 +222,19 @@ def test_fold_never_folds_names_that_hold_hostlist_syntax():
     assert hostlist.fold(["a]1", "a]2"]) == "a]1,a]2"
     assert hostlist.fold(["a,1", "a,2"]) == "a,1,a,2"
     assert hostlist.fold(["a[1]", "a[2]"]) == "a[1],a[2]"
+
+
+def test_a_blank_hostlist_is_refused_as_empty():
+    with pytest.raises(HostlistError) as exc:
+        hostlist.contains("   ", "n1")
+    assert str(exc.value) == "empty hostlist (in '')"
+
+
+@pytest.mark.parametrize("expr,patterns", [
+    ("n[1-2]", (("n", ((1, 2, 0),)),)),
+    ("[1-2]x", ((((1, 2, 0),), "x"),)),
+    ("r[1]n[01-03],m", (("r", ((1, 1, 0),), "n", ((1, 3, 2),)), ("m",))),
+])
+def test_parse_gives_literal_text_and_bracket_groups_and_nothing_else(expr, patterns):
+    """No empty literal before a bracket or after the last one: a pattern is what was written."""
+    assert hostlist.parse(expr) == patterns

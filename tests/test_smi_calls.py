@@ -129,3 +129,69 @@ def test_a_hanging_nvidia_smi_L_no_longer_fails_a_plain_check(tmp_path):
     r = run_cli("check", "--json", "--gres-conf", GRES, "--node", "g-minor", "--timeout", "1",
                 *n.args())
     assert r.code == 3 and "timed out" in r.err, r.err
+
+
+# ---- slurmd -V runs beside nvidia-smi, and a config error still comes first
+
+@pytest.fixture
+def slurmd_after_smi(tmp_path, monkeypatch):
+    """A fake slurmd that answers its version only once nvidia-smi has started (the fake
+    nvidia-smi touches a file first): run one after the other, as before issue 11, it gives
+    up after 5 s without a version and migsync falls back to the packages."""
+    from migsync import runner
+
+    n = LoggedNode(tmp_path)
+    started = tmp_path / "smi-started"
+    n.smi.write_text(n.smi.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\n: > {started}\n", 1))
+    prog = tmp_path / "slurmd"
+    prog.write_text(f"#!/bin/sh\nfor i in $(seq 100); do [ -e {started} ] && break; sleep 0.05; done\n"
+                    f'[ -e {started} ] && echo "slurm 24.11.5" || echo "nvidia-smi did not run"\n')
+    prog.chmod(0o755)
+    monkeypatch.setattr(runner, "lookup", lambda name, search=runner.SAFE_PATH: str(prog)
+                        if name == "slurmd" else name)
+    return n
+
+
+def test_slurmd_V_runs_while_nvidia_smi_runs(slurmd_after_smi):
+    n = slurmd_after_smi
+    r = run_cli("check", "--json", "--gres-conf", GRES, "--node", "g-minor", *n.args())
+    assert r.code == 0, r.err
+    assert r.json()["slurm_version"] == {"series": "24.11", "rules": "24.11", "how": "slurmd -V"}
+
+
+def test_a_config_error_comes_first_and_kills_the_calls_started_beside_it(tmp_path):
+    """nvidia-smi starts before the config is parsed; when the config is wrong the check
+    says so (exit 2, not a discovery failure) and leaves no nvidia-smi running."""
+    n = LoggedNode(tmp_path)
+    token = f"31.{os.getpid()}"  # marks this test's processes in /proc
+    n.smi.write_text(n.smi.read_text().replace('case "$*" in\n',
+                                               f'exec sleep {token}\ncase "$*" in\n', 1))
+    bad = tmp_path / "gres.conf"
+    bad.write_text("NodeName=g-minor Name=gpu File=/dev/nvidia[3,1\n")
+    r = run_cli("check", "--gres-conf", bad, "--node", "g-minor", "--slurm-version", "24.11",
+                *n.args())
+    assert r.code == 2 and str(bad) in r.err, r.err
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if token.encode() in fh.read():
+                    left.append(pid)
+        except OSError:
+            pass
+    assert left == []
+
+
+@pytest.mark.parametrize("gres_text,code,said", [
+    ("NodeName=g-minor Name=gpu File=/dev/nvidia[3,1\n", 2, "gres.conf"),
+    (None, 3, "nvidia-smi not found at"),
+])
+def test_a_missing_nvidia_smi_is_said_after_the_config(tmp_path, gres_text, code, said):
+    gres = GRES
+    if gres_text is not None:
+        gres = tmp_path / "gres.conf"
+        gres.write_text(gres_text)
+    r = run_cli("check", "--gres-conf", gres, "--node", "g-minor", "--slurm-version", "24.11",
+                "--backend", "nvidia-smi", "--nvidia-smi", tmp_path / "absent", "--root",
+                os.path.join(node("minor-not-index"), "root"))
+    assert r.code == code and said in r.err, r.err

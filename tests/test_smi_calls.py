@@ -96,6 +96,38 @@ def test_json_inventories_run_nvidia_smi_L_and_carry_the_uuid(tmp_path, argv):
         (0, 1, 0): UUID_3G, (2, 7, 0): None, (2, 8, 0): None}
 
 
+def test_auto_falling_back_to_nvidia_smi_passes_the_choice_on(tmp_path):
+    """--backend auto on a node without NVML: nvidia-smi is asked after it, with or without -L
+    as the command needs."""
+    import nvml_fake
+
+    n = LoggedNode(tmp_path)
+    args = n.args()
+    args[1] = "auto"
+    fake = nvml_fake.make(str(n.dir / "layout.json"), no_library=True)
+    r = run_cli("check", "--gres-conf", GRES, "--node", "g-minor", *args, nvml=fake)
+    assert r.code == 0, r.err
+    assert n.calls() == sorted(WITHOUT_L)
+    n.log.unlink()
+    r = run_cli("check", "--json", "--gres-conf", GRES, "--node", "g-minor", *args, nvml=fake)
+    assert n.calls() == sorted(WITH_L)
+    assert r.json()["inventory"]["backend"] == "nvidia-smi"
+    assert mig_uuids(r.json()["inventory"])[(0, 1, 0)] == UUID_3G
+
+
+def test_the_backend_asks_for_uuids_unless_told_not_to(tmp_path):
+    from migsync.backends import smi
+
+    n = LoggedNode(tmp_path)
+    migs = smi.finish(smi.start(str(n.smi), 10)).migs
+    assert n.calls() == sorted(WITH_L)
+    assert [m.uuid for m in migs if m.gpu_index == 2] == [UUID_3G]
+    n.log.unlink()
+    migs = smi.probe(str(n.smi), 10, uuids=False).migs
+    assert n.calls() == sorted(WITHOUT_L)
+    assert [m.uuid for m in migs] == [None, None, None]
+
+
 def test_the_health_check_runs_nvidia_smi_L_for_the_node_map(tmp_path, scontrol):
     """The map the TaskProlog reads gives each GRES index its UUID: the health check needs -L
     (minor-right.gres.conf: index 0-1 the a100s, 2-3 the 1g.10gb pair, 4 the 3g.40gb)."""

@@ -166,9 +166,9 @@ class Started:
             self.batch.kill()
 
 
-def start(root: str = "/", backend: str = "auto", nvidia_smi: Optional[str] = None,
-          timeout: float = 10.0, nvml_module: Any = None, uuids: bool = True) -> Started:
-    """Begin discover(): with the nvidia-smi backend its calls start now."""
+def start(root: str, backend: str, nvidia_smi: Optional[str], timeout: float,
+          nvml_module: Any, uuids: bool) -> Started:
+    """Begin discover() (same arguments): with the nvidia-smi backend its calls start now."""
     return Started(root, backend, nvidia_smi, timeout, nvml_module, uuids)
 
 

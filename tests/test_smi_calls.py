@@ -128,6 +128,33 @@ def test_the_backend_asks_for_uuids_unless_told_not_to(tmp_path):
     assert [m.uuid for m in migs] == [None, None, None]
 
 
+def test_probe_backend_passes_the_choice_on(tmp_path):
+    from migsync import discovery
+
+    n = LoggedNode(tmp_path)
+    view = discovery.probe_backend("nvidia-smi", str(n.smi), 10)
+    assert n.calls() == sorted(WITH_L)  # UUIDs unless told otherwise
+    assert [m.uuid for m in view.migs if m.gpu_index == 2] == [UUID_3G]
+    n.log.unlink()
+    view = discovery.probe_backend("nvidia-smi", str(n.smi), 10, None, uuids=False)
+    assert n.calls() == sorted(WITHOUT_L)
+    assert len(view.migs) == 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the trust check applies to root only")
+def test_an_untrusted_nvidia_smi_is_a_config_error_even_without_a_driver(tmp_path):
+    """A named nvidia-smi that others may write is refused (exit 2) before anything is run or
+    read: also where procfs has no driver, which would otherwise say exit 3."""
+    n = LoggedNode(tmp_path)
+    n.smi.chmod(0o777)
+    empty = tmp_path / "no-driver"
+    empty.mkdir()
+    r = run_cli("check", "--gres-conf", GRES, "--node", "g-minor", "--slurm-version", "24.11",
+                "--backend", "nvidia-smi", "--nvidia-smi", n.smi, "--root", empty)
+    assert r.code == 2 and "writable by group or other" in r.err, r.err
+    assert n.calls() == []
+
+
 def test_the_health_check_runs_nvidia_smi_L_for_the_node_map(tmp_path, scontrol):
     """The map the TaskProlog reads gives each GRES index its UUID: the health check needs -L
     (minor-right.gres.conf: index 0-1 the a100s, 2-3 the 1g.10gb pair, 4 the 3g.40gb)."""

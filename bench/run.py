@@ -230,6 +230,7 @@ def bench(tmp, runs, args):
                          text=True, env=ENV_USER, cwd="/", check=True).stdout.split()
     if not ver[2].startswith(venv):
         sys.exit(f"bench: migsync imports from {ver[2]}, not the clean install in {venv}")
+    sitepkg = os.path.dirname(os.path.dirname(ver[2]))  # .../site-packages
     say(f"installed {what} into a fresh venv (Python {ver[0]}, migsync {ver[1]}, "
         f"non-editable); {runs} interleaved rounds, medians")
 
@@ -333,9 +334,11 @@ def bench(tmp, runs, args):
                   env_hook),
               Cmd("venv python -I -S -c 'import json'", [vpy, "-I", "-S", "-c", "import json"],
                   env_hook),
-              Cmd("venv python -I -c 'import the Prolog miss modules'",
-                  [vpy, "-I", "-c", "import migsync.cli, migsync.healthcheck, migsync.nodecheck,"
-                   " migsync.state, migsync.fastprolog"], env_hook)]
+              # as the hook imports them: -I -S, migsync's directory appended to sys.path
+              Cmd("venv python -I -S -c 'import the Prolog miss modules'",
+                  [vpy, "-I", "-S", "-c", f"import sys; sys.path.append({sitepkg!r}); import "
+                   "migsync.cli, migsync.healthcheck, migsync.nodecheck, migsync.state, "
+                   "migsync.fastprolog"], env_hook)]
     cmds += [sh_true, c_check, c_big, c_recipe, c_hit, c_miss, *floors]
     measure(cmds, runs)
     # A hook may run the interpreter with or without -I (a shell hook's exec line hides it):

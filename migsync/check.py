@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 import os
-import re
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
     from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .gresconf import GresLine
-from .model import DEV_CAP, DEV_NVIDIA, Finding, Inventory, autodetect_gpu_type
+from .model import DEV_CAP, DEV_NVIDIA, Finding, Inventory, autodetect_gpu_type, path_number
 from .slurmconf import GresSpec
 from .record import Record
 
 DeviceKey = tuple  # ('gpu', minor) or ('mig', minor, gi, ci)
 
-_CAP_RE = re.compile("^" + re.escape(DEV_CAP) + r"(\d+)$")
-_GPU_RE = re.compile("^" + re.escape(DEV_NVIDIA) + r"(\d+)$")
 
 
 class Configured(Record):
@@ -78,8 +75,8 @@ def resolve(lines: Sequence[GresLine], inv: Inventory) -> Tuple[List[Configured]
     findings: List[Finding] = []
 
     def cap_entry(path: str):
-        m = _CAP_RE.match(path)
-        return (int(m.group(1)), inv.cap_table.get(int(m.group(1)))) if m else None
+        cap = path_number(path, DEV_CAP)
+        return None if cap is None else (cap, inv.cap_table.get(cap))
 
     for ln in lines:
         units = [tuple(ln.multiple_files)] if ln.multiple_files else [(f,) for f in ln.files]
@@ -124,10 +121,10 @@ def resolve(lines: Sequence[GresLine], inv: Inventory) -> Tuple[List[Configured]
                 continue
             if len(files) == 1:
                 path = files[0]
-                g = _GPU_RE.match(path)
+                g = path_number(path, DEV_NVIDIA)
                 entry = cap_entry(path)
-                if g and int(g.group(1)) in gpus:
-                    gpu = gpus[int(g.group(1))]
+                if g is not None and g in gpus:
+                    gpu = gpus[g]
                     conf.key = ("gpu", gpu.minor)
                     if gpu.mig_current:
                         findings.append(Finding(

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Sequence, Tuple
@@ -11,11 +10,10 @@ from . import hostlist
 from .check import DeviceKey, resolve, type_fits
 from .errors import ConfigError
 from .gresconf import GresLine
-from .model import DEV_CAP, Inventory, gpu_path, short_gpu_type
+from .model import DEV_CAP, Inventory, gpu_path, names_profile, short_gpu_type
 
 STYLES = ("multiple-files", "file")
 AUTO = "auto"  # the style the current gres.conf uses
-_PROFILE_RE = re.compile(r"\d+[gc]\.\d+gb", re.I)
 
 
 def choose_style(wanted: str, current: Sequence[GresLine] = ()) -> str:
@@ -51,7 +49,7 @@ def _fits(inv: Inventory, key: DeviceKey, type_name: str) -> bool:
     if key[0] == "mig":
         mig = inv.mig(key[1:])
         return bool(mig.profile) and mig.profile.lower() in type_name.lower()
-    return not _PROFILE_RE.search(type_name)
+    return not names_profile(type_name)
 
 
 # Beside typed lines, a device whose name nobody could read still needs a Type, or slurmd

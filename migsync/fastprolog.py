@@ -178,11 +178,14 @@ def save(st, before: str, ok: bool, files, environ=None) -> None:
     if not ok:
         forget(path)
         return
-    import json
-
+    from .jsonlite import dumps  # not json: it imports re, ~7 ms of a Prolog miss
     from .settings import KEYS
 
-    lines = [before, "settings\t" + json.dumps({k: getattr(st, k) for k in KEYS}, sort_keys=True)]
+    try:
+        lines = [before, "settings\t" + dumps({k: getattr(st, k) for k in KEYS})]
+    except ValueError:  # a value JSON cannot hold (inf): no sidecar, no hit
+        forget(path)
+        return
     seen = {config_path(environ)}
     for p in list(files) + candidates(environ):
         if p and p not in seen:
@@ -253,12 +256,11 @@ def cached_settings(environ):
         return None
     if lines[5] != f"stat\t{stamp(config)}" or not lines[6].startswith("settings\t"):
         return None
-    import json
-
+    from .jsonlite import loads
     from .settings import Settings
 
     try:
-        values = json.loads(lines[6].partition("\t")[2])
+        values = loads(lines[6].partition("\t")[2])
         st = Settings()
         for k, v in values.items():
             setattr(st, k, v)
@@ -330,18 +332,8 @@ class _Args:
         self.settings = settings
 
 
-def _site() -> None:
-    """The hook starts Python with -S (site's start-up is ~1.5 ms of a ~8 ms hit): the full
-    path needs the site-packages (pyslurm, pynvml, .pth files), so it runs site now."""
-    if sys.flags.no_site:
-        import site
-
-        site.main()
-
-
 def full(argv) -> int:
-    try:
-        _site()
+    try:  # site's start-up (python -S) waits for an import of pyslurm (migsync.site_packages)
         from . import cli
 
         cli.install_sigterm()  # unwind, as the console script does
@@ -369,7 +361,7 @@ HOOK = '''#!{python} -IS
 # Before every job: a clean verdict that still holds answers at once (migsync.fastprolog);
 # otherwise `migsync prolog` checks procfs, drains on a mismatch and exits {block} (the sh
 # wrapper's exit 1) so the job does not start here. migsync's own trouble exits 0.
-# -S: no site start-up on the hit (it needs os and sys only); the full path runs site itself.
+# -S: no site start-up (it needs os and sys only); pyslurm's import runs site when needed.
 import os, sys
 os.chdir("/")  # as the shell hooks do: nothing may depend on slurmd's working directory
 # Where migsync is (without site, the site-packages are not on the path). Appended: it may

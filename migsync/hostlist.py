@@ -7,8 +7,6 @@ our own small parser.
 """
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
     from typing import Iterable, Iterator, List, Sequence, Tuple, Union
@@ -54,16 +52,13 @@ def _split_top(expr: str) -> List[str]:
     return terms
 
 
-_NUM = re.compile(r"^\d+$")
-
-
 def _parse_ranges(body: str, expr: str) -> Tuple[Range, ...]:
     if not body:
         raise HostlistError("empty brackets in hostlist", fragment=expr)
     ranges = []
     for part in body.split(","):
         lo_s, sep, hi_s = part.partition("-")
-        if not _NUM.match(lo_s) or (sep and not _NUM.match(hi_s)):
+        if not lo_s.isdecimal() or (sep and not hi_s.isdecimal()):
             raise HostlistError(f"bad range {part!r} in hostlist", fragment=expr)
         if not sep:
             hi_s = lo_s
@@ -77,9 +72,26 @@ def _parse_ranges(body: str, expr: str) -> Tuple[Range, ...]:
     return tuple(ranges)
 
 
-@lru_cache(maxsize=4096)
+_PARSED: dict = {}  # expr -> patterns: one config names the same few hostlists many times
+_PARSED_MAX = 4096
+
+
 def parse(expr: str) -> Tuple[Pattern, ...]:
-    """Parse a hostlist expression into patterns (one per top-level comma term)."""
+    """Parse a hostlist expression into patterns (one per top-level comma term).
+    Memoised (a plain dict, not functools.lru_cache: functools is not imported for this)."""
+    found = _PARSED.get(expr)
+    if found is None:
+        found = _parse(expr)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[expr] = found
+    return found
+
+
+parse.cache_clear = _PARSED.clear  # type: ignore[attr-defined]  # as lru_cache's (tests)
+
+
+def _parse(expr: str) -> Tuple[Pattern, ...]:
     expr = expr.strip()
     if not expr:
         raise HostlistError("empty hostlist", fragment=expr)
@@ -189,18 +201,26 @@ def contains(expr: str, name: str) -> bool:
     return any(_match(p, name, 0) for p in parse(expr))
 
 
-_TAIL_NUM = re.compile(r"^(.*?)(\d+)(\D*)$")
+def _tail_number(name: str):
+    """(prefix, digits, suffix) around the name's last run of digits, or None without one."""
+    end = len(name)
+    while end and not name[end - 1].isdecimal():
+        end -= 1
+    start = end
+    while start and name[start - 1].isdecimal():
+        start -= 1
+    return (name[:start], name[start:end], name[end:]) if end else None
 
 
 def fold(names: Iterable[str]) -> str:
     """Fold names into a hostlist, keeping their order: expand(fold(x)) == x."""
     groups: List[Tuple[str, str, int, List[int]]] = []  # prefix, suffix, width, values
     for name in names:
-        m = _TAIL_NUM.match(name)
-        if not m or "[" in name or "]" in name or "," in name:
+        split = _tail_number(name)
+        if not split or "[" in name or "]" in name or "," in name:
             groups.append((name, "", -1, []))
             continue
-        prefix, digits, suffix = m.groups()
+        prefix, digits, suffix = split
         value = int(digits)
         if groups:
             gp, gs, gw, gv = groups[-1]

@@ -18,6 +18,29 @@ def cap_path(minor: int) -> str:
     return f"{DEV_CAP}{minor}"
 
 
+def path_number(path: str, prefix: str) -> Optional[int]:
+    """N of a path that is exactly ``prefix`` + digits (``/dev/nvidia-caps/nvidia-cap337``
+    with DEV_CAP: 337), else None. By hand, not a regex: `re` costs a Prolog ~5 ms to import."""
+    digits = path[len(prefix):]
+    return int(digits) if path.startswith(prefix) and digits.isdecimal() else None
+
+
+def names_profile(text: str) -> bool:
+    """Does ``text`` name a MIG profile anywhere (``1g.10gb``, ``2c.3g.20gb``: digits, g or c,
+    '.', digits, gb; any case)? A Type that does cannot be a whole GPU's."""
+    low = text.lower()
+    dot = low.find(".")
+    while dot >= 0:
+        end = dot + 1
+        while end < len(low) and low[end].isdecimal():
+            end += 1
+        if (dot >= 2 and low[dot - 1] in "gc" and low[dot - 2].isdecimal() and end > dot + 1
+                and low.startswith("gb", end)):
+            return True
+        dot = low.find(".", dot + 1)
+    return False
+
+
 def autodetect_gpu_type(name: str) -> str:
     """Slurm's NVML type string for a GPU name: lower case, spaces to '_', cut at the first '-'."""
     return name.strip().lower().replace(" ", "_").split("-", 1)[0]

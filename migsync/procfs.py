@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
     from typing import Dict, Iterable, Optional, Tuple
@@ -105,8 +104,29 @@ def read_gpus(root: str) -> Dict[int, ProcGpu]:
     return gpus
 
 
-_ENTRY = re.compile(r"^gpu(\d+)/gi(\d+)/(?:ci(\d+)/)?access (\d+)[ \t]*$", re.M)
-_OTHER = re.compile(r"^(?!gpu)[ \t]*\S.*$", re.M)
+def _entry(line: str):
+    """``gpu<m>/gi<g>/access <n>`` or ``gpu<m>/gi<g>/ci<c>/access <n>`` (one space before the
+    number, spaces or tabs after it) -> (m, g, c or '', n) as digit strings, else None.
+    Parsed by hand: importing and compiling a regex costs a Prolog more than this loop."""
+    head, sep, num = line.partition(" ")
+    num = num.rstrip(" \t")
+    if not sep or not num.isdecimal():
+        return None
+    parts = head.split("/")
+    if len(parts) == 4:
+        gpu, gi, ci, access = parts
+        if ci[:2] != "ci" or not ci[2:].isdecimal():
+            return None
+        ci = ci[2:]
+    elif len(parts) == 3:
+        gpu, gi, access = parts
+        ci = ""
+    else:
+        return None
+    if access != "access" or gpu[:3] != "gpu" or gi[:2] != "gi" or not (
+            gpu[3:].isdecimal() and gi[2:].isdecimal()):
+        return None
+    return gpu[3:], gi[2:], ci, num
 
 
 def parse_mig_minors(text: str, path: str = MIG_MINORS,
@@ -114,34 +134,46 @@ def parse_mig_minors(text: str, path: str = MIG_MINORS,
     """``gpu<m>/gi<g>/access <n>`` and ``gpu<m>/gi<g>/ci<c>/access <n>`` lines -> cap table.
 
     The driver prints all 32 GPUs (~4,300 lines) on every read. With ``gpus`` only their
-    entries are read (one regex pass); without, the whole table is read and checked, and a
-    malformed line is named. Either way a table that is cut short (no final newline), names
-    one entry twice, or gives one number to two entries is refused: partial or corrupt data
-    must not be read as "the hardware differs".
+    entries are read; without, the whole table is read and checked, and a malformed line is
+    named. Either way a table that is cut short (no final newline), names one entry twice,
+    or gives one number to two entries is refused: partial or corrupt data must not be read
+    as "the hardware differs".
     """
     if text and not text.endswith("\n"):
         raise DiscoveryError(f"{path}: truncated (the last line has no newline)")
     table: Dict[int, Tuple[int, int, Optional[int]]] = {}
+    lines = text.split("\n")
+    entries = []
     if gpus is not None:
-        wanted = "|".join(str(g) for g in sorted(set(gpus)))
+        wanted = sorted(set(gpus))
         if not wanted:
             return table
-        pattern = re.compile(rf"^gpu({wanted})/gi(\d+)/(?:ci(\d+)/)?access (\d+)[ \t]*$", re.M)
-        entries = pattern.findall(text)
-        ours = re.findall(rf"^gpu(?:{wanted})/.*$", text, re.M)
-        if len(ours) != len(entries):
-            for line in ours:
-                if not pattern.match(line):
+        ours = {f"gpu{g}" for g in wanted}
+        for line in lines:
+            if line.partition("/")[0] in ours:  # gpu<m>/...: an entry of a GPU asked for
+                entry = _entry(line)
+                if entry is None:
                     raise DiscoveryError(f"{path}: unexpected entry (in {line[:60]!r})")
+                entries.append(entry)
         _fill(table, entries, path)
         if not table:
             raise DiscoveryError(f"{path}: empty or truncated (no entries for gpu "
-                                 f"{wanted.replace('|', ', ')})")
+                                 f"{', '.join(map(str, wanted))})")
         return table
-    entries = _ENTRY.findall(text)
-    others = _OTHER.findall(text)  # 'config 1', 'monitor 2'
-    n_gpu = text.count("\ngpu") + text.startswith("gpu")
-    if n_gpu != len(entries) or len(text.split()) != 2 * (len(entries) + len(others)) or any(
+    others = []  # 'config 1', 'monitor 2'
+    n_gpu = words = 0
+    for line in lines:
+        if line[:3] == "gpu":
+            n_gpu += 1
+            entry = _entry(line)
+            if entry is not None:
+                entries.append(entry)
+        else:
+            rest = line.lstrip(" \t")
+            if rest and not rest[0].isspace():
+                others.append(line)
+        words += len(line.split())
+    if n_gpu != len(entries) or words != 2 * (len(entries) + len(others)) or any(
             len(ln.split()) != 2 or not ln.split()[1].isdigit() for ln in others):
         _find_bad_line(text, path)
     _fill(table, entries, path)
@@ -169,7 +201,7 @@ def _find_bad_line(text: str, path: str) -> None:
         if not line.strip():
             continue
         parts = line.split()
-        if line.startswith("gpu") and not _ENTRY.match(line):
+        if line.startswith("gpu") and _entry(line) is None:
             raise DiscoveryError(f"{path}:{lineno}: unexpected entry (in {line[:60]!r})")
         if len(parts) != 2 or not parts[1].isdigit():
             raise DiscoveryError(f"{path}:{lineno}: expected '<name> <minor>' (in {line[:60]!r})")

@@ -177,6 +177,9 @@ class PyslurmBackend:
         if slurm_conf and "SLURM_CONF" not in os.environ:
             os.environ["SLURM_CONF"] = slurm_conf  # libslurm reads it when first used
         if module is None:
+            from . import site_packages
+
+            site_packages()  # a Prolog hook runs without site (python -S)
             try:
                 import pyslurm as module  # noqa: WPS433 - optional, lazily imported
             except Exception as exc:  # ImportError, or a build against another Slurm

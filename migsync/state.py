@@ -5,7 +5,6 @@ is unchanged, the Prolog reuses the last verdict without parsing or discovering 
 """
 from __future__ import annotations
 
-import json
 import os
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
@@ -54,6 +53,8 @@ def save(path: str, node: str, fp: str, outcome, files: Iterable[str] = ()) -> N
         doc["slurmd"] = {"slurmd": outcome.slurmd_id, "series": version["series"]}
     from .fsutil import atomic_write, state_dir
 
+    import json  # the health check writes (indented, for people); jsonlite reads it back
+
     state_dir(os.path.dirname(os.path.abspath(path)))
     atomic_write(path, json.dumps(doc, indent=1) + "\n", 0o600)
 
@@ -80,9 +81,11 @@ def load(path: str) -> Optional[Dict[str, Any]]:
         return None
     finally:
         os.close(fd)
+    from .jsonlite import loads  # not json: a Prolog miss reads this, and json imports re
+
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError):
+        doc = loads(data.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError too
         return None
     return doc if valid(doc) else None
 

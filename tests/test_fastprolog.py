@@ -118,12 +118,37 @@ def test_a_changed_gres_conf_goes_to_the_full_prolog_which_answers_and_primes_th
     os.utime(site.gres, (1, 1))
     code, mods, err = prolog(site)
     assert code == 0 and "migsync.cli" in mods, err
-    # settings unchanged: their cached copy is used, no TOML parser, no argparse
-    assert "tomllib" not in mods and "argparse" not in mods
-    # the full path ran site itself (the hook starts -S): the venv's packages are importable
-    assert "sys.path=" + sysconfig.get_paths()["purelib"] in mods
+    # settings unchanged: their cached copy is used, no TOML parser, no argparse; and no
+    # json or re either (each costs milliseconds per miss: the state cache is read by
+    # migsync.jsonlite, the core parses without regexes), nor site's start-up (no pyslurm)
+    missed = sorted(m for m in FORBIDDEN + ("enum", "functools", "site") if m in mods)
+    assert not missed, missed
     code, mods, _ = prolog(site)  # same inputs as the full Prolog saw: the hit answers again
     assert code == 0 and "migsync.cli" not in mods
+
+
+MISMATCH_WITH_PYSLURM = r"""
+import sys
+sys.argv = ["migsync", "prolog"]
+from migsync import slurmctl
+try:
+    slurmctl.PyslurmBackend()
+except Exception as exc:
+    print("refused:", exc)
+print("site" in sys.modules, "sys.path=" + ":".join(sys.path))
+"""
+
+
+def test_a_hook_without_site_still_finds_pyslurm_in_the_site_packages(tmp_path):
+    """The Prolog hook starts -S; acting through pyslurm (a mismatch) runs site first, so a
+    pyslurm installed in the venv's site-packages is found, not refused as missing."""
+    purelib = sysconfig.get_paths()["purelib"]
+    r = subprocess.run([sys.executable, "-I", "-S", "-c",
+                        f"import sys; sys.path.append({REPO!r})\n" + MISMATCH_WITH_PYSLURM],
+                       capture_output=True, text=True, cwd="/", timeout=60)
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith("True ") and purelib in last.split("=", 1)[1].split(":"), r.stdout
 
 
 def test_a_sidecar_others_could_write_is_not_trusted(site):
@@ -314,10 +339,10 @@ def test_the_hooks_migsync_directory_never_shadows_the_standard_library(site, tm
     src = tmp_path / "site-packages"
     src.mkdir()
     os.symlink(os.path.join(REPO, "migsync"), src / "migsync")
-    (src / "json.py").write_text("raise ImportError('the backport json was imported')\n")
+    (src / "fcntl.py").write_text("raise ImportError('the stand-in fcntl was imported')\n")
     site.hook.write_text(fastprolog.hook_script(sys.executable, str(site.hook), str(src)))
     assert healthcheck(site).returncode == 0
-    os.utime(site.gres, (1, 1))  # a miss: the full Prolog imports json
+    os.utime(site.gres, (1, 1))  # a miss: the full Prolog imports fcntl (its run lock)
     code, mods, err = prolog(site)
-    assert code == 0 and "migsync.cli" in mods and "json" in mods, err
-    assert "backport" not in err
+    assert code == 0 and "migsync.cli" in mods and "fcntl" in mods, err
+    assert "stand-in" not in err

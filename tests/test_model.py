@@ -82,3 +82,23 @@ def test_a_mig_device_keeps_its_uuid():
     m = MigDevice(2, 7, 0, "1g.10gb", 336, 337, "MIG-5a1c0de0-1111-2222-3333-444455556666")
     assert m.uuid == "MIG-5a1c0de0-1111-2222-3333-444455556666"
     assert MigDevice(2, 7, 0, "1g.10gb", 336, 337).uuid is None
+
+
+@pytest.mark.parametrize("text,named", [
+    ("1g.10gb", True), ("a100_3G.40GB", True), ("2c.3g.20gb", True), ("x7c.1gbx", True),
+    ("a100", False), ("1g.gb", False), ("g.10gb", False), ("1g10gb", False), ("1x.10gb", False),
+    ("1g.10g", False), ("", False), ("...", False), ("1g.10gb"[1:], False),
+])
+def test_names_profile_by_hand(text, named):
+    """The Type test emit uses (a whole GPU's Type may not name a MIG profile)."""
+    assert model.names_profile(text) is named
+
+
+@pytest.mark.parametrize("path,prefix,number", [
+    ("/dev/nvidia-caps/nvidia-cap337", model.DEV_CAP, 337), ("/dev/nvidia3", model.DEV_NVIDIA, 3),
+    ("/dev/nvidia-caps/nvidia-cap5", model.DEV_NVIDIA, None), ("/dev/nvidiactl", model.DEV_NVIDIA, None),
+    ("/dev/nvidia", model.DEV_NVIDIA, None), ("/dev/nvidia3 ", model.DEV_NVIDIA, None),
+    ("/dev/nvidia-3", model.DEV_NVIDIA, None), ("x/dev/nvidia3", model.DEV_NVIDIA, None),
+])
+def test_path_number_by_hand(path, prefix, number):
+    assert model.path_number(path, prefix) == number

@@ -102,6 +102,30 @@ def test_whole_table_refusals_name_the_line(text, message):
     assert str(exc.value) == message
 
 
+@pytest.mark.parametrize("line", [
+    "gpu0/gi1/access  12",  # two spaces: the driver prints one
+    "gpu0/gi1/access\t12", "gpu0/gi1/access 12\r", "gpu0/gi1/access 12 x", "gpu0/gi1/access -12",
+    "gpu0/gi1/access 1 2", "gpu0/gi/access 12", "gpu0/gix/access 12", "gpu0/gi1/ci/access 12",
+    "gpu0/gi1/ci0/ci0/access 12", "gpu0/gi1/ci0/acces 12", "gpu0/gi1/ci0/access", "gpu/gi1/access 12",
+    "gpu0 /gi1/access 12", "gpu0/gi1/cx0/access 12",
+])
+def test_an_entry_must_be_exactly_the_drivers_shape(line):
+    """Each line is refused as an entry of GPU 0 when asked for GPU 0 (partial or odd data is
+    never read as "the hardware differs")."""
+    text = f"config 1\ngpu0/gi2/access 20\n{line}\n"
+    with pytest.raises(DiscoveryError, match="unexpected entry"):
+        procfs.parse_mig_minors(text, "mm", gpus=[0]) if line.startswith("gpu0/") else \
+            procfs.parse_mig_minors(text, "mm")
+
+
+def test_trailing_blanks_after_the_number_and_other_gpus_odd_lines_are_accepted():
+    text = "config 1\ngpu0/gi2/access 20 \t\ngpu0/gi2/ci3/access 21\ngpu1/odd line\n"
+    assert procfs.parse_mig_minors(text, "mm", gpus=[0]) == {20: (0, 2, None), 21: (0, 2, 3)}
+    # gpu01 is not gpu 0 or 1 (the driver never pads); it is not read for either
+    assert procfs.parse_mig_minors("gpu01/gi1/access 5\ngpu1/gi1/access 6\n", "mm",
+                                   gpus=[1]) == {6: (1, 1, None)}
+
+
 def test_snapshot_existence_comes_from_capability_files_and_numbers_from_mig_minors(tmp_path):
     r = str(tmp_path)
     gpu_info(r, "0000:07:00.0", 1)

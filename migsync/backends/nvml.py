@@ -15,6 +15,9 @@ def _text(value: Any) -> str:
 
 
 def load_module() -> Any:
+    from .. import site_packages
+
+    site_packages()  # a Prolog hook runs without site (python -S)
     try:
         import pynvml  # noqa: WPS433 - deliberately lazy: ~25 ms
     except ImportError as exc:

@@ -146,8 +146,9 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
         files: Optional[locate.ConfFiles] = None,
         discover_fn: Optional[Callable[[], Inventory]] = None,
         version_memo: Optional[dict] = None, uuids: bool = True) -> Outcome:
-    """Parse first (a config error is said before any discovery result), then discover and
-    compare; `slurmd -V` and nvidia-smi run meanwhile.
+    """Parse first (a config error must not cost a discovery), then discover and compare.
+    The `slurmd -V` and nvidia-smi calls run while the config is parsed; a config error is
+    said first, and they are killed.
 
     ``discover_fn`` replaces the NVML/nvidia-smi discovery (the Prolog reads procfs only);
     ``version_memo`` is the last run's slurmd version (see slurmversion.detect);

@@ -600,6 +600,9 @@ def _run(args: argparse.Namespace, nvml_module: Any, pyslurm_module: Any) -> int
         _say("migsync: interrupted\n")
         return 130
     except Terminated:
+        from . import runner
+
+        runner.kill_all()  # also a child the signal caught before its batch held it
         _say("migsync: terminated (SIGTERM); nothing was left half-written\n")
         code, err = 143, MigsyncError("terminated (SIGTERM)")
     except Exception as exc:  # a bug: say so in one line, never act on it

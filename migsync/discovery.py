@@ -6,7 +6,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, Optional
 
 from .backends import BackendView
-from .errors import DiscoveryError
+from .errors import DiscoveryError, MigsyncError
 from .model import Gpu, Inventory, MigDevice
 from .procfs import ProcSnapshot, read_snapshot
 
@@ -119,23 +119,57 @@ def discover(root: str = "/", backend: str = "auto", nvidia_smi: Optional[str] =
     one of them is partial or corrupt, and a verdict built on it could drain a good node.
     ``uuids=False``: MIG devices' UUIDs may stay unknown (the caller does not show or use
     them), which spares nvidia-smi's `-L`."""
-    if backend == "nvidia-smi":  # its calls run while procfs is read
+    return start(root, backend, nvidia_smi, timeout, nvml_module, uuids).finish()
+
+
+class Started:
+    """A discovery begun by start(): nvidia-smi's calls already run while the caller does its
+    own work (nodecheck parses the config), then reads procfs while they finish. cancel()
+    kills them when the caller's work fails."""
+
+    __slots__ = ("root", "backend", "nvidia_smi", "timeout", "nvml_module", "uuids", "batch",
+                 "error")
+
+    def __init__(self, root: str, backend: str, nvidia_smi: Optional[str], timeout: float,
+                 nvml_module: Any, uuids: bool) -> None:
+        self.root, self.backend, self.nvidia_smi = root, backend, nvidia_smi
+        self.timeout, self.nvml_module, self.uuids = timeout, nvml_module, uuids
+        self.batch, self.error = None, None
+        if backend == "nvidia-smi":
+            from .backends import smi
+
+            try:
+                self.batch = smi.start(nvidia_smi, timeout, uuids)
+            except MigsyncError as exc:  # said in finish(): the caller's config error first
+                self.error = exc
+
+    def finish(self) -> Inventory:
+        if self.error is not None:
+            if isinstance(self.error, DiscoveryError):
+                read_snapshot(self.root)  # no driver at all says more than no nvidia-smi
+            raise self.error
+        if self.batch is None:  # NVML (in-process) or auto: the backend after procfs
+            snap = read_snapshot(self.root)
+            return _consistent(merge(probe_backend(self.backend, self.nvidia_smi, self.timeout,
+                                                   self.nvml_module, self.uuids), snap))
         from .backends import smi
 
         try:
-            batch = smi.start(nvidia_smi, timeout, uuids)
-        except DiscoveryError:
-            read_snapshot(root)  # no driver at all says more than a missing nvidia-smi
-            raise
-        try:
-            snap = read_snapshot(root)
+            snap = read_snapshot(self.root)
         except BaseException:
-            batch.kill()
+            self.batch.kill()
             raise
-        return _consistent(merge(smi.finish(batch), snap))
-    snap = read_snapshot(root)
-    view = probe_backend(backend, nvidia_smi, timeout, nvml_module, uuids)
-    return _consistent(merge(view, snap))
+        return _consistent(merge(smi.finish(self.batch), snap))
+
+    def cancel(self) -> None:
+        if self.batch is not None:
+            self.batch.kill()
+
+
+def start(root: str, backend: str, nvidia_smi: Optional[str], timeout: float,
+          nvml_module: Any, uuids: bool) -> Started:
+    """Begin discover() (same arguments): with the nvidia-smi backend its calls start now."""
+    return Started(root, backend, nvidia_smi, timeout, nvml_module, uuids)
 
 
 def _consistent(inv: Inventory) -> Inventory:

@@ -6,7 +6,7 @@ TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
     from typing import Any, Callable, List, Optional, Tuple
 
-from . import __version__, emit, gresconf, locate, slurmconf
+from . import __version__, discovery, emit, gresconf, locate, slurmconf
 from .check import CheckResult, check
 from .discovery import discover
 from .errors import ConfigError
@@ -57,16 +57,15 @@ class Outcome(Record):
         }
 
 
-def slurm_version(settings: Settings, memo: Optional[dict] = None) -> Tuple[dict, str]:
-    """Whose gres.conf rules apply: the slurm_version setting, else the installed slurmd's;
-    and the identity of the slurmd that said so ('' if none), for ``memo`` next time."""
+def ask_slurm_version(settings: Settings, memo: Optional[dict] = None):
+    """Whose gres.conf rules apply: the slurm_version setting, else the installed slurmd's.
+    `slurmd -V` starts now and is answered later (slurmversion.Asked), so that it runs beside
+    nvidia-smi; ``memo`` is the last run's answer (slurmversion.detect)."""
     from . import slurmversion
 
     if settings.slurm_version:
-        series, how, ident = slurmversion.parse(settings.slurm_version), "setting", ""
-    else:
-        series, how, ident = slurmversion.detect(min(settings.command_timeout, 5.0), memo)
-    return {"series": series, "rules": slurmversion.rules(series), "how": how}, ident
+        return slurmversion.Asked((slurmversion.parse(settings.slurm_version), "setting", ""))
+    return slurmversion.ask(min(settings.command_timeout, 5.0), memo)
 
 
 def load_config(settings: Settings, node: str, files: Optional[locate.ConfFiles] = None,
@@ -148,21 +147,37 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
         discover_fn: Optional[Callable[[], Inventory]] = None,
         version_memo: Optional[dict] = None, uuids: bool = True) -> Outcome:
     """Parse first (a config error must not cost a discovery), then discover and compare.
+    The `slurmd -V` and nvidia-smi calls run while the config is parsed; a config error is
+    said first, and they are killed.
 
     ``discover_fn`` replaces the NVML/nvidia-smi discovery (the Prolog reads procfs only);
     ``version_memo`` is the last run's slurmd version (see slurmversion.detect);
     ``uuids=False`` when nothing the caller prints or writes shows MIG devices' UUIDs (they
     decide nothing in the check itself: see discovery.discover)."""
+    from . import slurmversion
+
     node = locate.node_name(settings.node)
-    version, slurmd_id = slurm_version(settings, version_memo)
-    files, gconf, sconf = load_config(settings, node, files, version["rules"])
-    require_node(sconf, node)
-    lines = gconf.for_node(node)
-    if discover_fn is not None:
-        inv = discover_fn()
-    else:
-        inv = discover(settings.root, settings.backend, settings.nvidia_smi or None,
-                       settings.command_timeout, nvml_module, uuids)
+    asked = ask_slurm_version(settings, version_memo)
+    # nvidia-smi starts before the config is parsed, so that it runs while `slurmd -V` is
+    # waited for and the config parsed (issue 11); a config error still comes first: the
+    # calls are killed, and an nvidia-smi that could not start is said only after the parse
+    started = None
+    try:
+        if discover_fn is None:
+            started = discovery.start(settings.root, settings.backend,
+                                      settings.nvidia_smi or None, settings.command_timeout,
+                                      nvml_module, uuids)
+        series, how, slurmd_id = asked.answer()
+        version = {"series": series, "rules": slurmversion.rules(series), "how": how}
+        files, gconf, sconf = load_config(settings, node, files, version["rules"])
+        require_node(sconf, node)
+        lines = gconf.for_node(node)
+        inv = discover_fn() if started is None else started.finish()
+    except BaseException:
+        asked.cancel()
+        if started is not None:
+            started.cancel()
+        raise
     types = emit.assign_types(inv, lines)
     slurm_gres, where, in_conf = None, "slurm.conf", None
     if sconf is not None:

@@ -27,6 +27,10 @@ class Deadline:
 
 
 _deadline: Optional[Deadline] = None
+# Process groups started and not reaped yet. SIGTERM unwinds the run by an exception, which can
+# land after a child is spawned and before a Batch (or its caller) holds it: kill_all() then
+# still finds the child.
+_live: set = set()
 
 
 def set_deadline(deadline: Optional[Deadline]) -> None:
@@ -129,6 +133,7 @@ class Batch:
                 pid, status = os.waitpid(c.pid, os.WNOHANG)
                 if pid:
                     c.status = status
+                    _live.discard(c.pid)
                 elif time.monotonic() >= self.end:
                     self._timed_out()
                 else:
@@ -145,16 +150,29 @@ class Batch:
             for fd in list(c.open):
                 c.close(fd)
             if c.status is None:
-                import signal
+                c.status = _kill_group(c.pid)
 
-                try:
-                    os.killpg(c.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                try:
-                    c.status = os.waitpid(c.pid, 0)[1]
-                except ChildProcessError:
-                    c.status = 0
+
+def _kill_group(pid: int) -> int:
+    """SIGKILL the process group ``pid`` leads and reap its leader; its wait status."""
+    import signal
+
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        status = os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        status = 0
+    _live.discard(pid)
+    return status
+
+
+def kill_all() -> None:
+    """Kill every process group this run started and has not reaped (SIGTERM's unwinding)."""
+    for pid in list(_live):
+        _kill_group(pid)
 
 
 def start_all(argvs: Sequence[Sequence[str]], timeout: float = 10.0,
@@ -194,6 +212,10 @@ def lookup(name: str, search: str = SAFE_PATH) -> Optional[str]:
 
 
 def _spawn(argv: List[str], env: Dict[str, str]) -> _Child:
+    try:  # _signal: without the enum module `signal` wraps it in (~2 ms)
+        import _signal as sig
+    except ImportError:  # pragma: no cover - other Pythons
+        import signal as sig
     path = lookup(argv[0], env.get("PATH", ""))
     if path is None:
         # never fall back to the bare name: posix_spawn would run it from the working
@@ -203,10 +225,15 @@ def _spawn(argv: List[str], env: Dict[str, str]) -> _Child:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    # SIGTERM waits until the child is in _live: its handler raises, and raised right after
+    # posix_spawn returned it would lose the pid (the child, a new session, would live on).
+    # The child gets the mask the run had before (setsigmask).
+    held = sig.pthread_sigmask(sig.SIG_BLOCK, (sig.SIGTERM,))
     try:
-        pid = os.posix_spawn(path, argv, env, setsid=True, file_actions=[
+        pid = os.posix_spawn(path, argv, env, setsid=True, setsigmask=held, file_actions=[
             (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
             (os.POSIX_SPAWN_DUP2, err_w, 2)])
+        _live.add(pid)
     except OSError as exc:
         os.close(out_r)
         os.close(err_r)
@@ -215,6 +242,7 @@ def _spawn(argv: List[str], env: Dict[str, str]) -> _Child:
         os.close(out_w)
         os.close(err_w)
         os.close(null)
+        sig.pthread_sigmask(sig.SIG_SETMASK, held)  # a SIGTERM that came meanwhile: now
     return _Child(argv, pid, out_r, err_r)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
-    from typing import Optional, Tuple
+    from typing import Any, Optional, Tuple
 
 from .errors import ConfigError, MigsyncError
 
@@ -78,23 +78,65 @@ def detect(timeout: float = 5.0, memo: Optional[dict] = None) -> Tuple[Optional[
     kept in the state cache): while slurmd is the very same file, its version is too, so a
     Prolog that must check again does not start slurmd (milliseconds per start, more on a
     busy node). The identity is '' unless the answer came from `slurmd -V`."""
+    return ask(timeout, memo).answer()
+
+
+class Asked:
+    """A version question under way: `slurmd -V` runs while the caller starts other
+    commands (nodecheck: nvidia-smi), answer() waits for it; the package managers are asked
+    only after it failed. cancel() kills it when the caller gives up."""
+
+    __slots__ = ("known", "batch", "ident", "timeout")
+
+    def __init__(self, known: Optional[Tuple[Optional[str], str, str]] = None, batch: Any = None,
+                 ident: str = "", timeout: float = 5.0) -> None:
+        self.known = known  # the answer, when no process is needed
+        self.batch = batch  # the running `slurmd -V`, or None when it could not start
+        self.ident = ident
+        self.timeout = timeout
+
+    def answer(self) -> Tuple[Optional[str], str, str]:
+        from . import runner
+
+        if self.known is not None:
+            return self.known
+        if self.batch is not None:
+            try:
+                (res,) = self.batch.collect()
+            except MigsyncError:  # a timeout: try the packages
+                res = None
+            if res is not None and res.returncode == 0:
+                series = _search(res.stdout)
+                if series:
+                    return series, "slurmd -V", self.ident
+        for how, argv in (("dpkg-query", ["dpkg-query", "-W", "-f", "${Version}", "slurmd"]),
+                          ("rpm", ["rpm", "-q", "--qf", "%{VERSION}", "slurm-slurmd"])):
+            try:
+                res = runner.run(argv, timeout=self.timeout)
+            except MigsyncError:  # a missing program or a timeout: try the next probe
+                continue
+            if getattr(res, "returncode", 1) != 0:
+                continue
+            series = _search(getattr(res, "stdout", "") or "")
+            if series:
+                return series, how, ""
+        return None, "not found", ""
+
+    def cancel(self) -> None:
+        if self.batch is not None:
+            self.batch.kill()
+
+
+def ask(timeout: float = 5.0, memo: Optional[dict] = None) -> Asked:
+    """Start `slurmd -V` (unless ``memo`` answers, see detect) and return at once."""
     from . import runner
 
     path, ident = slurmd_identity()
     if (ident and isinstance(memo, dict) and memo.get("slurmd") == ident
             and isinstance(memo.get("series"), str) and _search(memo["series"]) == memo["series"]):
-        return memo["series"], "slurmd -V", ident
-    probes = (("slurmd -V", [path, "-V"]),
-              ("dpkg-query", ["dpkg-query", "-W", "-f", "${Version}", "slurmd"]),
-              ("rpm", ["rpm", "-q", "--qf", "%{VERSION}", "slurm-slurmd"]))
-    for how, argv in probes:
-        try:
-            res = runner.run(argv, timeout=timeout)
-        except MigsyncError:  # a missing program or a timeout: try the next probe
-            continue
-        if getattr(res, "returncode", 1) != 0:
-            continue
-        series = _search(getattr(res, "stdout", "") or "")
-        if series:
-            return series, how, ident if how == "slurmd -V" else ""
-    return None, "not found", ""
+        return Asked((memo["series"], "slurmd -V", ident))
+    try:
+        batch = runner.start_all([[path, "-V"]], timeout)
+    except MigsyncError:  # no slurmd, or no time left: the packages may still say
+        batch = None
+    return Asked(None, batch, ident, timeout)

@@ -96,6 +96,65 @@ def test_json_inventories_run_nvidia_smi_L_and_carry_the_uuid(tmp_path, argv):
         (0, 1, 0): UUID_3G, (2, 7, 0): None, (2, 8, 0): None}
 
 
+def test_auto_falling_back_to_nvidia_smi_passes_the_choice_on(tmp_path):
+    """--backend auto on a node without NVML: nvidia-smi is asked after it, with or without -L
+    as the command needs."""
+    import nvml_fake
+
+    n = LoggedNode(tmp_path)
+    args = n.args()
+    args[1] = "auto"
+    fake = nvml_fake.make(str(n.dir / "layout.json"), no_library=True)
+    r = run_cli("check", "--gres-conf", GRES, "--node", "g-minor", *args, nvml=fake)
+    assert r.code == 0, r.err
+    assert n.calls() == sorted(WITHOUT_L)
+    n.log.unlink()
+    r = run_cli("check", "--json", "--gres-conf", GRES, "--node", "g-minor", *args, nvml=fake)
+    assert n.calls() == sorted(WITH_L)
+    assert r.json()["inventory"]["backend"] == "nvidia-smi"
+    assert mig_uuids(r.json()["inventory"])[(0, 1, 0)] == UUID_3G
+
+
+def test_the_backend_asks_for_uuids_unless_told_not_to(tmp_path):
+    from migsync.backends import smi
+
+    n = LoggedNode(tmp_path)
+    migs = smi.finish(smi.start(str(n.smi), 10)).migs
+    assert n.calls() == sorted(WITH_L)
+    assert [m.uuid for m in migs if m.gpu_index == 2] == [UUID_3G]
+    n.log.unlink()
+    migs = smi.probe(str(n.smi), 10, uuids=False).migs
+    assert n.calls() == sorted(WITHOUT_L)
+    assert [m.uuid for m in migs] == [None, None, None]
+
+
+def test_probe_backend_passes_the_choice_on(tmp_path):
+    from migsync import discovery
+
+    n = LoggedNode(tmp_path)
+    view = discovery.probe_backend("nvidia-smi", str(n.smi), 10)
+    assert n.calls() == sorted(WITH_L)  # UUIDs unless told otherwise
+    assert [m.uuid for m in view.migs if m.gpu_index == 2] == [UUID_3G]
+    n.log.unlink()
+    view = discovery.probe_backend("nvidia-smi", str(n.smi), 10, None, uuids=False)
+    assert n.calls() == sorted(WITHOUT_L)
+    assert len(view.migs) == 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the trust check applies to root only")
+def test_an_untrusted_nvidia_smi_is_a_config_error_even_without_a_driver(tmp_path):
+    """A named nvidia-smi that others may write is refused (exit 2) before anything is run or
+    read: also where procfs has no driver, which would otherwise say exit 3."""
+    n = LoggedNode(tmp_path)
+    n.smi.chmod(0o777)
+    empty = tmp_path / "no-driver"
+    empty.mkdir()
+    r = run_cli("check", "--gres-conf", GRES, "--node", "g-minor", "--slurm-version", "24.11",
+                "--backend", "nvidia-smi", "--nvidia-smi", n.smi, "--root", empty)
+    assert r.code == 2 and "writable by group or other" in r.err, r.err
+    assert n.calls() == []
+
+
 def test_the_health_check_runs_nvidia_smi_L_for_the_node_map(tmp_path, scontrol):
     """The map the TaskProlog reads gives each GRES index its UUID: the health check needs -L
     (minor-right.gres.conf: index 0-1 the a100s, 2-3 the 1g.10gb pair, 4 the 3g.40gb)."""
@@ -129,3 +188,69 @@ def test_a_hanging_nvidia_smi_L_no_longer_fails_a_plain_check(tmp_path):
     r = run_cli("check", "--json", "--gres-conf", GRES, "--node", "g-minor", "--timeout", "1",
                 *n.args())
     assert r.code == 3 and "timed out" in r.err, r.err
+
+
+# ---- slurmd -V runs beside nvidia-smi, and a config error still comes first
+
+@pytest.fixture
+def slurmd_after_smi(tmp_path, monkeypatch):
+    """A fake slurmd that answers its version only once nvidia-smi has started (the fake
+    nvidia-smi touches a file first): run one after the other, as before issue 11, it gives
+    up after 5 s without a version and migsync falls back to the packages."""
+    from migsync import runner
+
+    n = LoggedNode(tmp_path)
+    started = tmp_path / "smi-started"
+    n.smi.write_text(n.smi.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\n: > {started}\n", 1))
+    prog = tmp_path / "slurmd"
+    prog.write_text(f"#!/bin/sh\nfor i in $(seq 100); do [ -e {started} ] && break; sleep 0.05; done\n"
+                    f'[ -e {started} ] && echo "slurm 24.11.5" || echo "nvidia-smi did not run"\n')
+    prog.chmod(0o755)
+    monkeypatch.setattr(runner, "lookup", lambda name, search=runner.SAFE_PATH: str(prog)
+                        if name == "slurmd" else name)
+    return n
+
+
+def test_slurmd_V_runs_while_nvidia_smi_runs(slurmd_after_smi):
+    n = slurmd_after_smi
+    r = run_cli("check", "--json", "--gres-conf", GRES, "--node", "g-minor", *n.args())
+    assert r.code == 0, r.err
+    assert r.json()["slurm_version"] == {"series": "24.11", "rules": "24.11", "how": "slurmd -V"}
+
+
+def test_a_config_error_comes_first_and_kills_the_calls_started_beside_it(tmp_path):
+    """nvidia-smi starts before the config is parsed; when the config is wrong the check
+    says so (exit 2, not a discovery failure) and leaves no nvidia-smi running."""
+    n = LoggedNode(tmp_path)
+    token = f"31.{os.getpid()}"  # marks this test's processes in /proc
+    n.smi.write_text(n.smi.read_text().replace('case "$*" in\n',
+                                               f'exec sleep {token}\ncase "$*" in\n', 1))
+    bad = tmp_path / "gres.conf"
+    bad.write_text("NodeName=g-minor Name=gpu File=/dev/nvidia[3,1\n")
+    r = run_cli("check", "--gres-conf", bad, "--node", "g-minor", "--slurm-version", "24.11",
+                *n.args())
+    assert r.code == 2 and str(bad) in r.err, r.err
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if token.encode() in fh.read():
+                    left.append(pid)
+        except OSError:
+            pass
+    assert left == []
+
+
+@pytest.mark.parametrize("gres_text,code,said", [
+    ("NodeName=g-minor Name=gpu File=/dev/nvidia[3,1\n", 2, "gres.conf"),
+    (None, 3, "nvidia-smi not found at"),
+])
+def test_a_missing_nvidia_smi_is_said_after_the_config(tmp_path, gres_text, code, said):
+    gres = GRES
+    if gres_text is not None:
+        gres = tmp_path / "gres.conf"
+        gres.write_text(gres_text)
+    r = run_cli("check", "--gres-conf", gres, "--node", "g-minor", "--slurm-version", "24.11",
+                "--backend", "nvidia-smi", "--nvidia-smi", tmp_path / "absent", "--root",
+                os.path.join(node("minor-not-index"), "root"))
+    assert r.code == code and said in r.err, r.err

@@ -57,12 +57,54 @@ def rules(series: Optional[str]) -> str:
     return chosen
 
 
+def running_slurmd(proc: str = "/proc", pid: Optional[int] = None) -> Optional[str]:
+    """The slurmd this run descends from, by its binary's path: slurmd starts the health
+    check and the Prolog (slurmstepd does with PrologFlags=RunInJob; slurmd is then the
+    binary beside it). That is the very Slurm whose gres.conf rules apply, wherever it is
+    installed: /opt/slurm/sbin or /usr/local/sbin are not on root's fixed PATH. None when
+    no ancestor is slurmd/slurmstepd, /proc cannot say, or the binary is gone (upgraded
+    under the running daemon) or not root's own (see settings.check_trusted_file)."""
+    from .errors import ConfigError
+    from .settings import check_trusted_file
+
+    pid = os.getppid() if pid is None else pid
+    for _ in range(32):  # a hook is a few levels below slurmd; a loop in a fake tree ends
+        if pid <= 1:
+            return None
+        try:
+            with open(f"{proc}/{pid}/stat", "rb") as fh:
+                stat = fh.read(4096).decode("utf-8", "replace")
+        except OSError:
+            return None
+        # "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses, so the last ')'
+        comm, after = stat[stat.find("(") + 1:stat.rfind(")")], stat[stat.rfind(")") + 1:].split()
+        if comm in ("slurmd", "slurmstepd"):
+            try:
+                exe = os.readlink(f"{proc}/{pid}/exe")
+            except OSError:
+                return None
+            if comm == "slurmstepd":
+                exe = os.path.join(os.path.dirname(exe), "slurmd")
+            if not (os.path.isabs(exe) and os.path.isfile(exe) and os.access(exe, os.X_OK)):
+                return None  # "/usr/sbin/slurmd (deleted)": replaced since it started
+            try:
+                check_trusted_file(exe, "slurmd")
+            except ConfigError:
+                return None
+            return exe
+        if len(after) < 2 or not after[1].isdigit():
+            return None
+        pid = int(after[1])
+    return None
+
+
 def slurmd_identity() -> Tuple[str, str]:
-    """(path, identity) of the slurmd `detect` runs; identity is '' when there is none. The
+    """(path, identity) of the slurmd `detect` runs: the running slurmd this run descends
+    from, else the one on root's fixed PATH; identity is '' when there is none. The
     identity (device, inode, size, mtime) changes when the binary is upgraded or replaced."""
     from .runner import lookup
 
-    path = lookup("slurmd")
+    path = running_slurmd() or lookup("slurmd")
     if path is None:
         return "slurmd", ""
     try:

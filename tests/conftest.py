@@ -60,6 +60,11 @@ def _isolate(monkeypatch, tmp_path, request):
         root = tmp_path / "search-root"
         root.mkdir()
         monkeypatch.setenv(SEARCH_ROOT_ENV, str(root))
+        # nor the slurmd the suite may run under (an srun, a test node): in process, slurmd
+        # is only what a test plants (tests/test_slurmversion.py tests the walk itself)
+        from migsync import slurmversion
+
+        monkeypatch.setattr(slurmversion, "running_slurmd", lambda *a, **k: None)
     else:
         monkeypatch.delenv(SEARCH_ROOT_ENV, raising=False)
         # ... but never the machine's own migsync settings

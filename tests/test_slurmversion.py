@@ -107,3 +107,100 @@ def test_a_prolog_that_must_check_again_reuses_the_health_checks_slurmd_version(
     doc = r.json()
     assert r.code == 0 and doc["from_cache"] is False and doc["ok"] is True, r.err
     assert slurmd.starts() == 1
+
+
+# The slurmd this run descends from (slurmd starts the health check and the Prolog): its
+# binary is the Slurm whose rules apply, wherever it is installed. The walk is tested on
+# hand-built /proc trees, and once on the real /proc.
+from migsync.slurmversion import running_slurmd as real_running_slurmd  # noqa: E402 (conftest patches the module's)
+
+
+def _proc(tmp_path, chain, exe_of):
+    """chain: [(pid, comm, ppid)], exe_of: {pid: target}; -> the fake /proc."""
+    proc = tmp_path / "proc"
+    for pid, comm, ppid in chain:
+        d = proc / str(pid)
+        d.mkdir(parents=True)
+        (d / "stat").write_text(f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 100\n")
+        if pid in exe_of:
+            os.symlink(exe_of[pid], d / "exe")
+    return str(proc)
+
+
+def _binary(path, mode=0o755):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\necho 'slurm 24.11.4'\n")
+    path.chmod(mode)
+    return str(path)
+
+
+def test_the_slurmd_a_hook_runs_under_is_found_by_its_binary(tmp_path):
+    slurmd = _binary(tmp_path / "opt" / "slurm" / "sbin" / "slurmd")
+    proc = _proc(tmp_path, [(300, "python3", 200), (200, "sh", 100), (100, "slurmd", 1)],
+                 {100: slurmd, 200: "/bin/dash"})
+    assert real_running_slurmd(proc, 300) == slurmd
+    assert real_running_slurmd(proc, 200) == slurmd
+
+
+def test_under_slurmstepd_the_slurmd_beside_it_is_the_one(tmp_path):
+    sbin = tmp_path / "opt" / "slurm" / "sbin"
+    slurmd = _binary(sbin / "slurmd")
+    stepd = _binary(sbin / "slurmstepd")
+    proc = _proc(tmp_path, [(300, "sh", 250), (250, "slurmstepd", 1)], {250: stepd})
+    assert real_running_slurmd(proc, 300) == slurmd
+
+
+@pytest.mark.parametrize("case", ["no-ancestor", "deleted", "no-exe", "odd-comm", "cycle",
+                                  "bad-stat"])
+def test_when_the_walk_cannot_say_it_says_nothing(tmp_path, case):
+    slurmd = _binary(tmp_path / "sbin" / "slurmd")
+    chains = {
+        "no-ancestor": ([(300, "python3", 200), (200, "bash", 1)], {}),
+        "deleted": ([(300, "sh", 100), (100, "slurmd", 1)], {100: slurmd + " (deleted)"}),
+        "no-exe": ([(300, "sh", 100), (100, "slurmd", 1)], {}),
+        # a process named "my (slurmd)" is not slurmd: the name is what the last ')' closes
+        "odd-comm": ([(300, "my (slurmd) x", 1)], {300: slurmd}),
+        "cycle": ([(300, "sh", 301), (301, "sh", 300)], {}),
+        "bad-stat": ([(300, "sh", "x")], {}),
+    }
+    chain, exe_of = chains[case]
+    assert real_running_slurmd(_proc(tmp_path, chain, exe_of), 300) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the trust rule applies to root only")
+def test_a_running_slurmd_binary_others_could_write_is_not_used(tmp_path):
+    slurmd = _binary(tmp_path / "sbin" / "slurmd", 0o775)
+    proc = _proc(tmp_path, [(300, "sh", 100), (100, "slurmd", 1)], {100: slurmd})
+    assert real_running_slurmd(proc, 300) is None
+
+
+def test_the_running_slurmd_wins_over_root_path(tmp_path, monkeypatch, slurmd):
+    """The fixture's slurmd on the fixed PATH says 24.11; the one this run descends from
+    (a /opt build) says 22.05: its rules apply."""
+    opt = tmp_path / "opt" / "slurmd"
+    opt.parent.mkdir()
+    opt.write_text('#!/bin/sh\necho "slurm 22.05.11"\n')
+    opt.chmod(0o755)
+    monkeypatch.setattr(slurmversion, "running_slurmd", lambda *a, **k: str(opt))
+    series, how, ident = slurmversion.detect()
+    assert (series, how) == ("22.05", "slurmd -V") and ident.startswith(f"{opt}:")
+    assert slurmd.starts() == 0
+
+
+def test_the_real_proc_walk_finds_a_parent_named_slurmd(tmp_path):
+    """On the real /proc: a copy of sh installed as .../sbin/slurmd runs Python, which finds
+    that copy (its comm is 'slurmd', its exe the copy)."""
+    fake = tmp_path / "sbin" / "slurmd"
+    fake.parent.mkdir()
+    shutil.copy("/bin/sh", fake)
+    fake.chmod(0o755)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from migsync import slurmversion; "
+            "print(slurmversion.running_slurmd())")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    import subprocess
+    import sys
+
+    r = subprocess.run([str(fake), "-c", f'"$0" -I -c "$1" "$2"; exit $?', sys.executable, code,
+                        repo], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(fake)

@@ -85,6 +85,9 @@ def outcome(command: str, oc) -> Dict[str, Any]:
     # records in slurmd's order (index = the job's IDX / SLURM_JOB_GPUS position)
     doc["slurm_version"] = getattr(oc, "slurm_version", None) or None
     doc["records"] = [r.to_dict() for r in getattr(oc, "records", ())]
+    # gres.conf lines (or keys) slurmd passes over with a log line: no Name=, a NodeName= it
+    # cannot read, a global line's AutoDetect=
+    doc["ignored_by_slurmd"] = [{"source": src, "why": why} for src, why in getattr(oc, "skipped", ())]
     ad = getattr(oc, "autodetect", None)
     if ad is not None:  # an addition of check's own: what AutoDetect registers here
         doc["autodetect"] = {

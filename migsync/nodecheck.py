@@ -17,14 +17,14 @@ from .record import Record
 
 
 class Outcome(Record):
-    __slots__ = ("node", "files", "inventory", "result", "gres_lines", "slurm_line", "node_in_slurm_conf", "types", "style", "autodetect", "node_lines", "slurm_gres", "slurm_version", "records", "slurmd_id")
+    __slots__ = ("node", "files", "inventory", "result", "gres_lines", "slurm_line", "node_in_slurm_conf", "types", "style", "autodetect", "node_lines", "slurm_gres", "slurm_version", "records", "slurmd_id", "skipped")
 
     def __init__(self, node: str, files: locate.ConfFiles, inventory: Inventory,
                  result: CheckResult, gres_lines: List[str] = None, slurm_line: str = "",
                  node_in_slurm_conf: Optional[bool] = None, types: dict = None,
                  style: str = "multiple-files", autodetect: Any = None, node_lines: list = None,
                  slurm_gres: Optional[list] = None, slurm_version: dict = None,
-                 records: list = None, slurmd_id: str = "") -> None:
+                 records: list = None, slurmd_id: str = "", skipped: list = None) -> None:
         self.node = node
         self.files = files
         self.inventory = inventory
@@ -40,6 +40,8 @@ class Outcome(Record):
         self.slurm_version = {} if slurm_version is None else slurm_version
         self.records = [] if records is None else records
         self.slurmd_id = slurmd_id  # the slurmd whose `-V` gave slurm_version ('' if none)
+        # gres.conf lines slurmd skips with only a log line: (source, why)
+        self.skipped = [] if skipped is None else skipped
 
     def to_dict(self) -> dict:
         return {
@@ -54,6 +56,7 @@ class Outcome(Record):
             "suggested": {"gres_conf": self.gres_lines, "slurm_conf": self.slurm_line},
             "slurm_version": self.slurm_version,
             "records": [r.to_dict() for r in self.records],
+            "ignored_by_slurmd": [{"source": src, "why": why} for src, why in self.skipped],
         }
 
 
@@ -194,4 +197,5 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
     return Outcome(node, files, inv, result, emit.render_gres(inv, node, style, lines, types),
                    emit.render_slurm_line(node, types), in_conf, types, style, ad,
                    node_lines=lines, slurm_gres=slurm_gres, slurm_version=version,
-                   records=gresconf.slurmd_order(gconf, node, slurm_gres), slurmd_id=slurmd_id)
+                   records=gresconf.slurmd_order(gconf, node, slurm_gres), slurmd_id=slurmd_id,
+                   skipped=list(gconf.ignored))

@@ -55,6 +55,8 @@ def check_report(outcome) -> str:
         out.append(f"  {f.id:<20} {f.message}")
     for f in res.ignored:
         out.append(f"  (ignored) {f.id:<10} {f.message}")
+    for source, why in getattr(outcome, "skipped", ()):  # slurmd only logs these lines
+        out.append(f"  (slurmd ignores) {source}: {why}")
     if not res.ok:
         out.append("")
         out.append(f"Lines that describe the hardware (also: migsync emit --style {outcome.style}):")

@@ -175,3 +175,27 @@ def test_readme_documents_every_command_and_flag():
             for opt in action.option_strings:
                 if opt.startswith("--") and opt != "--help":
                     assert opt in text, f"{name} {opt}"
+
+
+def test_lines_slurmd_passes_over_are_shown_with_their_reason(tmp_path):
+    """slurmd only logs a line without Name= (or with a NodeName= it cannot read) and goes
+    on; check says so beside its findings, and --json lists them, so the admin sees why."""
+    gres = tmp_path / "gres.conf"
+    text = open(os.path.join(SAMPLE, "gres.conf")).read()
+    n = len(text.splitlines())
+    gres.write_text(text + "NodeName=c51-g002 Type=a100 File=/dev/nvidia0\n"
+                    "NodeName=c51-g[002 Name=gpu File=/dev/nvidia1\n")
+    args = smi_args("seed", gres=str(gres), slurm=os.path.join(SAMPLE, "slurm.conf"),
+                    nodename="c51-g002")
+    r = run_cli("check", *args)
+    assert f"  (slurmd ignores) gres.conf:{n + 1}: no Name= (slurmd: Invalid GRES data, no type " \
+        "name): slurmd skips the line" in r.out.splitlines(), r.out
+    assert any(ln.startswith(f"  (slurmd ignores) gres.conf:{n + 2}: NodeName=c51-g[002 is not a "
+                             "hostlist") for ln in r.out.splitlines()), r.out
+    doc = run_cli("check", "--json", *args).json()
+    assert [i["source"] for i in doc["ignored_by_slurmd"]] == [f"gres.conf:{n + 1}",
+                                                               f"gres.conf:{n + 2}"]
+    # and nothing when every line is used
+    assert run_cli("check", "--json", *smi_args("seed", gres=os.path.join(SAMPLE, "gres.conf"),
+                                                slurm=os.path.join(SAMPLE, "slurm.conf"),
+                                                nodename="c51-g002")).json()["ignored_by_slurmd"] == []

@@ -14,7 +14,6 @@ from .record import Record
 DeviceKey = tuple  # ('gpu', minor) or ('mig', minor, gi, ci)
 
 
-
 class Configured(Record):
     """One GRES unit a line gives the node, resolved to a real device where possible."""
 

@@ -16,11 +16,6 @@ if TYPE_CHECKING:
     Segment = Union[str, Tuple[Range, ...]]  # literal text, or a bracket group
     Pattern = Tuple[Segment, ...]
 
-    # A range is (low, high, width); width 0 means unpadded.
-    Range = Tuple[int, int, int]
-    Segment = Union[str, Tuple[Range, ...]]  # literal text, or a bracket group
-    Pattern = Tuple[Segment, ...]
-
 from .errors import HostlistError
 
 MAX_RANGE = 65536

@@ -142,38 +142,30 @@ def parse_mig_minors(text: str, path: str = MIG_MINORS,
     if text and not text.endswith("\n"):
         raise DiscoveryError(f"{path}: truncated (the last line has no newline)")
     table: Dict[int, Tuple[int, int, Optional[int]]] = {}
-    lines = text.split("\n")
-    entries = []
-    if gpus is not None:
-        wanted = sorted(set(gpus))
-        if not wanted:
-            return table
-        ours = {f"gpu{g}" for g in wanted}
-        for lineno, line in enumerate(lines, 1):
-            if line.partition("/")[0] in ours:  # gpu<m>/...: an entry of a GPU asked for
-                entry = _entry(line)
-                if entry is None:
-                    raise DiscoveryError(f"{path}:{lineno}: unexpected entry (in {line[:60]!r})")
-                entries.append(entry)
-        _fill(table, entries, path)
-        if not table:
-            raise DiscoveryError(f"{path}: empty or truncated (no entries for gpu "
-                                 f"{', '.join(map(str, wanted))})")
+    wanted = None if gpus is None else sorted(set(gpus))
+    if wanted == []:
         return table
-    for lineno, line in enumerate(lines, 1):
-        if line[:3] == "gpu":
-            entry = _entry(line)
-            if entry is None:
-                raise DiscoveryError(f"{path}:{lineno}: unexpected entry (in {line[:60]!r})")
-            entries.append(entry)
-        elif line.strip():  # 'config 1', 'monitor 2'
+    ours = None if wanted is None else {f"gpu{g}" for g in wanted}
+    entries = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if ours is not None:
+            if line.partition("/")[0] not in ours:  # another GPU's entry, 'config 1': not read
+                continue
+        elif line[:3] != "gpu":
             parts = line.split()
-            if len(parts) != 2 or not parts[1].isdigit():
+            if parts and (len(parts) != 2 or not parts[1].isdigit()):  # 'config 1', 'monitor 2'
                 raise DiscoveryError(f"{path}:{lineno}: expected '<name> <minor>' "
                                      f"(in {line[:60]!r})")
+            continue
+        entry = _entry(line)
+        if entry is None:
+            raise DiscoveryError(f"{path}:{lineno}: unexpected entry (in {line[:60]!r})")
+        entries.append(entry)
     _fill(table, entries, path)
     if not table:
-        raise DiscoveryError(f"{path}: empty or truncated (no gpu/gi entries)")
+        raise DiscoveryError(f"{path}: empty or truncated (no "
+                             + ("gpu/gi entries)" if wanted is None else
+                                f"entries for gpu {', '.join(map(str, wanted))})"))
     return table
 
 

@@ -64,7 +64,6 @@ def running_slurmd(proc: str = "/proc", pid: Optional[int] = None) -> Optional[s
     installed: /opt/slurm/sbin or /usr/local/sbin are not on root's fixed PATH. None when
     no ancestor is slurmd/slurmstepd, /proc cannot say, or the binary is gone (upgraded
     under the running daemon) or not root's own (see settings.check_trusted_file)."""
-    from .errors import ConfigError
     from .settings import check_trusted_file
 
     pid = os.getppid() if pid is None else pid

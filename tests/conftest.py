@@ -148,6 +148,32 @@ def scontrol(tmp_path):
     return s, log
 
 
+def corpus_texts(text, etc, dev):
+    """{path: content} of the files a corpus case's `#@ Text:REL=line` headers write (Include
+    targets): REL is relative to gres.conf's directory ``etc``, each header adds one line, and
+    @D@ / @E@ in it stand for the device directory ``dev`` / ``etc``."""
+    out = {}
+    for line in text.split("\n"):
+        if line.startswith("#@ Text:"):
+            rel, _, content = line[len("#@ Text:"):].rstrip("\r").partition("=")
+            path = os.path.join(etc, rel)
+            out[path] = out.get(path, "") + content.replace("@D@", dev).replace("@E@", etc) + "\n"
+    return out
+
+
+def write_corpus_texts(text, etc, dev):
+    """Write a case's `#@ Text:` files (see corpus_texts)."""
+    for path, content in corpus_texts(text, etc, dev).items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            fh.write(content)
+
+
+def corpus_gres_types(text):
+    """The GresTypes of a case's slurm.conf: `#@ GresTypes=`, else the cluster's `gpu`."""
+    return corpus_headers(text).get("GresTypes", "gpu").split(",")
+
+
 def corpus_headers(text):
     """The `#@ Key=value` lines of a gres.conf corpus case (comments to slurmd): what the
     case's slurm.conf says (Gres=, Capped=...). Shared by the replay and the live differential."""

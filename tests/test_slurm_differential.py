@@ -25,7 +25,7 @@ import pytest
 
 import slurm_cluster
 from slurm_cluster import slurm_rt  # noqa: F401  (the version parametrisation)
-from conftest import corpus_headers
+from conftest import corpus_gres_types, corpus_headers, write_corpus_texts
 from migsync import gresconf, slurmconf
 from migsync.check import registered_counts
 from migsync.errors import ConfigError
@@ -59,8 +59,10 @@ def materialise(src, devdir, dst):
         text = fh.read()
     for extra in filter(None, corpus_headers(text).get("Files", "").split(",")):
         (devdir / extra).write_text("")
+    etc = os.path.dirname(str(dst))
+    write_corpus_texts(text, etc, str(devdir))
     with open(dst, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text.replace("@D@", str(devdir)))
+        fh.write(text.replace("@D@", str(devdir)).replace("@E@", etc))
     return text
 
 
@@ -115,15 +117,16 @@ def slurmd_says(cluster, devdir):
 def migsync_says(conf_path, text, version):
     """The same shape from migsync alone: load, slurmd-fatal, slurmd_order."""
     try:
-        conf = gresconf.load(conf_path, NODE, version)
+        # as check reads it: with slurm.conf's GresTypes (the cluster's, or the case's)
+        conf = gresconf.load(conf_path, NODE, version, corpus_gres_types(text))
         conf.for_node(NODE)  # raises for a node slurmd refuses outright
+        # slurm.conf's own parser drops the backslash of `a100\#x`, as migsync's slurmconf does
+        specs = slurmconf.parse_gres(corpus_headers(text).get("Gres", "").replace("\\", ""))
     except ConfigError as exc:
         return {"verdict": "reject", "why": f"exit 2: {exc}", "records": []}
     fatal = conf.fatal_for(NODE)
     if fatal:
         return {"verdict": "reject", "why": f"slurmd-fatal: {fatal[0][1]}", "records": []}
-    # slurm.conf's own parser drops the backslash of `a100\#x`, as migsync's slurmconf does
-    specs = slurmconf.parse_gres(corpus_headers(text).get("Gres", "").replace("\\", ""))
     records = [[r.type, r.count, list(r.files)]
                for r in gresconf.slurmd_order(conf, NODE, specs) if r.files]
     return {"verdict": "accept", "why": None, "records": records}

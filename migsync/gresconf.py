@@ -551,11 +551,12 @@ def slurmd_order(conf: GresConf, node: str, gres: Optional[Sequence] = None,
     SLURM_JOB_GPUS and CUDA_VISIBLE_DEVICES positions refer to).
 
     ``gres`` is the node's slurm.conf Gres= (objects with .name, .type, .count, e.g.
-    slurmconf.GresSpec). Measured on 22.05, 24.11 and 26.05: global lines first, then the
-    node's, each in file order; a File= line gives one device per file in hostlist order
-    (unsorted), MultipleFiles= one device; then records are grouped by Type in the order of
-    Gres= (stable) and each Type keeps at most its Gres= count (slurmd: "more configured than
-    expected ... Ignoring extra GRES"), Types Gres= lacks are dropped. From 24.11 file-less
+    slurmconf.GresSpec); None when slurm.conf is unknown (every record is kept). Measured
+    on 22.05, 24.11 and 26.05: global lines first, then the node's, each in file order; a
+    File= line gives one device per file in hostlist order (unsorted), MultipleFiles= one
+    device; then records are grouped by Type in the order of Gres= (stable) and each Type
+    keeps at most its Gres= count (slurmd: "more configured than expected ... Ignoring extra
+    GRES"), Types Gres= lacks are dropped, and all of them when Gres= has no such name. From 24.11 file-less
     gpu records are dropped ("Ignoring file-less GPU"). Indices run across Types from 0.
     The name is matched exactly: slurmctld registers no gpu for Name=GPU."""
     units: List[Tuple[GresLine, Tuple[str, ...], int]] = []
@@ -605,6 +606,10 @@ def slurmd_order(conf: GresConf, node: str, gres: Optional[Sequence] = None,
                         grouped.append((ln, u[1], take))
                         left -= take
         units = grouped
+    elif gres is not None and not specs:
+        # the node's slurm.conf line names no such GRES: slurmd keeps none of these
+        # ("... more configured than expected in slurm.conf. Ignoring extra GRES": corpus 122)
+        units = []
     elif specs:
         left, capped = sum(s.count for s in specs), []
         for u in units:

@@ -303,3 +303,13 @@ def test_check_passes_over_lines_of_names_outside_gres_types(tmp_path):
     slurm.write_text(slurm.read_text().replace("GresTypes=gpu", "GresTypes=gpu,foo"))
     r = run_cli("check", *args)
     assert "gres.conf duplicate records for foo" in r.out, r.out
+
+
+def test_a_node_whose_gres_names_no_gpu_keeps_no_gpu_record():
+    """corpus 122: the node's Gres= is `(null)` (an inherited NodeName=DEFAULT value undone):
+    slurmd ignores every gres.conf gpu line ("more configured than expected"). Without a
+    slurm.conf (gres None) every record is kept."""
+    text = "Name=gpu Type=a100 File=/dev/nvidia[0-1]\n"
+    assert records(text, []) == []
+    assert records(text, [Spec("mps", None, 100)]) == []
+    assert [r[3] for r in records(text, None)] == [("/dev/nvidia0",), ("/dev/nvidia1",)]

@@ -169,6 +169,23 @@ def write_corpus_texts(text, etc, dev):
             fh.write(content)
 
 
+def corpus_slurm_lines(text):
+    """The slurm.conf lines a corpus case's `#@ Slurm:line` headers put before the node's
+    NodeName line (NodeName=DEFAULT lines, for example)."""
+    return [ln[len("#@ Slurm:"):].rstrip("\r") for ln in text.split("\n")
+            if ln.startswith("#@ Slurm:")]
+
+
+def corpus_slurm_conf(text, node):
+    """The slurm.conf keys of a corpus case that migsync reads, as the differential's
+    cluster writes them: GresTypes, the `#@ Slurm:` lines, then the node's line with
+    `#@ Gres=` (`gpu:1` when the case has none; an empty `#@ Gres=` writes no Gres=)."""
+    h = corpus_headers(text)
+    gres = h.get("Gres", "gpu:1")
+    return "\n".join([f"GresTypes={h.get('GresTypes', 'gpu')}", *corpus_slurm_lines(text),
+                      f"NodeName={node} CPUs=2" + (f" Gres={gres}" if gres else "")]) + "\n"
+
+
 def corpus_gres_types(text):
     """The GresTypes of a case's slurm.conf: `#@ GresTypes=`, else the cluster's `gpu`."""
     return corpus_headers(text).get("GresTypes", "gpu").split(",")

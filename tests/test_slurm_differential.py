@@ -25,7 +25,7 @@ import pytest
 
 import slurm_cluster
 from slurm_cluster import slurm_rt  # noqa: F401  (the version parametrisation)
-from conftest import corpus_gres_types, corpus_headers, write_corpus_texts
+from conftest import corpus_headers, corpus_slurm_lines, write_corpus_texts
 from migsync import gresconf, slurmconf
 from migsync.check import registered_counts
 from migsync.errors import ConfigError
@@ -114,14 +114,15 @@ def slurmd_says(cluster, devdir):
 
 # ---- migsync's answer --------------------------------------------------------------------
 
-def migsync_says(conf_path, text, version):
-    """The same shape from migsync alone: load, slurmd-fatal, slurmd_order."""
+def migsync_says(conf_path, slurm_conf_path, version):
+    """The same shape from migsync alone, reading both files as check does: slurm.conf (the
+    node's Gres=, its GresTypes), gres.conf, slurmd-fatal, slurmd_order."""
     try:
-        # as check reads it: with slurm.conf's GresTypes (the cluster's, or the case's)
-        conf = gresconf.load(conf_path, NODE, version, corpus_gres_types(text))
+        sconf = slurmconf.load(slurm_conf_path)
+        got = sconf.node_gres(NODE)
+        specs = got[0] if got else []
+        conf = gresconf.load(conf_path, NODE, version, sconf.gres_types)
         conf.for_node(NODE)  # raises for a node slurmd refuses outright
-        # slurm.conf's own parser drops the backslash of `a100\#x`, as migsync's slurmconf does
-        specs = slurmconf.parse_gres(corpus_headers(text).get("Gres", "").replace("\\", ""))
     except ConfigError as exc:
         return {"verdict": "reject", "why": f"exit 2: {exc}", "records": []}
     fatal = conf.fatal_for(NODE)
@@ -151,6 +152,7 @@ def cluster_for(tmp_path, case, devdir, rt):
     cluster = slurm_cluster.Cluster(tmp_path / "c", "", "", runtime=rt)
     text = materialise(case, devdir, cluster.gres_conf)
     h = corpus_headers(text)
+    cluster.extra_conf = "\n".join(corpus_slurm_lines(text))  # before the node's line
     cluster.write_slurm_conf(h.get("Gres", "gpu:1"))
     if "GresTypes" in h:
         conf = open(cluster.slurm_conf).read().replace("GresTypes=gpu\n",
@@ -180,7 +182,7 @@ def test_migsync_reads_each_case_like_the_real_slurmd(tmp_path, devdir, case, sl
         # a case that names more devices than its Gres= on purpose says `#@ Capped=yes`
         assert not re.search(r"for GRES gpu[: ]\S* ?has \d+ more configured than expected", log), \
             f"the case's #@ Gres= does not match what gres.conf gives:\n{log}"
-    mine = migsync_says(cluster.gres_conf, text, version)
+    mine = migsync_says(cluster.gres_conf, cluster.slurm_conf, version)
     assert mine["verdict"] == want["verdict"], (
         f"slurmd {version}: {want['verdict']} ({want['fatal']}); migsync: {mine['verdict']} "
         f"({mine['why']})")

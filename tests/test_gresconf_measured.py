@@ -1,7 +1,7 @@
 """gres.conf / slurm.conf rules found in the fourth fidelity hunt (29 Nov), each measured with
 the real `slurmd -G` of 22.05.8, 24.11.5 and 26.05.5 (the corpus case named in each test holds
-the recording; a table entry without a case was measured by hand and is listed in
-/work/notes/fidelity-4.md). Expected values are written by hand from those answers."""
+the recording; a table entry without a case was measured by hand with the same slurmd
+versions). Expected values are written by hand from those answers."""
 import pytest
 
 from migsync import gresconf, slurmconf

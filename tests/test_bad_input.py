@@ -240,6 +240,57 @@ def test_nvml_gpu_is_lost_for_one_gpu(tmp_path, scontrol):
     assert doc["drain_reason"].startswith("migsync: lost gpu2 [gpu-lost]")
 
 
+def _nvml_failing(code, call="nvmlDeviceGetMigMode"):
+    """The seed node's NVML fake whose ``call`` raises NVML's own error ``code`` on every GPU."""
+    import pynvml
+
+    fake = nvml_fake.make(os.path.join(node("seed"), "layout.json"))
+
+    def failing(*args, **kwargs):
+        raise pynvml.NVMLError(getattr(pynvml, "NVML_ERROR_" + code))
+
+    setattr(fake, call, failing)
+    return fake
+
+
+@pytest.mark.parametrize("code,call,said", [
+    # pynvml newer than the driver, NVML without root, a migsync bug: nothing is known about
+    # the GPUs, which are fine. These once made every GPU `gpu-lost`, a finding that drained
+    # the node as a mismatch even with drain_on_discovery_failure = false.
+    ("NO_PERMISSION", "nvmlDeviceGetMigMode", "NVML: cannot read GPU 0: Insufficient Permissions"),
+    ("FUNCTION_NOT_FOUND", "nvmlDeviceGetMigMode", "NVML: cannot read GPU 0: Function Not Found"),
+    ("UNINITIALIZED", "nvmlDeviceGetMinorNumber", "NVML: cannot read GPU 0: Uninitialized"),
+    ("ARGUMENT_VERSION_MISMATCH", "nvmlDeviceGetMaxMigDeviceCount", "NVML: cannot read GPU 2:"),
+    ("NOT_SUPPORTED", "nvmlDeviceGetUUID", "NVML: cannot read GPU 0: Not Supported"),
+])
+def test_nvml_errors_that_are_not_gpu_faults_never_make_a_finding(tmp_path, scontrol, code,
+                                                                   call, said):
+    args = ["healthcheck", "--no-syslog", "--slurm-conf", SAMPLE_SLURM, "--root",
+            os.path.join(node("seed"), "root"), "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+            "--node", "c51-g002", "--lock-file", tmp_path / "lock", "--cache-file",
+            tmp_path / "s.json", "--slurm-backend", "scontrol", "--scontrol", scontrol[0]]
+    r = run_cli(*args, "--backend", "nvml", "--no-drain-on-discovery-failure",
+                nvml=_nvml_failing(code, call))
+    assert r.code == 3, r.err
+    assert r.err.splitlines()[0].startswith(f"migsync: {said}"), r.err
+    assert "gpu-lost" not in r.err
+    assert not scontrol[1].exists() or "update" not in scontrol[1].read_text()
+    # backend auto: NVML cannot be asked, so nvidia-smi is, and the healthy node reads
+    # healthy (not four lost GPUs)
+    r = run_cli(*args, "--backend", "auto", "--nvidia-smi",
+                os.path.join(node("seed"), "nvidia-smi"), nvml=_nvml_failing(code, call))
+    assert r.code == 0 and "c51-g002: consistent" in r.err, r.err
+    assert not scontrol[1].exists() or "update" not in scontrol[1].read_text()
+
+
+def test_nvml_reset_required_is_still_a_lost_gpu(tmp_path, scontrol):
+    r = run_cli("check", "--json", "--slurm-conf", SAMPLE_SLURM, "--backend", "nvml", "--root",
+                os.path.join(node("seed"), "root"), "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+                "--node", "c51-g002", nvml=_nvml_failing("RESET_REQUIRED"))
+    assert r.code == 1
+    assert {f["id"] for f in r.json()["findings"]} == {"gpu-lost"}
+
+
 @pytest.mark.parametrize("body,pattern", [
     ("sleep 300", r"scontrol show node: scontrol timed out"),
     ("echo 'slurm_load_node error: Unable to contact slurm controller' >&2; exit 1",

@@ -58,6 +58,12 @@ class Settings(Record):
 
 
 KEYS = frozenset(Settings.__slots__)
+PATH_KEYS = ("nvidia_smi", "root", "gres_conf", "slurm_conf", "scontrol", "prom_file",
+             "lock_file", "cache_file")
+# Seconds: below 1 no nvidia-smi or scontrol answers, so every run would time out and a
+# timeout drains the node; above a day the clock arithmetic overflows (and no hook waits so
+# long).
+MIN_SECONDS, MAX_SECONDS = 1.0, 86400.0
 
 
 def check_trusted_file(path: str, what: str) -> None:
@@ -107,12 +113,21 @@ def _coerce(path: str, key: str, value: Any, default: Any) -> Any:
                               fragment=f"{key} = {value!r}")
         return float(value)
     if isinstance(default, list):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list) or not all(isinstance(v, str) and "\x00" not in v
+                                                  for v in value):
             raise ConfigError(f"{key} must be a list of strings", path=path,
                               fragment=f"{key} = {value!r}")
         return list(value)
     if not isinstance(value, str):
         raise ConfigError(f"{key} must be a string", path=path, fragment=f"{key} = {value!r}")
+    if "\x00" in value:  # no path or name holds one; os calls would fail with ValueError
+        raise ConfigError(f"{key} must not contain a NUL byte", path=path,
+                          fragment=f"{key} = {value!r}")
+    if key in PATH_KEYS and value and path != "command line" and not os.path.isabs(value):
+        # a settings file is read from every working directory (slurmd's spool, /, a shell)
+        raise ConfigError(f"{key} must be an absolute path in a settings file (a relative one "
+                          "would depend on the directory migsync runs in)", path=path,
+                          fragment=f"{key} = {value!r}")
     return value
 
 
@@ -153,12 +168,14 @@ def validate_harmful(settings: Settings, source: str) -> None:
 
     for key in ("command_timeout", "deadline"):
         value = getattr(settings, key)
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ConfigError(f"{key} must be a number of seconds above 0", path=source,
-                              fragment=f"{key} = {value!r}")
-    if not math.isfinite(settings.lock_wait) or settings.lock_wait < 0:
-        raise ConfigError("lock_wait must be a finite number of seconds", path=source,
-                          fragment=f"lock_wait = {settings.lock_wait!r}")
+        if not (isinstance(value, (int, float)) and math.isfinite(value)
+                and MIN_SECONDS <= value <= MAX_SECONDS):
+            raise ConfigError(f"{key} must be a number of seconds from 1 to 86400 (below 1 "
+                              "every run would time out, and a timeout drains the node)",
+                              path=source, fragment=f"{key} = {value!r}")
+    if not (math.isfinite(settings.lock_wait) and 0 <= settings.lock_wait <= MAX_SECONDS):
+        raise ConfigError("lock_wait must be a number of seconds from 0 to 86400",
+                          path=source, fragment=f"lock_wait = {settings.lock_wait!r}")
     prefix = settings.reason_prefix
     if not prefix.strip():
         raise ConfigError("reason_prefix must not be empty: every drain reason would look like "
@@ -186,7 +203,9 @@ def load(path: str = "", explicit: bool = False) -> Settings:
         explicit = True
     else:
         path = builtin(DEFAULT_CONFIG)  # under $MIGSYNC_SEARCH_ROOT when set (tests)
-    if not explicit and not os.path.exists(path):
+    # lexists: a dangling symlink at the default place is a settings file that is missing
+    # (exit 2), not "no settings": its ignore list or prefix must not be dropped silently
+    if not explicit and not os.path.lexists(path):
         return settings
     apply(settings, _load_toml(path), path)
     return settings

@@ -499,11 +499,19 @@ def test_na_mig_mode_is_a_gpu_without_mig_not_a_lost_gpu(tmp_path, scontrol):
     ("--node", "c51-g002\n", r"cannot contain spaces, '=' or quotes"),
     ("--node", "c51-g\u00e9", r"may hold only letters, digits, '-', '_' and '.' \(at most 128\)"),
     ("--node", "g" * 129, r"may hold only letters, digits, '-', '_' and '.' \(at most 128\)"),
-    ("--timeout", "0", r"command_timeout must be a number of seconds above 0"),
+    ("--timeout", "0", r"command_timeout must be a number of seconds from 1 to 86400"),
+    # too short for any nvidia-smi: every run would time out and drain the node
+    ("--timeout", "0.001", r"command_timeout must be a number of seconds from 1 to 86400 "
+                           r"\(below 1 every run would time out"),
+    # huge values overflowed the clock arithmetic (exit 70, OverflowError)
+    ("--timeout", "1e300", r"command_timeout must be a number of seconds from 1 to 86400"),
     ("--timeout", "-1", r"command_timeout must be a non-negative number"),
     ("--timeout", "nan", r"command_timeout must be a non-negative number"),
     ("--timeout", "inf", r"command_timeout must be a non-negative number"),
-    ("--deadline", "0", r"deadline must be a number of seconds above 0"),
+    ("--deadline", "0", r"deadline must be a number of seconds from 1 to 86400"),
+    ("--deadline", "0.01", r"deadline must be a number of seconds from 1 to 86400"),
+    ("--deadline", "1e300", r"deadline must be a number of seconds from 1 to 86400"),
+    ("--lock-wait", "1e300", r"lock_wait must be a number of seconds from 0 to 86400"),
     ("--deadline", "-0.5", r"deadline must be a non-negative number"),
     ("--deadline", "NaN", r"deadline must be a non-negative number"),
     ("--deadline", "Infinity", r"deadline must be a non-negative number"),
@@ -525,7 +533,17 @@ def test_harmful_settings_are_refused(tmp_path, scontrol, flag, value, pattern):
     ('node = "gpu[1-2]"', r"hostlist expression"),
     ("deadline = nan", r"deadline must be a non-negative number"),
     ("command_timeout = inf", r"command_timeout must be a non-negative number"),
-    ("command_timeout = 0", r"command_timeout must be a number of seconds above 0"),
+    ("command_timeout = 0", r"command_timeout must be a number of seconds from 1 to 86400"),
+    ("command_timeout = 1e-9", r"command_timeout must be a number of seconds from 1 to 86400"),
+    ("deadline = 1e308", r"deadline must be a number of seconds from 1 to 86400"),
+    # a NUL byte in a path: os calls raised ValueError (exit 70)
+    ('cache_file = "/run/migsync/state\\u0000.json"', r"cache_file must not contain a NUL byte"),
+    ('gres_conf = "/etc/slurm/gres.conf\\u0000"', r"gres_conf must not contain a NUL byte"),
+    ('lock_file = "/run/migsync/\\u0000"', r"lock_file must not contain a NUL byte"),
+    # the settings file is read from slurmd's spool directory, from /, from a shell: a
+    # relative path would name a different file in each
+    ('gres_conf = "gres.conf"', r"gres_conf must be an absolute path in a settings file"),
+    ('cache_file = "state.json"', r"cache_file must be an absolute path in a settings file"),
     ('root = "/no/such/root"', r"root '/no/such/root' is not a directory"),
 ])
 def test_harmful_settings_in_the_file_are_refused(tmp_path, scontrol, toml, pattern):
@@ -535,6 +553,21 @@ def test_harmful_settings_in_the_file_are_refused(tmp_path, scontrol, toml, patt
                     "--gres-conf", os.path.join(SAMPLE, "gres.conf"))
     assert r.code == 2 and re.search(pattern, r.err) and str(cfg) in r.err, r.err
     assert not scontrol[1].exists()
+
+
+def test_a_dangling_symlink_as_the_default_settings_file_is_an_error_not_no_settings(
+        tmp_path, scontrol, search_root):
+    """/etc/migsync/migsync.toml linked to a file that is gone (an unmounted share, a removed
+    target): its ignore list, prefix or drain = false must not be dropped silently, which
+    would make migsync drain with the defaults."""
+    etc = search_root / "etc" / "migsync"
+    etc.mkdir(parents=True)
+    (etc / "migsync.toml").symlink_to(tmp_path / "gone.toml")
+    r = healthcheck(tmp_path, scontrol[0], "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+                    seed="seed-lost")
+    assert r.code == 2, r.err
+    assert r.err.splitlines()[0] == f"migsync: {etc / 'migsync.toml'}: file not found", r.err
+    assert not scontrol[1].exists() or "update" not in scontrol[1].read_text()
 
 
 def test_a_hostlist_node_name_from_the_environment_never_reaches_scontrol(tmp_path, scontrol,

@@ -68,7 +68,9 @@ MIN_SECONDS, MAX_SECONDS = 1.0, 86400.0
 
 def check_trusted_file(path: str, what: str) -> None:
     """Under root, a file that steers root (the settings, a named binary) must be root's and
-    writable by root only: otherwise its owner or group could make root run their code."""
+    writable by root only, and so must every directory above it: otherwise its owner or
+    group could make root run their code, or (owning a directory) rename it away and put
+    another root-owned file there, or remove it and so silence migsync."""
     import stat
 
     if os.geteuid() != 0:
@@ -82,6 +84,34 @@ def check_trusted_file(path: str, what: str) -> None:
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ConfigError(f"{what} is writable by group or other (mode "
                           f"{stat.S_IMODE(st.st_mode):04o}): refused", path=path)
+    for directory in _directories_above(path):
+        try:
+            dst = os.stat(directory)
+        except OSError:
+            continue  # it was there a moment ago (the file's stat passed); nothing to judge
+        if dst.st_uid != 0:
+            raise ConfigError(f"{what}: its directory {directory} is owned by uid "
+                              f"{dst.st_uid}, not root: refused", path=path)
+        # a sticky directory (/tmp) lets no other account rename or remove root's entry
+        if dst.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not dst.st_mode & stat.S_ISVTX:
+            raise ConfigError(f"{what}: its directory {directory} is writable by group or "
+                              f"other (mode {stat.S_IMODE(dst.st_mode):04o}): refused",
+                              path=path)
+
+
+def _directories_above(path: str) -> List[str]:
+    """Every directory from the file up to '/', along the path as named and along where its
+    symlinks lead (either route can be changed by whoever owns a directory on it)."""
+    out: List[str] = []
+    for start in (os.path.abspath(path), os.path.realpath(path)):
+        directory = os.path.dirname(start)
+        while directory not in out:
+            out.append(directory)
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                break
+            directory = parent
+    return out
 
 
 def _load_toml(path: str) -> Dict[str, Any]:

@@ -26,7 +26,7 @@ exit codes:
   5    Slurm could not be queried or updated (scontrol failed or timed out)
   70   internal error: a migsync bug, reported in one line and never acted on
   74   output could not be written (stdout closed, broken pipe, disk full)
-  143  terminated by SIGTERM (child commands killed, nothing half-written)
+  143  terminated by SIGTERM (child commands killed, nothing half-written); 129: SIGHUP
 The prolog command exits 0 for everything but a mismatch: migsync's own trouble never
 blocks a job.
 
@@ -597,14 +597,19 @@ def _run(args: argparse.Namespace, nvml_module: Any, pyslurm_module: Any) -> int
         _say(f"migsync: {clean(str(exc))}\n")
         code, err = exc.exit_code, exc
     except KeyboardInterrupt:
+        from . import runner
+
+        runner.kill_all()  # children run in sessions of their own: Ctrl-C never reaches them
         _say("migsync: interrupted\n")
         return 130
-    except Terminated:
+    except Terminated as exc:
         from . import runner
 
         runner.kill_all()  # also a child the signal caught before its batch held it
-        _say("migsync: terminated (SIGTERM); nothing was left half-written\n")
-        code, err = 143, MigsyncError("terminated (SIGTERM)")
+        signum = exc.args[0] if exc.args else 15
+        name = SIGNAL_NAMES.get(signum, f"signal {signum}")
+        _say(f"migsync: terminated ({name}); nothing was left half-written\n")
+        code, err = 128 + signum, MigsyncError(f"terminated ({name})")
     except Exception as exc:  # a bug: say so in one line, never act on it
         if os.environ.get("MIGSYNC_DEBUG"):
             raise
@@ -717,17 +722,25 @@ def dispatch(args: Any, nvml_module: Any = None, pyslurm_module: Any = None) -> 
     return _prolog_exit(code) if args.command == "prolog" else code
 
 
+# SIGHUP: the terminal of `migsync check` run by hand went away (an ssh session dropped).
+# Its default action killed migsync at once, leaving a hanging nvidia-smi or scontrol
+# running for ever in the session of its own that runner gives every child.
+SIGNAL_NAMES = {15: "SIGTERM", 1: "SIGHUP"}
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated()
+    raise Terminated(signum)
 
 
 def install_sigterm() -> None:
-    """SIGTERM unwinds the run (children killed, temp files removed), exit 143."""
+    """SIGTERM and SIGHUP unwind the run (children killed, temp files removed), exit 143 or
+    129."""
     try:  # _signal: the same call without the enum module `signal` wraps it in (~2 ms)
         import _signal as sig
     except ImportError:  # pragma: no cover - other Pythons
         import signal as sig
     sig.signal(sig.SIGTERM, _on_sigterm)
+    sig.signal(sig.SIGHUP, _on_sigterm)
 
 
 def main_exit() -> None:

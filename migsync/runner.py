@@ -225,10 +225,11 @@ def _spawn(argv: List[str], env: Dict[str, str]) -> _Child:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    # SIGTERM waits until the child is in _live: its handler raises, and raised right after
-    # posix_spawn returned it would lose the pid (the child, a new session, would live on).
+    # SIGTERM (and SIGHUP, SIGINT) waits until the child is in _live: its handler raises, and
+    # raised right after posix_spawn returned it would lose the pid (the child, a new
+    # session, would live on).
     # The child gets the mask the run had before (setsigmask).
-    held = sig.pthread_sigmask(sig.SIG_BLOCK, (sig.SIGTERM,))
+    held = sig.pthread_sigmask(sig.SIG_BLOCK, (sig.SIGTERM, sig.SIGHUP, sig.SIGINT))
     try:
         pid = os.posix_spawn(path, argv, env, setsid=True, setsigmask=held, file_actions=[
             (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),

@@ -80,7 +80,12 @@ def test_two_runs_at_once_the_second_waits_then_exits_4_without_acting(tmp_path,
         first.wait(30)
 
 
-def test_sigterm_mid_run_leaves_no_partial_state_and_kills_the_child(tmp_path, fakes):
+@pytest.mark.parametrize("sig,code,name", [(signal.SIGTERM, 143, "SIGTERM"),
+                                            # an ssh session dropped under `migsync check`:
+                                            # SIGHUP's default action left the child running
+                                            (signal.SIGHUP, 129, "SIGHUP")])
+def test_sigterm_mid_run_leaves_no_partial_state_and_kills_the_child(tmp_path, fakes, sig, code,
+                                                                     name):
     scontrol, hang, log = fakes
     prom_dir = tmp_path / "prom"
     prom_dir.mkdir()
@@ -89,10 +94,11 @@ def test_sigterm_mid_run_leaves_no_partial_state_and_kills_the_child(tmp_path, f
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert wait_for(lambda: (tmp_path / "smi.pids").exists())
     child = int((tmp_path / "smi.pids").read_text().split()[0])
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 143, err
-    assert "terminated" in err and "Traceback" not in err
+    assert proc.returncode == code, err
+    assert f"migsync: terminated ({name}); nothing was left half-written" in err
+    assert "Traceback" not in err
     assert wait_for(lambda: not alive(child), 10), "the hanging nvidia-smi survived"
     assert (prom_dir / "migsync.prom").read_text() == "# from the last run\n"
     assert [f for f in os.listdir(prom_dir)] == ["migsync.prom"]

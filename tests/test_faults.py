@@ -106,6 +106,26 @@ def test_sigterm_mid_run_leaves_no_partial_state_and_kills_the_child(tmp_path, f
     assert not log.exists()
 
 
+def test_a_command_printing_without_end_is_stopped_not_buffered(tmp_path, fakes):
+    """A broken nvidia-smi that prints for ever filled memory until its timeout (1.5 GB in
+    3 s, measured): its output is capped, the child killed, and the run is a discovery
+    failure naming the cause."""
+    scontrol, _, log = fakes
+    flood = script(tmp_path / "nvidia-smi-flood",
+                   f"echo $$ >> {tmp_path}/smi.pids\nexec yes '0, 00000000:17:00.0, GPU-x, A100'")
+    # a short timeout only so that the run without the cap (it waited for the timeout,
+    # buffering all the while) stays small
+    r = subprocess.run(hc_argv(tmp_path, flood, scontrol, "--timeout", "2",
+                               "--no-drain-on-discovery-failure"),
+                       env=env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.splitlines()[0] == ("migsync: nvidia-smi: nvidia-smi-flood printed more "
+                                        "than 16 MiB: stopped"), r.stderr
+    for pid in (tmp_path / "smi.pids").read_text().split():
+        assert wait_for(lambda: not alive(int(pid)), 10), "the flooding nvidia-smi survived"
+    assert not log.exists() or "update" not in log.read_text()
+
+
 def test_run_never_exceeds_its_deadline_when_every_command_hangs(tmp_path):
     scontrol = script(tmp_path / "scontrol", "exec sleep 300")
     hang = script(tmp_path / "nvidia-smi", "exec sleep 300")

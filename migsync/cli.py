@@ -690,20 +690,32 @@ def main(argv: Optional[List[str]] = None, nvml_module: Any = None,
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv and argv[0] in COMMANDS else None
     parser = build_parser(command)
+    saved = sys.stdout
+    # argparse prints --help and --version itself and swallows OSError: `migsync --version >
+    # /dev/full` exited 0 having printed nothing. Through _Stdout the error is exit 74.
+    sys.stdout = _Stdout(saved)
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed its one-line usage error
-        code = EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
-        if code and "--json" in argv:
-            from . import jsondoc
-            from .errors import UsageError
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # argparse already printed its one-line usage error
+            code = EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
+            if code and "--json" in argv:
+                from . import jsondoc
+                from .errors import UsageError
 
-            _print_json(jsondoc.error(command, UsageError("invalid command line (the usage "
-                                                          "error is on stderr)"), code))
-        return _prolog_exit(code) if command == "prolog" else code
-    if not args.command:
-        parser.print_help()
-        return EXIT_CONFIG
+                _print_json(jsondoc.error(command, UsageError("invalid command line (the usage "
+                                                              "error is on stderr)"), code))
+            sys.stdout.flush()
+            return _prolog_exit(code) if command == "prolog" else code
+        if not args.command:
+            parser.print_help()
+            sys.stdout.flush()
+            return EXIT_CONFIG
+    except OutputError as exc:
+        _say(f"migsync: {exc}\n")
+        return _prolog_exit(EXIT_OUTPUT) if command == "prolog" else EXIT_OUTPUT
+    finally:
+        sys.stdout = saved
     return dispatch(args, nvml_module, pyslurm_module)
 
 

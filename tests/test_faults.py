@@ -347,7 +347,9 @@ CHECK = [sys.executable, "-m", "migsync", "check", "--backend", "nvidia-smi", "-
 
 @pytest.mark.parametrize("how", ["closed", "dev-full", "broken-pipe"])
 @pytest.mark.parametrize("cmd", [CHECK, CHECK[:3] + ["emit"] + CHECK[4:],
-                                 CHECK[:3] + ["discover"] + CHECK[4:10]])
+                                 CHECK[:3] + ["discover"] + CHECK[4:10],
+                                 # argparse prints these and swallowed the error: exit 0
+                                 CHECK[:3] + ["--version"], CHECK[:4] + ["--help"]])
 def test_output_errors_are_errors(tmp_path, how, cmd):
     if how == "closed":
         r = subprocess.run(cmd, env=env(), stdout=None, stderr=subprocess.PIPE, text=True,

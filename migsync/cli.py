@@ -512,12 +512,17 @@ def cmd_merge(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module:
     from .errors import ConfigError
     from .fsutil import atomic_write
 
+    from .sanitize import clean
+
     got = merge.collect(args.inputs)
+    # what a node sent (ssh noise, a forged report) is shown to the admin's terminal: one
+    # line each, without escape sequences
     for prob in got.problems:
-        sys.stderr.write(f"migsync merge: skipped {prob.where}: {prob.message}\n")
+        sys.stderr.write(f"migsync merge: skipped {clean(prob.where, 200)}: "
+                         f"{clean(prob.message, 300)}\n")
     for node, where in sorted(got.conflicts.items()):
-        sys.stderr.write(f"migsync merge: skipped {node}: conflicting reports from "
-                         f"{', '.join(where)}\n")
+        sys.stderr.write(f"migsync merge: skipped {clean(node, 200)}: conflicting reports from "
+                         f"{clean(', '.join(where), 300)}\n")
     if not got.reports:
         raise ConfigError("no usable node reports in the input")
     current = gresconf.load(args.against) if args.against else None

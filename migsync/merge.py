@@ -172,6 +172,10 @@ def _decode(text: str, final: bool) -> Tuple[List[Any], str, str, bool]:
         try:
             obj, pos = _DECODER.raw_decode(text, pos)
             objs.append(obj)
+        except RecursionError:  # '[[[[...' 100,000 deep: one node's report, not a bug
+            broken = broken or "invalid JSON (nested too deeply)"
+            nl = text.find("\n", pos)
+            pos = end if nl < 0 else nl
         except ValueError as exc:
             at = getattr(exc, "pos", pos)
             if not final and at >= len(text.rstrip()):

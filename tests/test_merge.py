@@ -181,6 +181,22 @@ def test_a_report_describing_an_impossible_node_is_skipped(tmp_path, reports, ed
     assert "NodeName=gpu02 " in r.out and "gpu09" not in r.out
 
 
+def test_one_nodes_hostile_output_never_stops_the_merge_or_reaches_the_terminal(tmp_path,
+                                                                               reports):
+    """A report nested 100,000 deep made json raise RecursionError: exit 70 for the whole
+    cluster's merge. ssh noise with terminal escapes went to the admin's terminal as sent."""
+    deep = '{"schema": "migsync-report", "x": ' + "[" * 100000 + "]" * 100000 + "}"
+    text = (f"gpu07: {deep}\n"
+            "gpu05: \x1b]0;owned\x07ssh: \x1b[31mno route\n"
+            f"gpu02: {reports['gpu02']}\n")
+    r = merged(tmp_path, text)
+    assert r.code == 0, r.err
+    assert r.err.splitlines() == [
+        "migsync merge: skipped gpu07: no report: invalid JSON (nested too deeply)",
+        "migsync merge: skipped gpu05: no report: ?]0;owned?ssh: ?[31mno route"]
+    assert "NodeName=gpu02 " in r.out
+
+
 def test_no_usable_reports_is_exit_2(tmp_path):
     r = merged(tmp_path, "gpu01: Permission denied\n")
     assert r.code == 2 and "no usable node reports" in r.err

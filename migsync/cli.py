@@ -514,6 +514,15 @@ def cmd_merge(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module:
 
     from .sanitize import clean
 
+    if args.slurm_include:
+        from .errors import UsageError
+
+        inc = os.path.realpath(args.slurm_include)
+        for flag, other in (("--write", args.write), ("--against", args.against)):
+            if other and os.path.realpath(other) == inc:
+                # the include would replace the cluster's gres.conf it was merged with
+                raise UsageError(f"--slurm-include and {flag} name the same file",
+                                 path=args.slurm_include)
     got = merge.collect(args.inputs)
     # what a node sent (ssh noise, a forged report) is shown to the admin's terminal: one
     # line each, without escape sequences

@@ -197,6 +197,23 @@ def test_one_nodes_hostile_output_never_stops_the_merge_or_reaches_the_terminal(
     assert "NodeName=gpu02 " in r.out
 
 
+@pytest.mark.parametrize("flags", [("--write", "gres.conf"), ("--against", "gres.conf")])
+def test_the_slurm_include_never_replaces_the_gres_conf(tmp_path, reports, flags):
+    """--write PATH --slurm-include PATH wrote the merged gres.conf, then the slurm.conf
+    include over it: configless would serve NodeName=... CPUs=... lines as gres.conf."""
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    (conf / "gres.conf").write_text(open(SAMPLE_GRES).read())
+    flag, name = flags
+    r = merged(tmp_path, f"gpu02: {reports['gpu02']}\n", flag, conf / name,
+               "--slurm-include", f"{conf}/../etc/{name}")
+    assert r.code == 2
+    assert r.err.splitlines() == [f"migsync: {conf}/../etc/{name}: --slurm-include and {flag} "
+                                  "name the same file"]
+    assert sorted(os.listdir(conf)) == ["gres.conf"]
+    assert (conf / "gres.conf").read_text() == open(SAMPLE_GRES).read()
+
+
 def test_no_usable_reports_is_exit_2(tmp_path):
     r = merged(tmp_path, "gpu01: Permission denied\n")
     assert r.code == 2 and "no usable node reports" in r.err

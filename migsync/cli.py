@@ -317,7 +317,8 @@ def _add_node_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
             "No map, a stale map or an unknown index: nothing printed, one line on stderr, "
             "exit 0 (it never fails a job).")
     p.add_argument("--map", metavar="FILE",
-                   help="the node map (default $MIGSYNC_NODE_MAP, then /run/migsync/node-map)")
+                   help="the node map (default $MIGSYNC_NODE_MAP, then beside the settings "
+                        "file's cache_file, then /run/migsync/node-map)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

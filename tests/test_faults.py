@@ -1,5 +1,6 @@
 """Concurrency, signals and deadlines, with real processes and hanging fakes."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -123,6 +124,30 @@ def test_a_command_printing_without_end_is_stopped_not_buffered(tmp_path, fakes)
                                         "than 16 MiB: stopped"), r.stderr
     for pid in (tmp_path / "smi.pids").read_text().split():
         assert wait_for(lambda: not alive(int(pid)), 10), "the flooding nvidia-smi survived"
+    assert not log.exists() or "update" not in log.read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root and unshare for a private full tmpfs")
+@pytest.mark.parametrize("cmd,code", [("healthcheck", 0), ("prolog", 0)])
+def test_a_full_state_directory_is_no_internal_error(tmp_path, fakes, cmd, code):
+    """/run is a small tmpfs; when it is full, writing the holder's pid into the lock failed
+    with ENOSPC: 'internal error', exit 70 for the health check. The lock is held all the
+    same; the pid only names the holder in a waiting run's message."""
+    scontrol, _, log = fakes
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    argv = hc_argv(tmp_path, os.path.join(node("seed"), "nvidia-smi"), scontrol)
+    argv[argv.index("healthcheck")] = cmd
+    argv[argv.index("--lock-file") + 1] = str(run / "lock")
+    argv = [a for a in argv if not a.endswith("migsync.prom") and a != "--prom-file"]
+    shell = (f"mount -t tmpfs -o size=8k tmpfs {run} && chmod 755 {run} && "
+             f"(dd if=/dev/zero of={run}/fill bs=1k count=64 2>/dev/null; true) && "
+             'exec "$@"')
+    r = subprocess.run(["unshare", "-m", "sh", "-c", shell, "sh", *argv], env=env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == code, r.stderr
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr
     assert not log.exists() or "update" not in log.read_text()
 
 

@@ -211,6 +211,11 @@ def validate_harmful(settings: Settings, source: str) -> None:
         raise ConfigError("reason_prefix must not be empty: every drain reason would look like "
                           "migsync's, and admins' drains would be resumed", path=source,
                           fragment=f"reason_prefix = {prefix!r}")
+    if "migsync" not in prefix.lower():
+        raise ConfigError("reason_prefix must contain 'migsync': a node drained with a reason "
+                          "that starts with the prefix is resumed, so a generic one ('NHC:', "
+                          "'m') would resume other people's drains", path=source,
+                          fragment=f"reason_prefix = {prefix!r}")
     if reason_text(prefix, 64) != prefix:
         raise ConfigError("reason_prefix must be at most 64 printable ASCII characters without "
                           "double quotes or surrounding spaces (Slurm must read it back "

@@ -485,7 +485,12 @@ def test_na_mig_mode_is_a_gpu_without_mig_not_a_lost_gpu(tmp_path, scontrol):
 @pytest.mark.parametrize("flag,value,pattern", [
     ("--reason-prefix", "", r"reason_prefix must not be empty"),
     ("--reason-prefix", "   ", r"reason_prefix must not be empty"),
-    ("--reason-prefix", 'mig"sync:', r"reason_prefix must be at most 64 printable"),
+    ("--reason-prefix", 'mig"sync:', r"reason_prefix must contain 'migsync'"),
+    ('--reason-prefix', 'my "migsync":', r"reason_prefix must be at most 64 printable"),
+    # migsync resumes every drained node whose reason starts with the prefix: these would
+    # resume NHC's drains for other checks, or an admin's "maintenance: PSU"
+    ("--reason-prefix", "NHC:", r"reason_prefix must contain 'migsync': a node drained"),
+    ("--reason-prefix", "m", r"reason_prefix must contain 'migsync'"),
     ("--reason-prefix", "migsync:\x1b[2J", r"reason_prefix must be at most 64 printable"),
     ("--node", "c51-g[001-002]", r"node: a node name cannot be a hostlist expression"),
     ("--node", "c51-g001,c51-g002", r"node: a node name cannot be a hostlist expression"),

@@ -658,6 +658,11 @@ class _Stdout:
             self._fail(None)
         try:
             return self.stream.write(text)
+        except UnicodeEncodeError:
+            # stdout's encoding (PYTHONIOENCODING=ascii, a latin-1 locale) cannot show a
+            # character a GPU name or a file held: show it escaped, not "stdout is closed"
+            enc = getattr(self.stream, "encoding", None) or "ascii"
+            return self.write(text.encode(enc, "backslashreplace").decode(enc))
         except (OSError, ValueError) as exc:
             self._fail(exc if isinstance(exc, OSError) else None)
         return 0

@@ -399,6 +399,23 @@ def test_output_errors_are_errors(tmp_path, how, cmd):
     assert "Exception ignored" not in err and "Traceback" not in err
 
 
+def test_a_character_stdout_cannot_encode_is_escaped_not_called_a_closed_stdout(tmp_path):
+    """A GPU name with bytes that are not UTF-8 (shown as U+FFFD) and stdout in ASCII:
+    'cannot write to stdout: it is closed', exit 74. The character is escaped instead."""
+    smi = tmp_path / "node"
+    shutil.copytree(node("seed"), smi, symlinks=True)
+    csv = smi / "smi" / "query-gpu.csv"
+    csv.unlink()  # (a symlink into the recorded node, maybe)
+    csv.write_bytes(open(os.path.join(node("seed"), "smi", "query-gpu.csv"), "rb").read()
+                    .replace(b"NVIDIA A100 80GB PCIe", b"NVIDIA A100 \xff PCIe"))
+    r = subprocess.run([sys.executable, "-m", "migsync", "discover", "--backend", "nvidia-smi",
+                        "--nvidia-smi", str(smi / "nvidia-smi"), "--root", str(smi / "root")],
+                       env=env() | {"PYTHONIOENCODING": "ascii"}, capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert b"NVIDIA A100 \\ufffd PCIe" in r.stdout and r.stderr == b""
+
+
 # --- issue 12: reading the real Slurm's answers -----------------------------------------
 
 @pytest.mark.slurm

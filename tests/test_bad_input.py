@@ -891,3 +891,14 @@ def test_a_bracketed_at_inside_a_reason_is_not_its_stamp(tail):
             f"[root@2026-11-28T21:00:00]{tail}")
     st = slurmctl.parse_show_node(line, "c51-g002")
     assert st.reason == reason and st.reason_user == "root" and st.drained
+
+
+@pytest.mark.parametrize("where", ["/proc/migsync-demo", "/dev/null/demo"])
+def test_demo_keep_where_nothing_can_be_written_is_one_line(where):
+    """FileNotFoundError / NotADirectoryError from copying the sample escaped as 'internal
+    error', exit 70."""
+    r = run_cli("demo", "--keep", where)
+    assert r.code == 2, r.err
+    assert r.err.splitlines()[0].startswith(f"migsync: {where}: cannot copy the sample node "
+                                            "there: "), r.err
+    assert "internal error" not in r.err

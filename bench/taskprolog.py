@@ -88,15 +88,19 @@ def write_map(tmp):
                  "NodeName=g-big CPUs=64 Gres=gpu:1g.10gb:56\nPartitionName=p Nodes=g-big\n")
     state = os.path.join(tmp, "run")
     os.mkdir(state, 0o755)  # the root-owned state directory (/run/migsync on a node)
-    os.environ["MIGSYNC_CONFIG"] = os.path.join(tmp, "empty.toml")
-    open(os.environ["MIGSYNC_CONFIG"], "w").close()
+    # The node's settings: the shipped, commented migsync.toml with cache_file set. slurmd
+    # gives a TaskProlog no MIGSYNC_NODE_MAP, so the hook finds the map through this file
+    # (beside cache_file), reading it line by line as it does on a node.
+    settings = os.path.join(tmp, "migsync.toml")
+    with open(os.path.join(REPO, "conf", "migsync.toml")) as src, open(settings, "w") as fh:
+        fh.write(src.read() + f'cache_file = "{os.path.join(state, "state.json")}"\n')
+    os.environ["MIGSYNC_CONFIG"] = settings
     import io
     from contextlib import redirect_stderr
     err = io.StringIO()
     with redirect_stderr(err):
         cli.main(["healthcheck", "--backend", "nvml", "--root", os.path.join(d, "root"),
                   "--node", "g-big", "--gres-conf", gres, "--slurm-conf", slurm,
-                  "--cache-file", os.path.join(state, "state.json"),
                   "--lock-file", os.path.join(state, "lock"), "--no-syslog", "--no-drain",
                   "--no-resume", "--scontrol", "/bin/false"],
                  nvml_module=nvml_fake.make(os.path.join(d, "layout.json")))
@@ -113,7 +117,7 @@ def main(argv=None):
     try:
         node_map, node_dir = write_map(tmp)
         base_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
-        task = dict(base_env, MIGSYNC_NODE_MAP=node_map, SLURMD_NODENAME="g-big",
+        task = dict(base_env, MIGSYNC_CONFIG=os.environ["MIGSYNC_CONFIG"], SLURMD_NODENAME="g-big",
                     SLURM_JOB_GPUS="37", PYTHONPATH=REPO)
         two = dict(task, SLURM_JOB_GPUS="37,38")
         check = subprocess.run(["/bin/sh", HOOK], env=two, capture_output=True, text=True)

@@ -26,7 +26,7 @@ exit codes:
   5    Slurm could not be queried or updated (scontrol failed or timed out)
   70   internal error: a migsync bug, reported in one line and never acted on
   74   output could not be written (stdout closed, broken pipe, disk full)
-  143  terminated by SIGTERM (child commands killed, nothing half-written)
+  143  terminated by SIGTERM (child commands killed, nothing half-written); 129: SIGHUP
 The prolog command exits 0 for everything but a mismatch: migsync's own trouble never
 blocks a job.
 
@@ -317,7 +317,8 @@ def _add_node_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
             "No map, a stale map or an unknown index: nothing printed, one line on stderr, "
             "exit 0 (it never fails a job).")
     p.add_argument("--map", metavar="FILE",
-                   help="the node map (default $MIGSYNC_NODE_MAP, then /run/migsync/node-map)")
+                   help="the node map (default $MIGSYNC_NODE_MAP, then beside the settings "
+                        "file's cache_file, then /run/migsync/node-map)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -512,12 +513,26 @@ def cmd_merge(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module:
     from .errors import ConfigError
     from .fsutil import atomic_write
 
+    from .sanitize import clean
+
+    if args.slurm_include:
+        from .errors import UsageError
+
+        inc = os.path.realpath(args.slurm_include)
+        for flag, other in (("--write", args.write), ("--against", args.against)):
+            if other and os.path.realpath(other) == inc:
+                # the include would replace the cluster's gres.conf it was merged with
+                raise UsageError(f"--slurm-include and {flag} name the same file",
+                                 path=args.slurm_include)
     got = merge.collect(args.inputs)
+    # what a node sent (ssh noise, a forged report) is shown to the admin's terminal: one
+    # line each, without escape sequences
     for prob in got.problems:
-        sys.stderr.write(f"migsync merge: skipped {prob.where}: {prob.message}\n")
+        sys.stderr.write(f"migsync merge: skipped {clean(prob.where, 200)}: "
+                         f"{clean(prob.message, 300)}\n")
     for node, where in sorted(got.conflicts.items()):
-        sys.stderr.write(f"migsync merge: skipped {node}: conflicting reports from "
-                         f"{', '.join(where)}\n")
+        sys.stderr.write(f"migsync merge: skipped {clean(node, 200)}: conflicting reports from "
+                         f"{clean(', '.join(where), 300)}\n")
     if not got.reports:
         raise ConfigError("no usable node reports in the input")
     current = gresconf.load(args.against) if args.against else None
@@ -597,14 +612,19 @@ def _run(args: argparse.Namespace, nvml_module: Any, pyslurm_module: Any) -> int
         _say(f"migsync: {clean(str(exc))}\n")
         code, err = exc.exit_code, exc
     except KeyboardInterrupt:
+        from . import runner
+
+        runner.kill_all()  # children run in sessions of their own: Ctrl-C never reaches them
         _say("migsync: interrupted\n")
         return 130
-    except Terminated:
+    except Terminated as exc:
         from . import runner
 
         runner.kill_all()  # also a child the signal caught before its batch held it
-        _say("migsync: terminated (SIGTERM); nothing was left half-written\n")
-        code, err = 143, MigsyncError("terminated (SIGTERM)")
+        signum = exc.args[0] if exc.args else 15
+        name = SIGNAL_NAMES.get(signum, f"signal {signum}")
+        _say(f"migsync: terminated ({name}); nothing was left half-written\n")
+        code, err = 128 + signum, MigsyncError(f"terminated ({name})")
     except Exception as exc:  # a bug: say so in one line, never act on it
         if os.environ.get("MIGSYNC_DEBUG"):
             raise
@@ -638,6 +658,11 @@ class _Stdout:
             self._fail(None)
         try:
             return self.stream.write(text)
+        except UnicodeEncodeError:
+            # stdout's encoding (PYTHONIOENCODING=ascii, a latin-1 locale) cannot show a
+            # character a GPU name or a file held: show it escaped, not "stdout is closed"
+            enc = getattr(self.stream, "encoding", None) or "ascii"
+            return self.write(text.encode(enc, "backslashreplace").decode(enc))
         except (OSError, ValueError) as exc:
             self._fail(exc if isinstance(exc, OSError) else None)
         return 0
@@ -685,20 +710,32 @@ def main(argv: Optional[List[str]] = None, nvml_module: Any = None,
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv and argv[0] in COMMANDS else None
     parser = build_parser(command)
+    saved = sys.stdout
+    # argparse prints --help and --version itself and swallows OSError: `migsync --version >
+    # /dev/full` exited 0 having printed nothing. Through _Stdout the error is exit 74.
+    sys.stdout = _Stdout(saved)
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed its one-line usage error
-        code = EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
-        if code and "--json" in argv:
-            from . import jsondoc
-            from .errors import UsageError
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # argparse already printed its one-line usage error
+            code = EXIT_CONFIG if exc.code not in (0, None) else EXIT_OK
+            if code and "--json" in argv:
+                from . import jsondoc
+                from .errors import UsageError
 
-            _print_json(jsondoc.error(command, UsageError("invalid command line (the usage "
-                                                          "error is on stderr)"), code))
-        return _prolog_exit(code) if command == "prolog" else code
-    if not args.command:
-        parser.print_help()
-        return EXIT_CONFIG
+                _print_json(jsondoc.error(command, UsageError("invalid command line (the usage "
+                                                              "error is on stderr)"), code))
+            sys.stdout.flush()
+            return _prolog_exit(code) if command == "prolog" else code
+        if not args.command:
+            parser.print_help()
+            sys.stdout.flush()
+            return EXIT_CONFIG
+    except OutputError as exc:
+        _say(f"migsync: {exc}\n")
+        return _prolog_exit(EXIT_OUTPUT) if command == "prolog" else EXIT_OUTPUT
+    finally:
+        sys.stdout = saved
     return dispatch(args, nvml_module, pyslurm_module)
 
 
@@ -717,17 +754,25 @@ def dispatch(args: Any, nvml_module: Any = None, pyslurm_module: Any = None) -> 
     return _prolog_exit(code) if args.command == "prolog" else code
 
 
+# SIGHUP: the terminal of `migsync check` run by hand went away (an ssh session dropped).
+# Its default action killed migsync at once, leaving a hanging nvidia-smi or scontrol
+# running for ever in the session of its own that runner gives every child.
+SIGNAL_NAMES = {15: "SIGTERM", 1: "SIGHUP"}
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated()
+    raise Terminated(signum)
 
 
 def install_sigterm() -> None:
-    """SIGTERM unwinds the run (children killed, temp files removed), exit 143."""
+    """SIGTERM and SIGHUP unwind the run (children killed, temp files removed), exit 143 or
+    129."""
     try:  # _signal: the same call without the enum module `signal` wraps it in (~2 ms)
         import _signal as sig
     except ImportError:  # pragma: no cover - other Pythons
         import signal as sig
     sig.signal(sig.SIGTERM, _on_sigterm)
+    sig.signal(sig.SIGHUP, _on_sigterm)
 
 
 def main_exit() -> None:

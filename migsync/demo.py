@@ -27,11 +27,17 @@ def _settings_text(node_dir: str) -> str:
 
 
 def _prepare(node_dir: str) -> str:
-    shutil.copytree(SAMPLE, node_dir, symlinks=True)
-    os.chmod(os.path.join(node_dir, "nvidia-smi"), 0o755)
-    cfg = os.path.join(node_dir, "migsync.toml")
-    with open(cfg, "w") as fh:
-        fh.write(_settings_text(node_dir))
+    try:  # --keep /proc/x, a read-only or full disk: one line and exit 2, not exit 70
+        shutil.copytree(SAMPLE, node_dir, symlinks=True)
+        os.chmod(os.path.join(node_dir, "nvidia-smi"), 0o755)
+        cfg = os.path.join(node_dir, "migsync.toml")
+        with open(cfg, "w") as fh:
+            fh.write(_settings_text(node_dir))
+    except (OSError, shutil.Error) as exc:
+        from .errors import ConfigError
+
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot copy the sample node there: {why}", path=node_dir) from None
     return cfg
 
 

@@ -9,6 +9,7 @@ working directory or on PYTHONPATH is never imported.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
@@ -117,7 +118,6 @@ def _check_start(python: str, src: str, helper_text: str) -> None:
 
 def install_hooks(dest: str, nhc_dir: Optional[str] = None,
                   python: Optional[str] = None) -> Installed:
-    from .fsutil import atomic_write
     from .slurmsyntax import read_text
 
     hooks_dir = shipped_dir("hooks")
@@ -149,6 +149,9 @@ def install_hooks(dest: str, nhc_dir: Optional[str] = None,
     done = Installed(dest, python, src)
     helper = bake(read_text(os.path.join(hooks_dir, HELPER)), python, src)
     _check_start(python, src, helper)
+    targets = [os.path.join(dest, n) for n in hook_files(hooks_dir) + ["prolog.py"]]
+    _check_targets(targets, [os.path.join(os.path.abspath(nhc_dir), os.path.basename(NHC_CHECK))]
+                   if nhc_dir else [])
     for name in hook_files(hooks_dir):
         path = os.path.join(hooks_dir, name)
         text = helper if name == HELPER else read_text(path)
@@ -158,10 +161,10 @@ def install_hooks(dest: str, nhc_dir: Optional[str] = None,
             from .fastprolog import hook_script, hook_wrapper
 
             script = os.path.join(dest, "prolog.py")
-            atomic_write(script, hook_script(python, os.path.join(dest, name), src), 0o644)
+            _write(script, hook_script(python, os.path.join(dest, name), src), 0o644, done)
             text = hook_wrapper(python, os.path.join(dest, name), script)
         mode = 0o644 if name == HELPER else 0o755
-        atomic_write(os.path.join(dest, name), text, mode)
+        _write(os.path.join(dest, name), text, mode, done)
         if name != HELPER:
             done.hooks.append(name)
     if nhc_src and nhc_dir:
@@ -171,8 +174,42 @@ def install_hooks(dest: str, nhc_dir: Optional[str] = None,
         elif NHC_BIN in text and COMMAND in done.hooks:  # an older check: a command to run
             text = text.replace(NHC_BIN, f'local INSTALLED_BIN="{os.path.join(dest, "migsync")}"', 1)
         done.nhc = os.path.join(os.path.abspath(nhc_dir), os.path.basename(nhc_src))
-        atomic_write(done.nhc, text, 0o644)
+        _write(done.nhc, text, 0o644, done)
     return done
+
+
+def _check_targets(hooks: List[str], nhc: List[str]) -> None:
+    """Before anything is written: every target directory is root's alone and every target
+    is a regular file or absent. A symlink planted as the fifth hook used to stop the
+    install after four files were already replaced."""
+    from .fsutil import UnsafePathError, check_write_dir
+
+    for directory in sorted({os.path.dirname(t) for t in hooks + nhc}):
+        check_write_dir(directory, False)
+    for target in hooks + nhc:
+        try:
+            st = os.lstat(target)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePathError("exists and is not a regular file (a symlink?): refused to "
+                                  "write (nothing was installed)", path=target)
+
+
+def _write(path: str, text: str, mode: int, done: Installed) -> None:
+    """Install one file. One already there with other contents (the site's own hook, an
+    older install) is kept as a backup first: installing into an existing directory must
+    destroy nothing. An identical one is not backed up again on every re-install."""
+    from .fsutil import atomic_write
+
+    try:
+        with open(path, "rb") as fh:  # a regular file in a root-only directory (checked)
+            changed = fh.read() != text.encode("utf-8")
+    except FileNotFoundError:
+        changed = False  # nothing to keep
+    saved = atomic_write(path, text, mode, backup=changed)
+    if saved:
+        done.notes.append(f"{path} was there with other contents: kept as {saved}")
 
 
 def config_lines(done: Installed) -> str:

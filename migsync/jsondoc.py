@@ -24,6 +24,7 @@ TOP_LEVEL = ("schema", "schema_version", "migsync_version", "command", "node", "
 STATUS_EXIT = {"ok": 0, "mismatch": 1, "config_error": 2, "discovery_failed": 3, "busy": 4,
                "slurm_error": 5, "internal_error": 70, "terminated": 143}
 EXIT_STATUS = {v: k for k, v in STATUS_EXIT.items()}
+EXIT_STATUS[129] = "terminated"  # by SIGHUP (cli.SIGNAL_NAMES)
 
 
 def schema_name(command: str) -> str:

@@ -32,8 +32,11 @@ class RunLock:
         while True:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                os.ftruncate(self.fd, 0)
-                os.write(self.fd, f"{os.getpid()}\n".encode())
+                try:  # the pid only names the holder for a waiting run's message
+                    os.ftruncate(self.fd, 0)
+                    os.write(self.fd, f"{os.getpid()}\n".encode())
+                except OSError:
+                    pass  # a full /run (ENOSPC) must not turn a held lock into exit 70
                 return self
             except BlockingIOError:
                 if time.monotonic() >= end:

@@ -172,6 +172,10 @@ def _decode(text: str, final: bool) -> Tuple[List[Any], str, str, bool]:
         try:
             obj, pos = _DECODER.raw_decode(text, pos)
             objs.append(obj)
+        except RecursionError:  # '[[[[...' 100,000 deep: one node's report, not a bug
+            broken = broken or "invalid JSON (nested too deeply)"
+            nl = text.find("\n", pos)
+            pos = end if nl < 0 else nl
         except ValueError as exc:
             at = getattr(exc, "pos", pos)
             if not final and at >= len(text.rstrip()):
@@ -337,7 +341,48 @@ def validate_report(doc) -> dict:
             if not (_int(d["gi"], 63) and _int(d["ci"], 63) and _int(d["gi_cap"], 1 << 20)
                     and _int(d["ci_cap"], 1 << 20)):
                 bad("MIG device numbers out of range")
+    _consistent(doc, bad)
     return doc
+
+
+def _consistent(doc: dict, bad) -> None:
+    """One report must describe a node that can exist: every GPU and device once, each cap
+    number for one instance, MIG devices only on a GPU the report lists with MIG on, a whole
+    GPU only on one with MIG off. Otherwise the merged gres.conf gives one device file to two
+    GRES (two jobs on one MIG slice), or drops a device without a word."""
+    mig_on: Dict[int, Any] = {}
+    for g in doc["gpus"]:
+        if g["minor"] in mig_on:
+            bad(f"gpu{g['minor']} is listed twice")
+        mig_on[g["minor"]] = g.get("mig_current")
+    seen = set()
+    gi_owner: Dict[int, Tuple[int, int]] = {}  # GI cap -> (gpu minor, gi)
+    gi_cap: Dict[Tuple[int, int], int] = {}  # (gpu minor, gi) -> its cap, named by all its CIs
+    ci_owner: Dict[int, Tuple[int, int, int]] = {}
+    for d in doc["devices"]:
+        minor = d["minor"]
+        if d["kind"] == "gpu":
+            key: tuple = ("gpu", minor)
+            if mig_on.get(minor) is True:
+                bad(f"gpu{minor} is listed as a whole GPU and with MIG on")
+        else:
+            key = ("mig", minor, d["gi"], d["ci"])
+            if mig_on.get(minor) is not True:
+                bad(f"MIG device gpu{minor}/gi{d['gi']}/ci{d['ci']} on a GPU the report does "
+                    "not list with MIG on")
+            gi = (minor, d["gi"])
+            if gi_owner.setdefault(d["gi_cap"], gi) != gi:
+                bad(f"cap {d['gi_cap']} is given to two GPU instances")
+            if gi_cap.setdefault(gi, d["gi_cap"]) != d["gi_cap"]:
+                bad(f"gpu{minor}/gi{d['gi']} has two caps")
+            if ci_owner.setdefault(d["ci_cap"], key[1:]) != key[1:]:
+                bad(f"cap {d['ci_cap']} is given to two MIG devices")
+        if key in seen:
+            bad(f"device {key[0]} {'/'.join(map(str, key[1:]))} is listed twice")
+        seen.add(key)
+    shared = sorted(set(gi_owner) & set(ci_owner))
+    if shared:
+        bad(f"cap {shared[0]} is given to a GPU instance and a MIG device")
 
 
 class Group(Record):

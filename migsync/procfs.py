@@ -197,6 +197,19 @@ def _dir_ints(path: str, prefix: str):
     return sorted(out)
 
 
+def _exists(path: str) -> bool:
+    """Whether a procfs file is there. Only "no such file" means no: an instance whose
+    access file cannot be looked at (a symlink loop, no permission, an I/O error) is not a
+    missing instance, and reading it as one would drain a good node for a stale cap."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise DiscoveryError(f"cannot stat: {exc.strerror or exc}", path=path) from None
+    return True
+
+
 def _file_minor(path: str) -> Optional[int]:
     found = None
     for line in _read(path).splitlines():
@@ -225,7 +238,7 @@ def read_snapshot(root: str, gpu_minors=None) -> ProcSnapshot:
     mm_path = rooted(root, MIG_MINORS)
     # The driver prints the whole table whenever nvidia-caps is loaded (driver >= 450), MIG
     # or not; without it, the capability files' own DeviceFileMinor lines are the numbers.
-    have_table = os.path.exists(mm_path) and bool(minors)
+    have_table = bool(minors) and _exists(mm_path)
     if have_table:
         snap.cap_table = parse_mig_minors(_read(mm_path), mm_path, minors)
     by_name = {v: k for k, v in snap.cap_table.items()}
@@ -234,13 +247,13 @@ def read_snapshot(root: str, gpu_minors=None) -> ProcSnapshot:
         for gi in _dir_ints(mig_dir, "gi"):
             gi_dir = os.path.join(mig_dir, f"gi{gi}")
             access = os.path.join(gi_dir, "access")
-            if not os.path.exists(access):
+            if not _exists(access):
                 continue
             snap.gi_caps[(minor, gi)] = _cap_minor(by_name, (minor, gi, None), access, mm_path,
                                                    have_table, snap.cap_table)
             for ci in _dir_ints(gi_dir, "ci"):
                 ci_access = os.path.join(gi_dir, f"ci{ci}", "access")
-                if os.path.exists(ci_access):
+                if _exists(ci_access):
                     snap.ci_caps[(minor, gi, ci)] = _cap_minor(by_name, (minor, gi, ci),
                                                                ci_access, mm_path, have_table,
                                                                snap.cap_table)

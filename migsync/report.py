@@ -78,9 +78,10 @@ def validate(doc: Any) -> Dict[str, Any]:
     _need(isinstance(doc, dict), "not a JSON object")
     _need(doc.get("schema") == SCHEMA, f"schema is {doc.get('schema')!r}, want {SCHEMA!r}")
     v = doc.get("schema_version")
-    _need(isinstance(v, int), "schema_version missing")
-    _need(v <= SCHEMA_VERSION, f"schema_version {v} is newer than this migsync understands "
-                               f"({SCHEMA_VERSION}); upgrade migsync on the controller")
+    _need(isinstance(v, int) and not isinstance(v, bool), "schema_version missing")
+    _need(v <= SCHEMA_VERSION, f"schema_version {str(v)[:12]} is newer than this migsync "
+                               f"understands ({SCHEMA_VERSION}); upgrade migsync on the controller")
+    _need(v >= 1, f"schema_version {str(v)[:12]} is not a version (they start at 1)")
     _need(isinstance(doc.get("node"), str) and bool(doc["node"].strip()), "node missing")
     _need(isinstance(doc.get("gpus"), list) and isinstance(doc.get("devices"), list),
           "gpus/devices missing")

@@ -10,6 +10,10 @@ if TYPE_CHECKING:
 from .errors import CommandError
 
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+# What one command may print (stdout and stderr together). The largest real answer is a few
+# KB (nvidia-smi -L on 8 GPUs x 7 MIG devices, scontrol --json show node): a broken command
+# that prints without end (1.5 GB in 3 s, measured) must not fill a GPU node's memory.
+MAX_OUTPUT = 16 << 20
 
 
 class Deadline:
@@ -65,10 +69,10 @@ def run_all(argvs: Sequence[Sequence[str]], timeout: float = 10.0,
 
 
 class _Child:
-    __slots__ = ("argv", "pid", "status", "out_fd", "err_fd", "chunks", "open")
+    __slots__ = ("argv", "pid", "status", "out_fd", "err_fd", "chunks", "open", "size")
 
     def __init__(self, argv: Sequence[str], pid: int, out_fd: int, err_fd: int) -> None:
-        self.argv, self.pid, self.status = argv, pid, None
+        self.argv, self.pid, self.status, self.size = argv, pid, None, 0
         self.out_fd, self.err_fd = out_fd, err_fd
         self.chunks: Dict[int, List[bytes]] = {out_fd: [], err_fd: []}
         self.open = {out_fd, err_fd}  # pipe ends not yet closed
@@ -124,7 +128,12 @@ class Batch:
             for fd, _ev in poller.poll(left * 1000):
                 chunk = os.read(fd, 65536)
                 if chunk:
-                    owner[fd].chunks[fd].append(chunk)
+                    c = owner[fd]
+                    c.chunks[fd].append(chunk)
+                    c.size += len(chunk)
+                    if c.size > MAX_OUTPUT:  # collect() kills it on the way out
+                        raise CommandError(f"{os.path.basename(c.argv[0])} printed more than "
+                                           f"{MAX_OUTPUT >> 20} MiB: stopped", argv=c.argv)
                 else:
                     poller.unregister(fd)
                     owner.pop(fd).close(fd)
@@ -225,10 +234,11 @@ def _spawn(argv: List[str], env: Dict[str, str]) -> _Child:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    # SIGTERM waits until the child is in _live: its handler raises, and raised right after
-    # posix_spawn returned it would lose the pid (the child, a new session, would live on).
+    # SIGTERM (and SIGHUP, SIGINT) waits until the child is in _live: its handler raises, and
+    # raised right after posix_spawn returned it would lose the pid (the child, a new
+    # session, would live on).
     # The child gets the mask the run had before (setsigmask).
-    held = sig.pthread_sigmask(sig.SIG_BLOCK, (sig.SIGTERM,))
+    held = sig.pthread_sigmask(sig.SIG_BLOCK, (sig.SIGTERM, sig.SIGHUP, sig.SIGINT))
     try:
         pid = os.posix_spawn(path, argv, env, setsid=True, setsigmask=held, file_actions=[
             (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),

@@ -58,11 +58,19 @@ class Settings(Record):
 
 
 KEYS = frozenset(Settings.__slots__)
+PATH_KEYS = ("nvidia_smi", "root", "gres_conf", "slurm_conf", "scontrol", "prom_file",
+             "lock_file", "cache_file")
+# Seconds: below 1 no nvidia-smi or scontrol answers, so every run would time out and a
+# timeout drains the node; above a day the clock arithmetic overflows (and no hook waits so
+# long).
+MIN_SECONDS, MAX_SECONDS = 1.0, 86400.0
 
 
 def check_trusted_file(path: str, what: str) -> None:
     """Under root, a file that steers root (the settings, a named binary) must be root's and
-    writable by root only: otherwise its owner or group could make root run their code."""
+    writable by root only, and so must every directory above it: otherwise its owner or
+    group could make root run their code, or (owning a directory) rename it away and put
+    another root-owned file there, or remove it and so silence migsync."""
     import stat
 
     if os.geteuid() != 0:
@@ -76,6 +84,34 @@ def check_trusted_file(path: str, what: str) -> None:
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ConfigError(f"{what} is writable by group or other (mode "
                           f"{stat.S_IMODE(st.st_mode):04o}): refused", path=path)
+    for directory in _directories_above(path):
+        try:
+            dst = os.stat(directory)
+        except OSError:
+            continue  # it was there a moment ago (the file's stat passed); nothing to judge
+        if dst.st_uid != 0:
+            raise ConfigError(f"{what}: its directory {directory} is owned by uid "
+                              f"{dst.st_uid}, not root: refused", path=path)
+        # a sticky directory (/tmp) lets no other account rename or remove root's entry
+        if dst.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not dst.st_mode & stat.S_ISVTX:
+            raise ConfigError(f"{what}: its directory {directory} is writable by group or "
+                              f"other (mode {stat.S_IMODE(dst.st_mode):04o}): refused",
+                              path=path)
+
+
+def _directories_above(path: str) -> List[str]:
+    """Every directory from the file up to '/', along the path as named and along where its
+    symlinks lead (either route can be changed by whoever owns a directory on it)."""
+    out: List[str] = []
+    for start in (os.path.abspath(path), os.path.realpath(path)):
+        directory = os.path.dirname(start)
+        while directory not in out:
+            out.append(directory)
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                break
+            directory = parent
+    return out
 
 
 def _load_toml(path: str) -> Dict[str, Any]:
@@ -107,12 +143,21 @@ def _coerce(path: str, key: str, value: Any, default: Any) -> Any:
                               fragment=f"{key} = {value!r}")
         return float(value)
     if isinstance(default, list):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list) or not all(isinstance(v, str) and "\x00" not in v
+                                                  for v in value):
             raise ConfigError(f"{key} must be a list of strings", path=path,
                               fragment=f"{key} = {value!r}")
         return list(value)
     if not isinstance(value, str):
         raise ConfigError(f"{key} must be a string", path=path, fragment=f"{key} = {value!r}")
+    if "\x00" in value:  # no path or name holds one; os calls would fail with ValueError
+        raise ConfigError(f"{key} must not contain a NUL byte", path=path,
+                          fragment=f"{key} = {value!r}")
+    if key in PATH_KEYS and value and path != "command line" and not os.path.isabs(value):
+        # a settings file is read from every working directory (slurmd's spool, /, a shell)
+        raise ConfigError(f"{key} must be an absolute path in a settings file (a relative one "
+                          "would depend on the directory migsync runs in)", path=path,
+                          fragment=f"{key} = {value!r}")
     return value
 
 
@@ -153,16 +198,23 @@ def validate_harmful(settings: Settings, source: str) -> None:
 
     for key in ("command_timeout", "deadline"):
         value = getattr(settings, key)
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ConfigError(f"{key} must be a number of seconds above 0", path=source,
-                              fragment=f"{key} = {value!r}")
-    if not math.isfinite(settings.lock_wait) or settings.lock_wait < 0:
-        raise ConfigError("lock_wait must be a finite number of seconds", path=source,
-                          fragment=f"lock_wait = {settings.lock_wait!r}")
+        if not (isinstance(value, (int, float)) and math.isfinite(value)
+                and MIN_SECONDS <= value <= MAX_SECONDS):
+            raise ConfigError(f"{key} must be a number of seconds from 1 to 86400 (below 1 "
+                              "every run would time out, and a timeout drains the node)",
+                              path=source, fragment=f"{key} = {value!r}")
+    if not (math.isfinite(settings.lock_wait) and 0 <= settings.lock_wait <= MAX_SECONDS):
+        raise ConfigError("lock_wait must be a number of seconds from 0 to 86400",
+                          path=source, fragment=f"lock_wait = {settings.lock_wait!r}")
     prefix = settings.reason_prefix
     if not prefix.strip():
         raise ConfigError("reason_prefix must not be empty: every drain reason would look like "
                           "migsync's, and admins' drains would be resumed", path=source,
+                          fragment=f"reason_prefix = {prefix!r}")
+    if "migsync" not in prefix.lower():
+        raise ConfigError("reason_prefix must contain 'migsync': a node drained with a reason "
+                          "that starts with the prefix is resumed, so a generic one ('NHC:', "
+                          "'m') would resume other people's drains", path=source,
                           fragment=f"reason_prefix = {prefix!r}")
     if reason_text(prefix, 64) != prefix:
         raise ConfigError("reason_prefix must be at most 64 printable ASCII characters without "
@@ -186,7 +238,9 @@ def load(path: str = "", explicit: bool = False) -> Settings:
         explicit = True
     else:
         path = builtin(DEFAULT_CONFIG)  # under $MIGSYNC_SEARCH_ROOT when set (tests)
-    if not explicit and not os.path.exists(path):
+    # lexists: a dangling symlink at the default place is a settings file that is missing
+    # (exit 2), not "no settings": its ignore list or prefix must not be dropped silently
+    if not explicit and not os.path.lexists(path):
         return settings
     apply(settings, _load_toml(path), path)
     return settings

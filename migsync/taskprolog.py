@@ -12,7 +12,8 @@ in Slurm's order. hooks/taskprolog does the same in POSIX sh (about 1 ms); both 
 and the tests run one table of cases against both.
 
 Cheap on purpose: imports nothing but os and sys (the interpreter has both loaded already),
-reads one small file and lists the capability directories. Anything unexpected (no map, a
+reads the settings file's cache_file line (the map is beside it) and the map, and lists the
+capability directories. Anything unexpected (no map, a
 stale map, an unknown index) changes nothing: one line on stderr, exit 0. A TaskProlog that
 fails would fail the job.
 """
@@ -21,6 +22,8 @@ import sys
 
 DEFAULT_MAP = "/run/migsync/node-map"
 MAP_ENV = "MIGSYNC_NODE_MAP"  # where the map is, when not the default (tests, diagnosis)
+DEFAULT_CONFIG = "/etc/migsync/migsync.toml"
+CONFIG_ENV = "MIGSYNC_CONFIG"
 FORMAT = "1"
 GPUS_DIR = "proc/driver/nvidia/gpus"
 CAPS_DIR = "proc/driver/nvidia/capabilities"
@@ -67,11 +70,24 @@ class MapError(Exception):
 def read_map(path):
     """KEY=value / KEY='value' lines (comments and blank lines skipped) -> dict; None if
     unreadable; MapError for any other line (the sh hook would not source it either)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
+    try:  # a regular file only: a FIFO or /dev/zero (the task's environment names the map)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        if (os.fstat(fd).st_mode >> 12) != 8:
+            return None
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    text = b"".join(chunks).decode("utf-8", "replace")
     out = {}
     for n, line in enumerate(text.split("\n"), 1):
         if not line or line[0] == "#":
@@ -107,6 +123,22 @@ def stale_reason(m, map_path, node):
     return ""
 
 
+def map_of(env):
+    """Where the health check wrote the map: $MIGSYNC_NODE_MAP, else beside the settings
+    file's ``cache_file`` (nodemap.map_path: the one root-owned state directory), else the
+    default. The settings file is read without TOML (fastprolog.cache_file_of, os only); one
+    it cannot read with certainty leaves the default. hooks/taskprolog reads it alike."""
+    if env.get(MAP_ENV):
+        return env[MAP_ENV]
+    from .fastprolog import cache_file_of
+
+    cache = cache_file_of(env.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    if not cache:
+        return DEFAULT_MAP
+    # relative to /, where the health check's hook runs (not the task's directory)
+    return os.path.dirname("/" + cache if cache[0] != "/" else cache).rstrip("/") + "/node-map"
+
+
 def task_gpus(env):
     """The task's global GRES indices, from the variable its step really carries.
 
@@ -128,7 +160,7 @@ def decide(env, map_path=None):
     gpus = task_gpus(env)
     if not gpus:
         return "", ""  # no GPUs in this task: nothing to do, nothing to say
-    map_path = map_path or env.get(MAP_ENV) or DEFAULT_MAP
+    map_path = map_path or map_of(env)
     left = "; CUDA_VISIBLE_DEVICES left as Slurm set it"
     try:
         m = read_map(map_path)

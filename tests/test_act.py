@@ -170,7 +170,7 @@ def test_scontrol_refusing_or_hanging_is_exit_5_within_the_deadline(tmp_path):
     assert r.code == 5 and "permission denied" in r.json()["error"]
     s, _ = fake_scontrol(tmp_path, hang=True)
     t = time.monotonic()
-    r = hc(tmp_path, "--scontrol", s, "--timeout", "0.5")
+    r = hc(tmp_path, "--scontrol", s, "--timeout", "1")
     assert r.code == 5 and "timed out" in r.json()["error"]
     assert time.monotonic() - t < 10
 

@@ -240,6 +240,57 @@ def test_nvml_gpu_is_lost_for_one_gpu(tmp_path, scontrol):
     assert doc["drain_reason"].startswith("migsync: lost gpu2 [gpu-lost]")
 
 
+def _nvml_failing(code, call="nvmlDeviceGetMigMode"):
+    """The seed node's NVML fake whose ``call`` raises NVML's own error ``code`` on every GPU."""
+    import pynvml
+
+    fake = nvml_fake.make(os.path.join(node("seed"), "layout.json"))
+
+    def failing(*args, **kwargs):
+        raise pynvml.NVMLError(getattr(pynvml, "NVML_ERROR_" + code))
+
+    setattr(fake, call, failing)
+    return fake
+
+
+@pytest.mark.parametrize("code,call,said", [
+    # pynvml newer than the driver, NVML without root, a migsync bug: nothing is known about
+    # the GPUs, which are fine. These once made every GPU `gpu-lost`, a finding that drained
+    # the node as a mismatch even with drain_on_discovery_failure = false.
+    ("NO_PERMISSION", "nvmlDeviceGetMigMode", "NVML: cannot read GPU 0: Insufficient Permissions"),
+    ("FUNCTION_NOT_FOUND", "nvmlDeviceGetMigMode", "NVML: cannot read GPU 0: Function Not Found"),
+    ("UNINITIALIZED", "nvmlDeviceGetMinorNumber", "NVML: cannot read GPU 0: Uninitialized"),
+    ("ARGUMENT_VERSION_MISMATCH", "nvmlDeviceGetMaxMigDeviceCount", "NVML: cannot read GPU 2:"),
+    ("NOT_SUPPORTED", "nvmlDeviceGetUUID", "NVML: cannot read GPU 0: Not Supported"),
+])
+def test_nvml_errors_that_are_not_gpu_faults_never_make_a_finding(tmp_path, scontrol, code,
+                                                                   call, said):
+    args = ["healthcheck", "--no-syslog", "--slurm-conf", SAMPLE_SLURM, "--root",
+            os.path.join(node("seed"), "root"), "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+            "--node", "c51-g002", "--lock-file", tmp_path / "lock", "--cache-file",
+            tmp_path / "s.json", "--slurm-backend", "scontrol", "--scontrol", scontrol[0]]
+    r = run_cli(*args, "--backend", "nvml", "--no-drain-on-discovery-failure",
+                nvml=_nvml_failing(code, call))
+    assert r.code == 3, r.err
+    assert r.err.splitlines()[0].startswith(f"migsync: {said}"), r.err
+    assert "gpu-lost" not in r.err
+    assert not scontrol[1].exists() or "update" not in scontrol[1].read_text()
+    # backend auto: NVML cannot be asked, so nvidia-smi is, and the healthy node reads
+    # healthy (not four lost GPUs)
+    r = run_cli(*args, "--backend", "auto", "--nvidia-smi",
+                os.path.join(node("seed"), "nvidia-smi"), nvml=_nvml_failing(code, call))
+    assert r.code == 0 and "c51-g002: consistent" in r.err, r.err
+    assert not scontrol[1].exists() or "update" not in scontrol[1].read_text()
+
+
+def test_nvml_reset_required_is_still_a_lost_gpu(tmp_path, scontrol):
+    r = run_cli("check", "--json", "--slurm-conf", SAMPLE_SLURM, "--backend", "nvml", "--root",
+                os.path.join(node("seed"), "root"), "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+                "--node", "c51-g002", nvml=_nvml_failing("RESET_REQUIRED"))
+    assert r.code == 1
+    assert {f["id"] for f in r.json()["findings"]} == {"gpu-lost"}
+
+
 @pytest.mark.parametrize("body,pattern", [
     ("sleep 300", r"scontrol show node: scontrol timed out"),
     ("echo 'slurm_load_node error: Unable to contact slurm controller' >&2; exit 1",
@@ -434,7 +485,12 @@ def test_na_mig_mode_is_a_gpu_without_mig_not_a_lost_gpu(tmp_path, scontrol):
 @pytest.mark.parametrize("flag,value,pattern", [
     ("--reason-prefix", "", r"reason_prefix must not be empty"),
     ("--reason-prefix", "   ", r"reason_prefix must not be empty"),
-    ("--reason-prefix", 'mig"sync:', r"reason_prefix must be at most 64 printable"),
+    ("--reason-prefix", 'mig"sync:', r"reason_prefix must contain 'migsync'"),
+    ('--reason-prefix', 'my "migsync":', r"reason_prefix must be at most 64 printable"),
+    # migsync resumes every drained node whose reason starts with the prefix: these would
+    # resume NHC's drains for other checks, or an admin's "maintenance: PSU"
+    ("--reason-prefix", "NHC:", r"reason_prefix must contain 'migsync': a node drained"),
+    ("--reason-prefix", "m", r"reason_prefix must contain 'migsync'"),
     ("--reason-prefix", "migsync:\x1b[2J", r"reason_prefix must be at most 64 printable"),
     ("--node", "c51-g[001-002]", r"node: a node name cannot be a hostlist expression"),
     ("--node", "c51-g001,c51-g002", r"node: a node name cannot be a hostlist expression"),
@@ -448,11 +504,19 @@ def test_na_mig_mode_is_a_gpu_without_mig_not_a_lost_gpu(tmp_path, scontrol):
     ("--node", "c51-g002\n", r"cannot contain spaces, '=' or quotes"),
     ("--node", "c51-g\u00e9", r"may hold only letters, digits, '-', '_' and '.' \(at most 128\)"),
     ("--node", "g" * 129, r"may hold only letters, digits, '-', '_' and '.' \(at most 128\)"),
-    ("--timeout", "0", r"command_timeout must be a number of seconds above 0"),
+    ("--timeout", "0", r"command_timeout must be a number of seconds from 1 to 86400"),
+    # too short for any nvidia-smi: every run would time out and drain the node
+    ("--timeout", "0.001", r"command_timeout must be a number of seconds from 1 to 86400 "
+                           r"\(below 1 every run would time out"),
+    # huge values overflowed the clock arithmetic (exit 70, OverflowError)
+    ("--timeout", "1e300", r"command_timeout must be a number of seconds from 1 to 86400"),
     ("--timeout", "-1", r"command_timeout must be a non-negative number"),
     ("--timeout", "nan", r"command_timeout must be a non-negative number"),
     ("--timeout", "inf", r"command_timeout must be a non-negative number"),
-    ("--deadline", "0", r"deadline must be a number of seconds above 0"),
+    ("--deadline", "0", r"deadline must be a number of seconds from 1 to 86400"),
+    ("--deadline", "0.01", r"deadline must be a number of seconds from 1 to 86400"),
+    ("--deadline", "1e300", r"deadline must be a number of seconds from 1 to 86400"),
+    ("--lock-wait", "1e300", r"lock_wait must be a number of seconds from 0 to 86400"),
     ("--deadline", "-0.5", r"deadline must be a non-negative number"),
     ("--deadline", "NaN", r"deadline must be a non-negative number"),
     ("--deadline", "Infinity", r"deadline must be a non-negative number"),
@@ -474,7 +538,17 @@ def test_harmful_settings_are_refused(tmp_path, scontrol, flag, value, pattern):
     ('node = "gpu[1-2]"', r"hostlist expression"),
     ("deadline = nan", r"deadline must be a non-negative number"),
     ("command_timeout = inf", r"command_timeout must be a non-negative number"),
-    ("command_timeout = 0", r"command_timeout must be a number of seconds above 0"),
+    ("command_timeout = 0", r"command_timeout must be a number of seconds from 1 to 86400"),
+    ("command_timeout = 1e-9", r"command_timeout must be a number of seconds from 1 to 86400"),
+    ("deadline = 1e308", r"deadline must be a number of seconds from 1 to 86400"),
+    # a NUL byte in a path: os calls raised ValueError (exit 70)
+    ('cache_file = "/run/migsync/state\\u0000.json"', r"cache_file must not contain a NUL byte"),
+    ('gres_conf = "/etc/slurm/gres.conf\\u0000"', r"gres_conf must not contain a NUL byte"),
+    ('lock_file = "/run/migsync/\\u0000"', r"lock_file must not contain a NUL byte"),
+    # the settings file is read from slurmd's spool directory, from /, from a shell: a
+    # relative path would name a different file in each
+    ('gres_conf = "gres.conf"', r"gres_conf must be an absolute path in a settings file"),
+    ('cache_file = "state.json"', r"cache_file must be an absolute path in a settings file"),
     ('root = "/no/such/root"', r"root '/no/such/root' is not a directory"),
 ])
 def test_harmful_settings_in_the_file_are_refused(tmp_path, scontrol, toml, pattern):
@@ -484,6 +558,21 @@ def test_harmful_settings_in_the_file_are_refused(tmp_path, scontrol, toml, patt
                     "--gres-conf", os.path.join(SAMPLE, "gres.conf"))
     assert r.code == 2 and re.search(pattern, r.err) and str(cfg) in r.err, r.err
     assert not scontrol[1].exists()
+
+
+def test_a_dangling_symlink_as_the_default_settings_file_is_an_error_not_no_settings(
+        tmp_path, scontrol, search_root):
+    """/etc/migsync/migsync.toml linked to a file that is gone (an unmounted share, a removed
+    target): its ignore list, prefix or drain = false must not be dropped silently, which
+    would make migsync drain with the defaults."""
+    etc = search_root / "etc" / "migsync"
+    etc.mkdir(parents=True)
+    (etc / "migsync.toml").symlink_to(tmp_path / "gone.toml")
+    r = healthcheck(tmp_path, scontrol[0], "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+                    seed="seed-lost")
+    assert r.code == 2, r.err
+    assert r.err.splitlines()[0] == f"migsync: {etc / 'migsync.toml'}: file not found", r.err
+    assert not scontrol[1].exists() or "update" not in scontrol[1].read_text()
 
 
 def test_a_hostlist_node_name_from_the_environment_never_reaches_scontrol(tmp_path, scontrol,
@@ -802,3 +891,14 @@ def test_a_bracketed_at_inside_a_reason_is_not_its_stamp(tail):
             f"[root@2026-11-28T21:00:00]{tail}")
     st = slurmctl.parse_show_node(line, "c51-g002")
     assert st.reason == reason and st.reason_user == "root" and st.drained
+
+
+@pytest.mark.parametrize("where", ["/proc/migsync-demo", "/dev/null/demo"])
+def test_demo_keep_where_nothing_can_be_written_is_one_line(where):
+    """FileNotFoundError / NotADirectoryError from copying the sample escaped as 'internal
+    error', exit 70."""
+    r = run_cli("demo", "--keep", where)
+    assert r.code == 2, r.err
+    assert r.err.splitlines()[0].startswith(f"migsync: {where}: cannot copy the sample node "
+                                            "there: "), r.err
+    assert "internal error" not in r.err

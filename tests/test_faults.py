@@ -1,5 +1,6 @@
 """Concurrency, signals and deadlines, with real processes and hanging fakes."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,7 +81,12 @@ def test_two_runs_at_once_the_second_waits_then_exits_4_without_acting(tmp_path,
         first.wait(30)
 
 
-def test_sigterm_mid_run_leaves_no_partial_state_and_kills_the_child(tmp_path, fakes):
+@pytest.mark.parametrize("sig,code,name", [(signal.SIGTERM, 143, "SIGTERM"),
+                                            # an ssh session dropped under `migsync check`:
+                                            # SIGHUP's default action left the child running
+                                            (signal.SIGHUP, 129, "SIGHUP")])
+def test_sigterm_mid_run_leaves_no_partial_state_and_kills_the_child(tmp_path, fakes, sig, code,
+                                                                     name):
     scontrol, hang, log = fakes
     prom_dir = tmp_path / "prom"
     prom_dir.mkdir()
@@ -89,15 +95,60 @@ def test_sigterm_mid_run_leaves_no_partial_state_and_kills_the_child(tmp_path, f
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert wait_for(lambda: (tmp_path / "smi.pids").exists())
     child = int((tmp_path / "smi.pids").read_text().split()[0])
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 143, err
-    assert "terminated" in err and "Traceback" not in err
+    assert proc.returncode == code, err
+    assert f"migsync: terminated ({name}); nothing was left half-written" in err
+    assert "Traceback" not in err
     assert wait_for(lambda: not alive(child), 10), "the hanging nvidia-smi survived"
     assert (prom_dir / "migsync.prom").read_text() == "# from the last run\n"
     assert [f for f in os.listdir(prom_dir)] == ["migsync.prom"]
     assert not (tmp_path / "state.json").exists()
     assert not log.exists()
+
+
+def test_a_command_printing_without_end_is_stopped_not_buffered(tmp_path, fakes):
+    """A broken nvidia-smi that prints for ever filled memory until its timeout (1.5 GB in
+    3 s, measured): its output is capped, the child killed, and the run is a discovery
+    failure naming the cause."""
+    scontrol, _, log = fakes
+    flood = script(tmp_path / "nvidia-smi-flood",
+                   f"echo $$ >> {tmp_path}/smi.pids\nexec yes '0, 00000000:17:00.0, GPU-x, A100'")
+    # a short timeout only so that the run without the cap (it waited for the timeout,
+    # buffering all the while) stays small
+    r = subprocess.run(hc_argv(tmp_path, flood, scontrol, "--timeout", "2",
+                               "--no-drain-on-discovery-failure"),
+                       env=env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.splitlines()[0] == ("migsync: nvidia-smi: nvidia-smi-flood printed more "
+                                        "than 16 MiB: stopped"), r.stderr
+    for pid in (tmp_path / "smi.pids").read_text().split():
+        assert wait_for(lambda: not alive(int(pid)), 10), "the flooding nvidia-smi survived"
+    assert not log.exists() or "update" not in log.read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                    reason="needs root and unshare for a private full tmpfs")
+@pytest.mark.parametrize("cmd,code", [("healthcheck", 0), ("prolog", 0)])
+def test_a_full_state_directory_is_no_internal_error(tmp_path, fakes, cmd, code):
+    """/run is a small tmpfs; when it is full, writing the holder's pid into the lock failed
+    with ENOSPC: 'internal error', exit 70 for the health check. The lock is held all the
+    same; the pid only names the holder in a waiting run's message."""
+    scontrol, _, log = fakes
+    run = tmp_path / "run"
+    run.mkdir(mode=0o755)
+    argv = hc_argv(tmp_path, os.path.join(node("seed"), "nvidia-smi"), scontrol)
+    argv[argv.index("healthcheck")] = cmd
+    argv[argv.index("--lock-file") + 1] = str(run / "lock")
+    argv = [a for a in argv if not a.endswith("migsync.prom") and a != "--prom-file"]
+    shell = (f"mount -t tmpfs -o size=8k tmpfs {run} && chmod 755 {run} && "
+             f"(dd if=/dev/zero of={run}/fill bs=1k count=64 2>/dev/null; true) && "
+             'exec "$@"')
+    r = subprocess.run(["unshare", "-m", "sh", "-c", shell, "sh", *argv], env=env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == code, r.stderr
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+    assert not log.exists() or "update" not in log.read_text()
 
 
 def test_run_never_exceeds_its_deadline_when_every_command_hangs(tmp_path):
@@ -321,7 +372,9 @@ CHECK = [sys.executable, "-m", "migsync", "check", "--backend", "nvidia-smi", "-
 
 @pytest.mark.parametrize("how", ["closed", "dev-full", "broken-pipe"])
 @pytest.mark.parametrize("cmd", [CHECK, CHECK[:3] + ["emit"] + CHECK[4:],
-                                 CHECK[:3] + ["discover"] + CHECK[4:10]])
+                                 CHECK[:3] + ["discover"] + CHECK[4:10],
+                                 # argparse prints these and swallowed the error: exit 0
+                                 CHECK[:3] + ["--version"], CHECK[:4] + ["--help"]])
 def test_output_errors_are_errors(tmp_path, how, cmd):
     if how == "closed":
         r = subprocess.run(cmd, env=env(), stdout=None, stderr=subprocess.PIPE, text=True,
@@ -344,6 +397,23 @@ def test_output_errors_are_errors(tmp_path, how, cmd):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("migsync: cannot write to stdout"), err
     assert "Exception ignored" not in err and "Traceback" not in err
+
+
+def test_a_character_stdout_cannot_encode_is_escaped_not_called_a_closed_stdout(tmp_path):
+    """A GPU name with bytes that are not UTF-8 (shown as U+FFFD) and stdout in ASCII:
+    'cannot write to stdout: it is closed', exit 74. The character is escaped instead."""
+    smi = tmp_path / "node"
+    shutil.copytree(node("seed"), smi, symlinks=True)
+    csv = smi / "smi" / "query-gpu.csv"
+    csv.unlink()  # (a symlink into the recorded node, maybe)
+    csv.write_bytes(open(os.path.join(node("seed"), "smi", "query-gpu.csv"), "rb").read()
+                    .replace(b"NVIDIA A100 80GB PCIe", b"NVIDIA A100 \xff PCIe"))
+    r = subprocess.run([sys.executable, "-m", "migsync", "discover", "--backend", "nvidia-smi",
+                        "--nvidia-smi", str(smi / "nvidia-smi"), "--root", str(smi / "root")],
+                       env=env() | {"PYTHONIOENCODING": "ascii"}, capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert b"NVIDIA A100 \\ufffd PCIe" in r.stdout and r.stderr == b""
 
 
 # --- issue 12: reading the real Slurm's answers -----------------------------------------

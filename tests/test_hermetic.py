@@ -32,7 +32,7 @@ PLANTED = {
     "var/spool/slurmd/conf-cache/gres.conf": "Name=gpu File=/dev/nvidia5\n",
     "var/lib/slurm/slurmd/conf-cache/gres.conf": "Name=gpu File=/dev/nvidia6\n",
     "etc/migsync/migsync.toml": 'ignore = ["stale-cap", "unconfigured-device"]\n'
-                                'reason_prefix = "site:"\nstyle = "file"\n',
+                                'reason_prefix = "site migsync:"\nstyle = "file"\n',
 }
 
 # Inside `unshare -m`: a tmpfs for overlay upper dirs, then /etc, /run and /var become

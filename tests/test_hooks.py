@@ -108,6 +108,40 @@ def test_install_hooks_writes_every_shipped_hook_bound_to_this_interpreter(tmp_p
     assert out.returncode == 0 and json.loads(out.stdout)["command"] == "check"
 
 
+def test_install_hooks_into_an_existing_directory_keeps_what_was_there(tmp_path):
+    """The site's own healthcheck and prolog in DIR were overwritten without a backup; and
+    a symlink planted as a later hook stopped the install with the first ones replaced."""
+    dest = tmp_path / "etc-slurm-hooks"
+    dest.mkdir()
+    (dest / "healthcheck").write_text("#!/bin/sh\n/usr/sbin/nhc\n")
+    (dest / "prolog").write_text("#!/bin/sh\n/etc/slurm/site-prolog\n")
+    (dest / "slurmd-prestart").symlink_to("/etc/passwd")
+    argv = [sys.executable, "-m", "migsync", "install-hooks", str(dest)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd="/")
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        f"migsync: {dest}/slurmd-prestart: exists and is not a regular file (a symlink?): "
+        "refused to write (nothing was installed)"]
+    assert sorted(os.listdir(dest)) == ["healthcheck", "prolog", "slurmd-prestart"]
+    assert (dest / "healthcheck").read_text() == "#!/bin/sh\n/usr/sbin/nhc\n"
+    (dest / "slurmd-prestart").unlink()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd="/")
+    assert r.returncode == 0, r.stderr
+    kept = {}
+    for line in r.stderr.splitlines():
+        path, _, backup = line[len("migsync: "):].partition(" was there with other contents: "
+                                                            "kept as ")
+        kept[os.path.basename(path)] = backup
+    assert sorted(kept) == ["healthcheck", "prolog"], r.stderr
+    assert open(kept["healthcheck"]).read() == "#!/bin/sh\n/usr/sbin/nhc\n"
+    assert open(kept["prolog"]).read() == "#!/bin/sh\n/etc/slurm/site-prolog\n"
+    assert (dest / "healthcheck").read_text() == open(os.path.join(HOOKS, "healthcheck")).read()
+    # installing again changes nothing: no backup of identical files on every re-install
+    before = sorted(os.listdir(dest))
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd="/")
+    assert r.returncode == 0 and r.stderr == "" and sorted(os.listdir(dest)) == before
+
+
 def test_install_hooks_nhc_dir_installs_the_nhc_check_or_says_there_is_none(tmp_path):
     nhc_dir = tmp_path / "nhc-scripts"
     nhc_dir.mkdir()

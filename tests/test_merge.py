@@ -141,6 +141,79 @@ def test_broken_and_conflicting_reports_are_listed_and_skipped(tmp_path, reports
     assert "skipped gpu08: not a migsync report: schema is None" in err
 
 
+def _mig(doc, i):
+    return [d for d in doc["devices"] if d["kind"] == "mig"][i]
+
+
+@pytest.mark.parametrize("edit,said", [
+    # two MIG devices naming one CI cap: the merged file gave one device file to two GRES
+    (lambda d: _mig(d, 1).update(ci_cap=_mig(d, 0)["ci_cap"]),
+     "rejected report: cap 337 is given to two MIG devices"),
+    (lambda d: _mig(d, 1).update(ci_cap=_mig(d, 1)["gi_cap"]),
+     "rejected report: cap 345 is given to a GPU instance and a MIG device"),
+    (lambda d: _mig(d, 1).update(gi_cap=_mig(d, 0)["gi_cap"]),
+     "rejected report: cap 336 is given to two GPU instances"),
+    (lambda d: _mig(d, 1).update(gi=_mig(d, 0)["gi"], ci=_mig(d, 0)["ci"]),
+     "rejected report: gpu2/gi7 has two caps"),
+    (lambda d: d["devices"].append(dict(_mig(d, 0))),
+     "rejected report: device mig 2/7/0 is listed twice"),
+    (lambda d: d["gpus"].append(dict(d["gpus"][0])), "rejected report: gpu0 is listed twice"),
+    # these were dropped from the merged file without a word
+    (lambda d: _mig(d, 0).update(minor=0),
+     "rejected report: MIG device gpu0/gi7/ci0 on a GPU the report does not list with MIG on"),
+    (lambda d: _mig(d, 0).update(minor=9),
+     "rejected report: MIG device gpu9/gi7/ci0 on a GPU the report does not list with MIG on"),
+    (lambda d: d["devices"].append({"kind": "gpu", "minor": 2, "type": "a100",
+                                    "files": ["/dev/nvidia2"]}),
+     "rejected report: gpu2 is listed as a whole GPU and with MIG on"),
+    (lambda d: d.update(schema_version=0),
+     "not a migsync report: schema_version 0 is not a version (they start at 1)"),
+])
+def test_a_report_describing_an_impossible_node_is_skipped(tmp_path, reports, edit, said):
+    """A report is untrusted input to root on the controller: one that contradicts itself is
+    listed and skipped like a broken one; the good reports are still merged."""
+    bad = json.loads(reports["gpu01"])
+    bad["node"] = "gpu09"
+    edit(bad)
+    r = merged(tmp_path, f"gpu02: {reports['gpu02']}\ngpu09: {json.dumps(bad)}\n")
+    assert r.code == 0, r.err
+    assert r.err.splitlines() == [f"migsync merge: skipped gpu09: {said}"]
+    assert "NodeName=gpu02 " in r.out and "gpu09" not in r.out
+
+
+def test_one_nodes_hostile_output_never_stops_the_merge_or_reaches_the_terminal(tmp_path,
+                                                                               reports):
+    """A report nested 100,000 deep made json raise RecursionError: exit 70 for the whole
+    cluster's merge. ssh noise with terminal escapes went to the admin's terminal as sent."""
+    deep = '{"schema": "migsync-report", "x": ' + "[" * 100000 + "]" * 100000 + "}"
+    text = (f"gpu07: {deep}\n"
+            "gpu05: \x1b]0;owned\x07ssh: \x1b[31mno route\n"
+            f"gpu02: {reports['gpu02']}\n")
+    r = merged(tmp_path, text)
+    assert r.code == 0, r.err
+    assert r.err.splitlines() == [
+        "migsync merge: skipped gpu07: no report: invalid JSON (nested too deeply)",
+        "migsync merge: skipped gpu05: no report: ?]0;owned?ssh: ?[31mno route"]
+    assert "NodeName=gpu02 " in r.out
+
+
+@pytest.mark.parametrize("flags", [("--write", "gres.conf"), ("--against", "gres.conf")])
+def test_the_slurm_include_never_replaces_the_gres_conf(tmp_path, reports, flags):
+    """--write PATH --slurm-include PATH wrote the merged gres.conf, then the slurm.conf
+    include over it: configless would serve NodeName=... CPUs=... lines as gres.conf."""
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    (conf / "gres.conf").write_text(open(SAMPLE_GRES).read())
+    flag, name = flags
+    r = merged(tmp_path, f"gpu02: {reports['gpu02']}\n", flag, conf / name,
+               "--slurm-include", f"{conf}/../etc/{name}")
+    assert r.code == 2
+    assert r.err.splitlines() == [f"migsync: {conf}/../etc/{name}: --slurm-include and {flag} "
+                                  "name the same file"]
+    assert sorted(os.listdir(conf)) == ["gres.conf"]
+    assert (conf / "gres.conf").read_text() == open(SAMPLE_GRES).read()
+
+
 def test_no_usable_reports_is_exit_2(tmp_path):
     r = merged(tmp_path, "gpu01: Permission denied\n")
     assert r.code == 2 and "no usable node reports" in r.err

@@ -135,3 +135,50 @@ def test_a_full_mig_minors_table_without_a_live_instance_is_corrupt(tmp_path):
     assert refused(procfs.read_snapshot, str(root)) == (
         f"{mm}: no entry for gpu2/gi7/ci0 (the driver lists every instance: the table is cut "
         "short or corrupt)")
+
+
+def _loop(path):
+    """Replace ``path`` with a symlink to itself: stat() then fails with ELOOP, as it would
+    with EACCES or EIO; only ENOENT says the file is not there."""
+    os.remove(path)
+    os.symlink(os.path.basename(path), path)
+
+
+@pytest.mark.parametrize("which", ["gi7/access", "gi7/ci0/access"])
+def test_an_access_file_that_cannot_be_looked_at_is_no_missing_instance(tmp_path, which):
+    root, mig = seed_root(tmp_path)
+    _loop(mig / which)
+    assert refused(procfs.read_snapshot, str(root)) == (
+        f"{mig / which}: cannot stat: Too many levels of symbolic links")
+
+
+def test_a_mig_minors_that_cannot_be_looked_at_is_no_missing_table(tmp_path):
+    root, _ = seed_root(tmp_path)
+    mm = root / "proc" / "driver" / "nvidia-caps" / "mig-minors"
+    _loop(mm)
+    assert refused(procfs.read_snapshot, str(root)) == (
+        f"{mm}: cannot stat: Too many levels of symbolic links")
+
+
+def test_the_prolog_neither_drains_nor_blocks_a_job_for_an_unreadable_access_file(tmp_path):
+    """Read as "gone", the unreadable access file made gpu2/gi7/ci0 a stale cap: the Prolog
+    drained the node and failed the job. It is a discovery failure: with
+    drain_on_discovery_failure = false the job runs and the node is left alone."""
+    from conftest import SAMPLE_GRES, SAMPLE, run_cli
+
+    root, mig = seed_root(tmp_path)
+    _loop(mig / "gi7" / "access")
+    log = tmp_path / "scontrol.log"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$*" >> {log}\n'
+                        '[ "$1" = show ] && echo "NodeName=c51-g002 State=IDLE"\nexit 0\n')
+    scontrol.chmod(0o755)
+    r = run_cli("prolog", "--no-syslog", "--root", root, "--gres-conf", SAMPLE_GRES,
+                "--slurm-conf", os.path.join(SAMPLE, "slurm.conf"), "--node", "c51-g002",
+                "--lock-file", tmp_path / "lock", "--cache-file", tmp_path / "state.json",
+                "--slurm-backend", "scontrol", "--scontrol", scontrol,
+                "--no-drain-on-discovery-failure")
+    assert r.code == 0, r.err
+    assert f"{mig / 'gi7' / 'access'}: cannot stat: Too many levels of symbolic links" in r.err
+    assert "stale-cap" not in r.err
+    assert not log.exists() or "update" not in log.read_text()

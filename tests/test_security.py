@@ -385,6 +385,59 @@ def test_binaries_and_settings_root_trusts_must_be_roots(tmp_path, scontrol, sta
         os.chmod(victim, 0o777 if what != "settings" else 0o666)
 
 
+@pytest.mark.parametrize("what", ["settings", "nvidia-smi"])
+def test_a_directory_another_account_owns_cannot_steer_root(tmp_path, scontrol, state_dir, what):
+    """Root's own file in a directory nobody owns: nobody cannot edit it, but can rename it
+    away and put a link to another root-owned file in its place (here an admin's settings
+    for a test node, with drain = false: the node is no longer drained), or remove it."""
+    quiet = tmp_path / "test-node.toml"
+    quiet.write_text("drain = false\n")
+    d = node("seed-lost")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    cfg = (shared if what == "settings" else tmp_path) / "migsync.toml"
+    cfg.write_text("deadline = 30\n")
+    smi = shared / "nvidia-smi"
+    shutil.copy(os.path.join(d, "nvidia-smi"), smi)
+    os.symlink(os.path.join(d, "smi"), shared / "smi")
+    open_up(shared)
+    open_up(quiet)
+    os.chown(shared, NOBODY, NOBODY)
+    if what == "settings":
+        as_nobody("sh", "-c", f"mv {cfg} {shared}/old && ln -s {quiet} {cfg}")
+    r = acting("healthcheck", tmp_path, scontrol[0], state_dir, "--config", cfg,
+               "--nvidia-smi", smi)
+    lines = one_line(r.stderr)
+    assert r.returncode == 2, r.stderr
+    victim = cfg if what == "settings" else smi
+    said = "settings file" if what == "settings" else "nvidia-smi"
+    assert lines[0] == (f"migsync: {victim}: {said}: its directory {shared} is owned by uid "
+                        "65534, not root: refused"), lines
+    assert not scontrol[1].exists() or "update" not in scontrol[1].read_text()
+
+
+def test_a_group_writable_directory_is_refused_and_a_sticky_one_is_not(tmp_path, scontrol,
+                                                                       state_dir):
+    d = node("seed")
+    group = tmp_path / "group"
+    group.mkdir()
+    os.chmod(group, 0o775)
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)  # as /tmp: nobody else may rename or remove root's entry
+    for where in (group, sticky):
+        (where / "migsync.toml").write_text("deadline = 30\n")
+    args = ["check", "-q", "--backend", "nvidia-smi", "--nvidia-smi", os.path.join(d, "nvidia-smi"),
+            "--root", os.path.join(d, "root"), "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+            "--node", "c51-g002"]
+    r = migsync(*args, "--config", group / "migsync.toml")
+    assert r.returncode == 2 and one_line(r.stderr) == [
+        f"migsync: {group / 'migsync.toml'}: settings file: its directory {group} is writable "
+        "by group or other (mode 0775): refused"], r.stderr
+    r = migsync(*args, "--config", sticky / "migsync.toml")
+    assert r.returncode == 0, r.stderr
+
+
 def test_control_characters_never_reach_a_drain_reason_or_the_log(tmp_path, scontrol, state_dir):
     gres = tmp_path / "gres.conf"
     text = open(os.path.join(SAMPLE, "gres.conf")).read()

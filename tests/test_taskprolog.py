@@ -310,12 +310,106 @@ def test_missing_map(fake, reader):
 
 
 @pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "directory"])
+def test_a_map_that_is_not_a_regular_file_never_hangs_the_task(world_tmp, reader, kind):
+    """The task's own environment can name the map: a FIFO nobody writes or /dev/zero must
+    not hang the task (run_reader's timeout would fail this test)."""
+    path = "/dev/zero" if kind == "/dev/zero" else str(world_tmp / "map")
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        os.mkdir(path)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": REPO, "SLURM_JOB_GPUS": "2",
+           "MIGSYNC_NODE_MAP": path}
+    r = run_reader(reader, env)
+    assert r.stdout == "" and f"no node map at {path} " in r.stderr
+
+
+@pytest.mark.parametrize("reader", READERS)
 def test_gres_conf_edited_after_the_map(fake, reader):
     st = os.stat(fake.map)
     os.utime(fake.gres, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     r = run_reader(reader, task_env(fake, SLURM_JOB_GPUS="2"))
     assert r.stdout == ""
     assert f"stale node map: {fake.gres} changed after the map was written" in r.stderr
+
+
+# ---- where the map is: $MIGSYNC_NODE_MAP, else beside the settings file's cache_file ---------
+
+def test_a_moved_cache_file_moves_the_map_and_both_readers_follow_the_settings_file(
+        world_tmp, reader_names=tuple(READERS)):
+    """An admin who moves cache_file (say to /var/lib/migsync) gets the map written there by
+    the health check; a TaskProlog that looked only at /run/migsync/node-map would leave
+    every job with Slurm's plain indices. Both readers find it through the settings file,
+    with no MIGSYNC_NODE_MAP in the task's environment (slurmd passes none)."""
+    f = FakeNode(world_tmp)
+    moved = world_tmp / "var-lib-migsync"
+    moved.mkdir(mode=0o755)
+    settings = world_tmp / "migsync.toml"
+    settings.write_text(f'# site settings\ncache_file = "{moved}/state.json"  # moved\n')
+    r = run_cli("healthcheck", "--config", settings, "--backend", "nvml", "--root", f.root,
+                "--node", "n1", "--gres-conf", f.gres, "--slurm-conf", f.slurm,
+                "--lock-file", f.state / "lock", "--no-syslog", "--no-drain", "--no-resume",
+                "--scontrol", "/bin/false", nvml=nvml_fake.make(str(f.dir / "layout.json")))
+    # (exit 5: /bin/false as scontrol; the map is written before Slurm is asked)
+    assert os.path.isfile(moved / "node-map") and not os.path.exists(f.map), r.err
+    for reader in reader_names:
+        env = task_env(f, SLURM_JOB_GPUS="3,9", MIGSYNC_CONFIG=str(settings))
+        del env["MIGSYNC_NODE_MAP"]
+        r = run_reader(reader, env)
+        assert (reader, r.stdout, r.stderr) == (
+            reader, f"export CUDA_VISIBLE_DEVICES={uuids_for(3, 9)}\n", "")
+
+
+# settings file text -> the map both readers look for (hand-written; "D" = the default map).
+# A line the hand reader cannot read with certainty leaves the default, as
+# fastprolog.cache_file_of does for the Prolog.
+MAP_PLACES = {
+    "no cache_file line": ('backend = "nvml"\n', "D"),
+    "double quotes": ('cache_file = "/srv/m/state.json"\n', "/srv/m/node-map"),
+    "single quotes, blanks, comment": ("\t cache_file='/srv/m/s.json'   # here\r\n",
+                                       "/srv/m/node-map"),
+    "quoted key": ('"cache_file" = "/srv/q/s.json"\n', "/srv/q/node-map"),
+    "the last line wins": ('cache_file = "/a/s"\ncache_file = "/b/s"\n', "/b/node-map"),
+    "commented out": ('# cache_file = "/srv/m/state.json"\n', "D"),
+    "in the root directory": ('cache_file = "/state.json"\n', "/node-map"),
+    "relative: to /, where the hook runs": ('cache_file = "var/m/s.json"\n', "/var/m/node-map"),
+    "no final newline": ('cache_file = "/srv/n/s.json"', "/srv/n/node-map"),
+    "empty value": ('cache_file = ""\n', "D"),
+    "unquoted value": ("cache_file = /srv/m/s.json\n", "D"),
+    "an escape": ('cache_file = "/srv/m\\\\x/s.json"\n', "D"),
+    "text after the value": ('cache_file = "/srv/m/s.json" x\n', "D"),
+    "unterminated": ('cache_file = "/srv/m/s.json\n', "D"),
+    "a table": ('[x]\ncache_file = "/srv/m/s.json"\n', "D"),
+    "a multi-line string": ('reason_prefix = """a\nb"""\ncache_file = "/srv/m/s.json"\n', "D"),
+    "a key without =": ("cache_file\n", "D"),
+}
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("case", MAP_PLACES)
+def test_both_readers_take_the_map_place_from_the_settings_file_alike(world_tmp, reader, case):
+    text, want = MAP_PLACES[case]
+    settings = world_tmp / "migsync.toml"
+    settings.write_text(text)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": REPO, "SLURMD_NODENAME": "n1",
+           "SLURM_JOB_GPUS": "2", "MIGSYNC_CONFIG": str(settings)}
+    r = run_reader(reader, env)
+    assert r.stdout == ""  # no map at any of these places
+    if want == "D":  # a real node's own map may be there: the message names it either way
+        assert " /run/migsync/node-map " in r.stderr, r.stderr
+    else:
+        assert f"no node map at {want} (the health check writes it)" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_the_environment_names_the_map_before_the_settings_file(world_tmp, reader):
+    settings = world_tmp / "migsync.toml"
+    settings.write_text('cache_file = "/srv/m/state.json"\n')
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": REPO, "SLURM_JOB_GPUS": "2",
+           "MIGSYNC_CONFIG": str(settings), "MIGSYNC_NODE_MAP": str(world_tmp / "elsewhere")}
+    r = run_reader(reader, env)
+    assert f"no node map at {world_tmp / 'elsewhere'} " in r.stderr
 
 
 @pytest.mark.parametrize("reader", READERS)
@@ -398,12 +492,15 @@ def test_cli_help_lists_taskprolog_and_its_map_flag():
 def test_the_python_reader_imports_nothing_but_os_and_sys():
     """It runs once per task of every job: no json, re, argparse, typing, dataclasses: only
     modules the interpreter has loaded anyway (os and sys come with site)."""
-    code = ("import sys; before = set(sys.modules); import migsync.entry, migsync.taskprolog; "
+    code = ("import os, sys; before = set(sys.modules); import migsync.entry, migsync.taskprolog; "
+            "migsync.taskprolog.decide(os.environ); "  # finding the map reads the settings file
             "print(' '.join(sorted(set(sys.modules) - before)))")
-    r = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": REPO},
+    r = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": REPO,
+                                                          "SLURM_JOB_GPUS": "0"},
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
-    assert set(r.stdout.split()) <= {"migsync", "migsync.entry", "migsync.taskprolog"}, r.stdout
+    assert set(r.stdout.split()) <= {"migsync", "migsync.entry", "migsync.taskprolog",
+                                     "migsync.fastprolog"}, r.stdout
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the reader as nobody")

@@ -187,12 +187,19 @@ class TaskCluster:
         os.makedirs(os.path.dirname(self.map))
         self.log = os.path.join(base, "taskprolog.log")
         site = os.path.join(base, "site-taskprolog")
-        # A site's own TaskProlog, chaining to migsync as the README shows (the map path
-        # and the log are the test's; the log is the task's stderr, which slurmstepd
-        # otherwise reads with stdout and drops).
+        # The node's settings file names cache_file in the test's directory: the health
+        # check writes the map beside it and the hook finds it there, as on a node that moved
+        # cache_file (on a node the file is /etc/migsync/migsync.toml; here the site script
+        # names it). The log is the task's stderr, which slurmstepd otherwise reads with
+        # stdout and drops.
+        self.settings = os.path.join(base, "migsync.toml")
+        with open(self.settings, "w") as fh:
+            fh.write(f'cache_file = "{os.path.join(os.path.dirname(self.map), "state.json")}"\n')
+        os.chmod(self.settings, 0o644)
+        # A site's own TaskProlog, chaining to migsync as the README shows
         with open(site, "w") as fh:
             fh.write("#!/bin/sh\necho 'export SITE_TASKPROLOG=ran'\n"
-                     f"export MIGSYNC_NODE_MAP={self.map}\n"
+                     f"export MIGSYNC_CONFIG={self.settings}\n"
                      f"{HOOK} 2>>{self.log} || :\n")
         os.chmod(site, 0o755)
         open(self.log, "w").close()
@@ -230,7 +237,7 @@ class TaskCluster:
         fake = nvml_fake.make(os.path.join(self.node_dir, "layout.json"))
         r = run_cli("healthcheck", "--backend", "nvml", "--root", self.root, "--node", N,
                     "--gres-conf", self.cluster.gres_conf, "--slurm-conf", self.cluster.slurm_conf,
-                    "--cache-file", os.path.join(os.path.dirname(self.map), "state.json"),
+                    "--config", self.settings,
                     "--lock-file", os.path.join(self.base, "lock"), "--no-syslog",
                     "--no-drain", "--no-resume", nvml=fake)
         assert os.path.exists(self.map), r.err
@@ -468,7 +475,7 @@ def test_missing_or_stale_map_changes_nothing_and_says_why(task_cluster):
     # no map yet: Slurm's own plain index stays, the job runs
     f = job()
     assert f["cvd"] == f["jobgpus"] and f["cvd"].isdigit()
-    assert "no node map at" in logged()
+    assert f"no node map at {tc.map} " in logged()  # found through the settings file
     # a map, then gres.conf edited after it
     tc.healthcheck()
     assert job()["cvd"].startswith("MIG-") and logged() == ""

@@ -10,6 +10,21 @@ from ..procfs import normalise_bus_id
 from . import BackendView, BGpu, BMig, profile_from_name
 
 
+# NVML errors that say the GPU itself is broken (fell off the bus, needs a reset, an
+# interrupt or InfoROM fault, no power, the driver's catch-all): that GPU is `gpu-lost`, a
+# finding, and the other GPUs are still checked. Any other error on a GPU says NVML cannot
+# be asked (no permission, a pynvml newer than the driver, UNINITIALIZED, a bad argument):
+# nothing is then known about the GPU, so it is a discovery failure, never a finding that
+# drains the node as a mismatch (and `backend = auto` asks nvidia-smi instead).
+GPU_FAULTS = ("GPU_IS_LOST", "RESET_REQUIRED", "IRQ_ISSUE", "CORRUPTED_INFOROM",
+              "INSUFFICIENT_POWER", "TIMEOUT", "UNKNOWN")
+
+
+def _gpu_fault(nvml: Any, exc: Exception) -> bool:
+    codes = {getattr(nvml, "NVML_ERROR_" + name, None) for name in GPU_FAULTS} - {None}
+    return getattr(exc, "value", None) in codes
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -44,6 +59,8 @@ def probe(nvml: Optional[Any] = None) -> BackendView:
             try:
                 _read_gpu(nvml, index, gpu, view)
             except nvml.NVMLError as exc:
+                if not _gpu_fault(nvml, exc):
+                    raise DiscoveryError(f"NVML: cannot read GPU {index}: {exc}") from None
                 gpu.lost = f"NVML: {exc}"
         return view
     finally:

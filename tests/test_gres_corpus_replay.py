@@ -39,7 +39,7 @@ REFUSED_LINE = {
     "bad-05-reversed-range.conf": 2, "bad-06-mixed-file-nofile.conf": 3,
     "72-untyped-file-then-fileless.conf": 4, "77-multiplefiles-suffix-after-bracket.conf": 3,
     "78-include-path-with-blank.conf": 4, "81-include-two-words.conf": 4,
-    "91-include-glob.conf": 4, "92-include-missing.conf": 3, "106-count-overflow.conf": 4,
+    "91-include-glob.conf": 4, "106-count-overflow.conf": 4,
     "107-count-trailing-blank.conf": 4, "112-count-minus-two.conf": 4,
     # a refusal inside an included file names that file (relative to gres.conf's directory)
     "84-include-nested-relative-sub.conf": "sub/a.conf:1",
@@ -60,7 +60,6 @@ PARSE_FRAGMENT = {
     "84-include-nested-relative-sub.conf": "(in 'Include b.conf')",
     "85-include-nested-relative-top.conf": "(in 'Include b.conf')",
     "91-include-glob.conf": "/inc-*.conf: file not found",
-    "92-include-missing.conf": "/nope.conf: file not found",
     "114-include-nested-three.conf": "(in 'Include sub/deeper/b.conf')",
 }
 

@@ -902,3 +902,57 @@ def test_demo_keep_where_nothing_can_be_written_is_one_line(where):
     assert r.err.splitlines()[0].startswith(f"migsync: {where}: cannot copy the sample node "
                                             "there: "), r.err
     assert "internal error" not in r.err
+
+
+def _cpu_node(tmp_path, gres_text="", gres_spec=""):
+    """A node without the NVIDIA driver (no /proc/driver/nvidia) in a cluster whose other
+    nodes have GPUs: slurm.conf, gres.conf for both."""
+    root = tmp_path / "cpu-root"
+    (root / "proc").mkdir(parents=True)
+    (root / "dev").mkdir()
+    slurm = tmp_path / "slurm.conf"
+    slurm.write_text("ClusterName=c\nSlurmctldHost=head\nGresTypes=gpu\n"
+                     f"NodeName=cpu01 CPUs=4{' Gres=' + gres_spec if gres_spec else ''}\n"
+                     "NodeName=c51-g002 CPUs=64 Gres=gpu:a100:2,gpu:1g.10gb:14\n"
+                     "PartitionName=all Nodes=ALL\n")
+    gres = tmp_path / "gres.conf"
+    gres.write_text(open(os.path.join(SAMPLE, "gres.conf")).read() + gres_text)
+    return ["--root", root, "--slurm-conf", slurm, "--gres-conf", gres, "--node", "cpu01"]
+
+
+@pytest.mark.parametrize("cmd", ["healthcheck", "prolog", "check"])
+def test_a_cpu_node_without_the_driver_is_consistent_not_drained(tmp_path, cmd):
+    """Prolog= and HealthCheckProgram= are cluster-wide in slurm.conf, so the hooks run on
+    CPU nodes too. There, no NVIDIA driver is the expected state: it was a discovery
+    failure, which drained every CPU node and failed every job on it (Prolog exit 1)."""
+    log = tmp_path / "scontrol.log"
+    s = tmp_path / "scontrol"
+    s.write_text(f'#!/bin/sh\necho "$*" >> {log}\n'
+                 '[ "$1" = show ] && echo "NodeName=cpu01 State=IDLE"\nexit 0\n')
+    s.chmod(0o755)
+    acting = ["--no-syslog", "--lock-file", tmp_path / "lock", "--cache-file",
+              tmp_path / "state.json", "--slurm-backend", "scontrol", "--scontrol", s]
+    r = run_cli(cmd, *_cpu_node(tmp_path), *(acting if cmd != "check" else []))
+    assert r.code == 0, r.err
+    assert "driver" not in r.err and "Traceback" not in r.err
+    if cmd == "check":
+        assert r.out.startswith("node cpu01: OK")
+    assert not log.exists() or "update" not in log.read_text()
+
+
+@pytest.mark.parametrize("gres_text,gres_spec", [
+    ("NodeName=cpu01 Name=gpu Type=a100 File=/dev/nvidia0\n", ""),  # gres.conf gives it one
+    ("", "gpu:1"),  # slurm.conf does
+    ("NodeName=cpu01 AutoDetect=nvml\n", ""),  # slurmd would look for GPUs
+])
+def test_a_gpu_node_without_the_driver_is_still_a_discovery_failure(tmp_path, scontrol,
+                                                                    gres_text, gres_spec):
+    args = _cpu_node(tmp_path, gres_text, gres_spec)
+    r = run_cli("healthcheck", "--no-syslog", *args, "--lock-file", tmp_path / "lock",
+                "--cache-file", tmp_path / "state.json", "--slurm-backend", "scontrol",
+                "--scontrol", scontrol[0])
+    assert r.code == 3, r.err
+    assert r.err.splitlines()[0] == ("migsync: /proc/driver/nvidia not found: the NVIDIA driver "
+                                     "is not loaded")
+    assert "reason=migsync: no GPU info [discovery] /proc/driver/nvidia not found" in \
+        scontrol[1].read_text()

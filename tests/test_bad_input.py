@@ -956,3 +956,23 @@ def test_a_gpu_node_without_the_driver_is_still_a_discovery_failure(tmp_path, sc
                                      "is not loaded")
     assert "reason=migsync: no GPU info [discovery] /proc/driver/nvidia not found" in \
         scontrol[1].read_text()
+
+
+def test_backend_nvml_without_pynvml_is_migsyncs_own_error_not_a_node_fault(tmp_path, scontrol,
+                                                                          monkeypatch):
+    """pynvml missing from migsync's environment said nothing about the node, but with
+    backend = nvml it was a discovery failure: every node drained."""
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` raises ImportError
+    args = ["healthcheck", "--no-syslog", "--slurm-conf", SAMPLE_SLURM, "--root",
+            os.path.join(node("seed"), "root"), "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+            "--node", "c51-g002", "--lock-file", tmp_path / "lock", "--cache-file",
+            tmp_path / "s.json", "--slurm-backend", "scontrol", "--scontrol", scontrol[0]]
+    r = run_cli(*args, "--backend", "nvml")
+    assert r.code == 2, r.err
+    assert r.err.splitlines()[0].startswith("migsync: NVML: module pynvml not installed")
+    assert r.err.splitlines()[0].endswith("(backend = nvml: install it beside migsync, or use "
+                                          "backend auto)")
+    assert not scontrol[1].exists() or "update" not in scontrol[1].read_text()
+    # auto: nvidia-smi answers, and the healthy node reads healthy
+    r = run_cli(*args, "--backend", "auto", "--nvidia-smi", os.path.join(node("seed"), "nvidia-smi"))
+    assert r.code == 0 and "c51-g002: consistent" in r.err, r.err

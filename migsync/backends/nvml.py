@@ -29,6 +29,12 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+class NoPynvml(DiscoveryError):
+    """pynvml is missing from migsync's own environment: with backend = auto, nvidia-smi is
+    asked; with backend = nvml it is an installation error (discovery.probe_backend), since
+    nothing is wrong with the node."""
+
+
 def load_module() -> Any:
     from .. import site_packages
 
@@ -36,7 +42,7 @@ def load_module() -> Any:
     try:
         import pynvml  # noqa: WPS433 - deliberately lazy: ~25 ms
     except ImportError as exc:
-        raise DiscoveryError(f"NVML: module pynvml not installed (pip install nvidia-ml-py): {exc}")
+        raise NoPynvml(f"NVML: module pynvml not installed (pip install nvidia-ml-py): {exc}")
     return pynvml
 
 

@@ -976,3 +976,26 @@ def test_backend_nvml_without_pynvml_is_migsyncs_own_error_not_a_node_fault(tmp_
     # auto: nvidia-smi answers, and the healthy node reads healthy
     r = run_cli(*args, "--backend", "auto", "--nvidia-smi", os.path.join(node("seed"), "nvidia-smi"))
     assert r.code == 0 and "c51-g002: consistent" in r.err, r.err
+
+
+@pytest.mark.parametrize("name", ["NVIDIA A100 80GB PCIe", "", "NVIDIA A100 80GB PCIe MIG "])
+def test_an_nvml_mig_name_without_a_profile_is_unreadable_data_not_a_type_mismatch(
+        tmp_path, scontrol, name):
+    """The whole name became the profile, so every Type= was a type-mismatch: the healthy
+    node was drained 'bad Type 1g.10gb +13'."""
+    fake = nvml_fake.make(os.path.join(node("seed"), "layout.json"))
+    real = fake.nvmlDeviceGetName
+    fake.nvmlDeviceGetName = lambda h: name if h[0] == "mig" else real(h)
+    args = ["healthcheck", "--no-syslog", "--slurm-conf", SAMPLE_SLURM, "--root",
+            os.path.join(node("seed"), "root"), "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+            "--node", "c51-g002", "--lock-file", tmp_path / "lock", "--cache-file",
+            tmp_path / "s.json", "--slurm-backend", "scontrol", "--scontrol", scontrol[0]]
+    r = run_cli(*args, "--backend", "nvml", "--no-drain-on-discovery-failure", nvml=fake)
+    assert r.code == 3, r.err
+    assert r.err.splitlines()[0] == (f"migsync: NVML: MIG device gpu index 2/gi7/ci0 is named "
+                                     f"{name!r}, which holds no MIG profile"), r.err
+    assert "type-mismatch" not in r.err
+    assert not scontrol[1].exists() or "update" not in scontrol[1].read_text()
+    r = run_cli(*args, "--backend", "auto", "--nvidia-smi",
+                os.path.join(node("seed"), "nvidia-smi"), nvml=fake)
+    assert r.code == 0 and "c51-g002: consistent" in r.err, r.err

@@ -70,11 +70,24 @@ class MapError(Exception):
 def read_map(path):
     """KEY=value / KEY='value' lines (comments and blank lines skipped) -> dict; None if
     unreadable; MapError for any other line (the sh hook would not source it either)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
+    try:  # a regular file only: a FIFO or /dev/zero (the task's environment names the map)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        if (os.fstat(fd).st_mode >> 12) != 8:
+            return None
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    text = b"".join(chunks).decode("utf-8", "replace")
     out = {}
     for n, line in enumerate(text.split("\n"), 1):
         if not line or line[0] == "#":

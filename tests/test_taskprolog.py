@@ -310,6 +310,22 @@ def test_missing_map(fake, reader):
 
 
 @pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "directory"])
+def test_a_map_that_is_not_a_regular_file_never_hangs_the_task(world_tmp, reader, kind):
+    """The task's own environment can name the map: a FIFO nobody writes or /dev/zero must
+    not hang the task (run_reader's timeout would fail this test)."""
+    path = "/dev/zero" if kind == "/dev/zero" else str(world_tmp / "map")
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        os.mkdir(path)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": REPO, "SLURM_JOB_GPUS": "2",
+           "MIGSYNC_NODE_MAP": path}
+    r = run_reader(reader, env)
+    assert r.stdout == "" and f"no node map at {path} " in r.stderr
+
+
+@pytest.mark.parametrize("reader", READERS)
 def test_gres_conf_edited_after_the_map(fake, reader):
     st = os.stat(fake.map)
     os.utime(fake.gres, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))

@@ -445,9 +445,20 @@ def kept_lines(current: Optional[gresconf.GresConf], reported) -> Tuple[List[str
             continue
         rest = [n for n in names if n not in reported]
         if rest:
-            text = re.sub(r"(?i)^\s*nodename=\S+", f"NodeName={hostlist.fold(rest)}", ln.text)
+            # NodeName= is the line's first key; slurmd allows blanks around '=' and a quoted
+            # value ('NodeName="n1 n2"'), which `nodename=\S+` cut in two (a broken merged
+            # file) or missed (the line kept for nodes that did report)
+            folded = f"NodeName={hostlist.fold(rest)}"
+            text, done = _NODENAME.subn(lambda m: folded, ln.text, count=1)
+            if not done:
+                warnings.append(f"{ln.source}: its NodeName= cannot be narrowed to the nodes "
+                                "that sent no report; dropped")
+                continue
             kept.append(text)
     return kept, warnings
+
+
+_NODENAME = re.compile(r'(?i)^\s*nodename\s*=\s*(?:"[^"]*"(?=\s|$)|\S+)')
 
 
 def render_gres_conf(groups: List[Group], style: str, kept: List[str], n_reports: int) -> str:

@@ -214,6 +214,25 @@ def test_the_slurm_include_never_replaces_the_gres_conf(tmp_path, reports, flags
     assert (conf / "gres.conf").read_text() == open(SAMPLE_GRES).read()
 
 
+def test_against_narrows_every_nodename_form_slurmd_reads(tmp_path, reports):
+    """Kept lines get NodeName= narrowed to the nodes that sent no report. A quoted value
+    ('NodeName="n1 n2"', two names to slurmd) was cut in two: a broken merged file, exit 2.
+    Blanks around '=' were not matched: the line was kept whole, so a reported node had its
+    old lines beside its merged ones."""
+    current = tmp_path / "gres.conf"
+    current.write_text('NodeName="gpu02 old1" Name=gpu Type=a100 File=/dev/nvidia0\n'
+                       "NodeName = gpu02,old2 Name=gpu Type=a100 File=/dev/nvidia1\n"
+                       "  nodename=old3 Name=gpu File=/dev/nvidia0 Type=a100\n")
+    out = tmp_path / "merged.conf"
+    r = merged(tmp_path, f"gpu02: {reports['gpu02']}\n", "--against", current, "--write", out)
+    assert r.code == 1, r.err
+    kept = out.read_text().split("# kept from the current gres.conf (nodes that sent no "
+                                 "report)\n")[1]
+    assert kept == ("NodeName=old1 Name=gpu Type=a100 File=/dev/nvidia0\n"
+                    "NodeName=old2 Name=gpu Type=a100 File=/dev/nvidia1\n"
+                    "NodeName=old3 Name=gpu File=/dev/nvidia0 Type=a100\n")
+
+
 def test_no_usable_reports_is_exit_2(tmp_path):
     r = merged(tmp_path, "gpu01: Permission denied\n")
     assert r.code == 2 and "no usable node reports" in r.err

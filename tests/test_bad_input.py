@@ -940,6 +940,16 @@ def test_a_cpu_node_without_the_driver_is_consistent_not_drained(tmp_path, cmd):
     assert not log.exists() or "update" not in log.read_text()
 
 
+def test_a_cpu_node_sends_no_report_to_merge(tmp_path):
+    """A report from a CPU node would put it into merge's slurm.conf include beside the
+    site's own line for it (slurmctld: 'Duplicated NodeHostName'): as before the CPU-node
+    rule, it sends none (exit 3, which merge lists as 'no report')."""
+    r = run_cli("report", "--no-hardware", *_cpu_node(tmp_path))
+    assert r.code == 3 and r.out == "", r.out
+    assert r.err.splitlines() == ["migsync: the NVIDIA driver is not loaded and Slurm gives "
+                                  "this node no GPU: nothing to report"]
+
+
 @pytest.mark.parametrize("gres_text,gres_spec", [
     ("NodeName=cpu01 Name=gpu Type=a100 File=/dev/nvidia0\n", ""),  # gres.conf gives it one
     ("", "gpu:1"),  # slurm.conf does

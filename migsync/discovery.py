@@ -20,7 +20,13 @@ def probe_backend(backend: str, nvidia_smi: Optional[str] = None, timeout: float
     from .backends import nvml, smi  # small modules; pynvml itself stays lazy
 
     if backend == "nvml":
-        return nvml.probe(nvml_module)
+        try:
+            return nvml.probe(nvml_module)
+        except nvml.NoPynvml as exc:  # as a discovery failure it drained every node
+            from .errors import ConfigError
+
+            raise ConfigError(f"{exc.message} (backend = nvml: install it beside migsync, or "
+                              "use backend auto)") from None
     if backend == "nvidia-smi":
         return smi.probe(nvidia_smi, timeout, uuids)
     if backend != "auto":

@@ -131,7 +131,8 @@ def _full_check(report: RunReport, st: Settings, nvml_module: Any, log: Log) -> 
     read = sorted(set(budget.paths) | {p for p in _conf_paths(report) if p})
     fastprolog.save(st, before, outcome.result.ok, read)
     report.outcome = outcome
-    nodemap.write(outcome, st, log)  # GRES index -> UUID for hooks/taskprolog (issue 10)
+    if outcome.inventory.backend != "none":  # a CPU node (nodecheck.run): no GPU to map
+        nodemap.write(outcome, st, log)  # GRES index -> UUID for hooks/taskprolog (issue 10)
     report.findings = outcome.result.findings
     report.status = "ok" if outcome.result.ok else "mismatch"
     if st.cache_file:

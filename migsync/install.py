@@ -132,6 +132,13 @@ def install_hooks(dest: str, nhc_dir: Optional[str] = None,
         if not os.path.isdir(nhc_dir):
             raise ConfigError("--nhc-dir: no such directory (install LBNL NHC first)",
                               path=nhc_dir)
+    # slurmd runs the hooks as root: an interpreter or a migsync another account can change
+    # (a venv in a user's home) would let that account run code as root on every node
+    from .settings import check_trusted_file
+
+    check_trusted_file(python or os.path.abspath(sys.executable),
+                       "the interpreter the hooks would run")
+    check_trusted_file(os.path.join(PKG, "__init__.py"), "the migsync the hooks would run")
     dest = os.path.abspath(dest)
     parent = os.path.dirname(dest)
     if not os.path.isdir(parent):

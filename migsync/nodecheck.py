@@ -11,7 +11,7 @@ from .check import CheckResult, check
 from .discovery import discover
 from .errors import ConfigError
 from .model import Inventory
-from .procfs import rooted
+from .procfs import DriverNotLoaded, rooted
 from .settings import Settings
 from .record import Record
 
@@ -92,6 +92,17 @@ def autodetect_view(settings: Settings, gconf, sconf, node: str, inv: Inventory)
     plugin_dir = autodetect.find_plugin_dir(sconf.params.get("plugindir") if sconf else None,
                                             settings.root, runner.find_program("slurmd"))
     return autodetect.view(setting, inv, plugin_dir)
+
+
+def expects_gpus(lines: list, sconf, node: str, gconf) -> bool:
+    """Whether Slurm gives ``node`` any GPU: a gres.conf gpu line for it, a gpu in its
+    slurm.conf Gres=, or an NVIDIA AutoDetect."""
+    from . import autodetect
+
+    if lines or autodetect.setting_for(gconf.lines, node).value in autodetect.OURS:
+        return True
+    got = sconf.node_gres(node) if sconf is not None else None
+    return bool(got and any(spec.name.lower() == "gpu" and spec.count for spec in got[0]))
 
 
 def require_node(sconf, node: str) -> None:
@@ -177,7 +188,15 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
         files, gconf, sconf = load_config(settings, node, files, version["rules"])
         require_node(sconf, node)
         lines = gconf.for_node(node)
-        inv = discover_fn() if started is None else started.finish()
+        try:
+            inv = discover_fn() if started is None else started.finish()
+        except DriverNotLoaded:
+            if expects_gpus(lines, sconf, node, gconf):
+                raise  # a GPU node whose driver is gone: a node fault
+            # Prolog= and HealthCheckProgram= are cluster-wide: on a CPU node, where neither
+            # gres.conf nor slurm.conf gives it a GPU, no driver is the expected state, and a
+            # discovery failure drained every CPU node and failed every job there.
+            inv = Inventory(backend="none")
     except BaseException:
         asked.cancel()
         if started is not None:

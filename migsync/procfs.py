@@ -16,6 +16,11 @@ MIG_MINORS = "/proc/driver/nvidia-caps/mig-minors"
 
 
 
+class DriverNotLoaded(DiscoveryError):
+    """No /proc/driver/nvidia: a node fault where Slurm expects GPUs, nothing at all on a
+    node where it expects none (nodecheck.run tells them apart)."""
+
+
 class ProcGpu(Record):
     __slots__ = ("minor", "bus_id", "model", "uuid")
 
@@ -84,7 +89,7 @@ def read_gpus(root: str) -> Dict[int, ProcGpu]:
         entries = sorted(os.listdir(base))
     except FileNotFoundError:
         if not os.path.isdir(rooted(root, NV_PROC)):
-            raise DiscoveryError(f"{NV_PROC} not found: the NVIDIA driver is not loaded") from None
+            raise DriverNotLoaded(f"{NV_PROC} not found: the NVIDIA driver is not loaded") from None
         return {}
     except OSError as exc:
         raise DiscoveryError(f"{base}: cannot list: {exc.strerror or exc}") from None

@@ -902,3 +902,110 @@ def test_demo_keep_where_nothing_can_be_written_is_one_line(where):
     assert r.err.splitlines()[0].startswith(f"migsync: {where}: cannot copy the sample node "
                                             "there: "), r.err
     assert "internal error" not in r.err
+
+
+def _cpu_node(tmp_path, gres_text="", gres_spec=""):
+    """A node without the NVIDIA driver (no /proc/driver/nvidia) in a cluster whose other
+    nodes have GPUs: slurm.conf, gres.conf for both."""
+    root = tmp_path / "cpu-root"
+    (root / "proc").mkdir(parents=True)
+    (root / "dev").mkdir()
+    slurm = tmp_path / "slurm.conf"
+    slurm.write_text("ClusterName=c\nSlurmctldHost=head\nGresTypes=gpu\n"
+                     f"NodeName=cpu01 CPUs=4{' Gres=' + gres_spec if gres_spec else ''}\n"
+                     "NodeName=c51-g002 CPUs=64 Gres=gpu:a100:2,gpu:1g.10gb:14\n"
+                     "PartitionName=all Nodes=ALL\n")
+    gres = tmp_path / "gres.conf"
+    gres.write_text(open(os.path.join(SAMPLE, "gres.conf")).read() + gres_text)
+    return ["--root", root, "--slurm-conf", slurm, "--gres-conf", gres, "--node", "cpu01"]
+
+
+@pytest.mark.parametrize("cmd", ["healthcheck", "prolog", "check"])
+def test_a_cpu_node_without_the_driver_is_consistent_not_drained(tmp_path, cmd):
+    """Prolog= and HealthCheckProgram= are cluster-wide in slurm.conf, so the hooks run on
+    CPU nodes too. There, no NVIDIA driver is the expected state: it was a discovery
+    failure, which drained every CPU node and failed every job on it (Prolog exit 1)."""
+    log = tmp_path / "scontrol.log"
+    s = tmp_path / "scontrol"
+    s.write_text(f'#!/bin/sh\necho "$*" >> {log}\n'
+                 '[ "$1" = show ] && echo "NodeName=cpu01 State=IDLE"\nexit 0\n')
+    s.chmod(0o755)
+    acting = ["--no-syslog", "--lock-file", tmp_path / "lock", "--cache-file",
+              tmp_path / "state.json", "--slurm-backend", "scontrol", "--scontrol", s]
+    r = run_cli(cmd, *_cpu_node(tmp_path), *(acting if cmd != "check" else []))
+    assert r.code == 0, r.err
+    assert "driver" not in r.err and "Traceback" not in r.err
+    if cmd == "check":
+        assert r.out.startswith("node cpu01: OK")
+    assert not log.exists() or "update" not in log.read_text()
+
+
+def test_a_cpu_node_sends_no_report_to_merge(tmp_path):
+    """A report from a CPU node would put it into merge's slurm.conf include beside the
+    site's own line for it (slurmctld: 'Duplicated NodeHostName'): as before the CPU-node
+    rule, it sends none (exit 3, which merge lists as 'no report')."""
+    r = run_cli("report", "--no-hardware", *_cpu_node(tmp_path))
+    assert r.code == 3 and r.out == "", r.out
+    assert r.err.splitlines() == ["migsync: the NVIDIA driver is not loaded and Slurm gives "
+                                  "this node no GPU: nothing to report"]
+
+
+@pytest.mark.parametrize("gres_text,gres_spec", [
+    ("NodeName=cpu01 Name=gpu Type=a100 File=/dev/nvidia0\n", ""),  # gres.conf gives it one
+    ("", "gpu:1"),  # slurm.conf does
+    ("NodeName=cpu01 AutoDetect=nvml\n", ""),  # slurmd would look for GPUs
+])
+def test_a_gpu_node_without_the_driver_is_still_a_discovery_failure(tmp_path, scontrol,
+                                                                    gres_text, gres_spec):
+    args = _cpu_node(tmp_path, gres_text, gres_spec)
+    r = run_cli("healthcheck", "--no-syslog", *args, "--lock-file", tmp_path / "lock",
+                "--cache-file", tmp_path / "state.json", "--slurm-backend", "scontrol",
+                "--scontrol", scontrol[0])
+    assert r.code == 3, r.err
+    assert r.err.splitlines()[0] == ("migsync: /proc/driver/nvidia not found: the NVIDIA driver "
+                                     "is not loaded")
+    assert "reason=migsync: no GPU info [discovery] /proc/driver/nvidia not found" in \
+        scontrol[1].read_text()
+
+
+def test_backend_nvml_without_pynvml_is_migsyncs_own_error_not_a_node_fault(tmp_path, scontrol,
+                                                                          monkeypatch):
+    """pynvml missing from migsync's environment said nothing about the node, but with
+    backend = nvml it was a discovery failure: every node drained."""
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` raises ImportError
+    args = ["healthcheck", "--no-syslog", "--slurm-conf", SAMPLE_SLURM, "--root",
+            os.path.join(node("seed"), "root"), "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+            "--node", "c51-g002", "--lock-file", tmp_path / "lock", "--cache-file",
+            tmp_path / "s.json", "--slurm-backend", "scontrol", "--scontrol", scontrol[0]]
+    r = run_cli(*args, "--backend", "nvml")
+    assert r.code == 2, r.err
+    assert r.err.splitlines()[0].startswith("migsync: NVML: module pynvml not installed")
+    assert r.err.splitlines()[0].endswith("(backend = nvml: install it beside migsync, or use "
+                                          "backend auto)")
+    assert not scontrol[1].exists() or "update" not in scontrol[1].read_text()
+    # auto: nvidia-smi answers, and the healthy node reads healthy
+    r = run_cli(*args, "--backend", "auto", "--nvidia-smi", os.path.join(node("seed"), "nvidia-smi"))
+    assert r.code == 0 and "c51-g002: consistent" in r.err, r.err
+
+
+@pytest.mark.parametrize("name", ["NVIDIA A100 80GB PCIe", "", "NVIDIA A100 80GB PCIe MIG "])
+def test_an_nvml_mig_name_without_a_profile_is_unreadable_data_not_a_type_mismatch(
+        tmp_path, scontrol, name):
+    """The whole name became the profile, so every Type= was a type-mismatch: the healthy
+    node was drained 'bad Type 1g.10gb +13'."""
+    fake = nvml_fake.make(os.path.join(node("seed"), "layout.json"))
+    real = fake.nvmlDeviceGetName
+    fake.nvmlDeviceGetName = lambda h: name if h[0] == "mig" else real(h)
+    args = ["healthcheck", "--no-syslog", "--slurm-conf", SAMPLE_SLURM, "--root",
+            os.path.join(node("seed"), "root"), "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+            "--node", "c51-g002", "--lock-file", tmp_path / "lock", "--cache-file",
+            tmp_path / "s.json", "--slurm-backend", "scontrol", "--scontrol", scontrol[0]]
+    r = run_cli(*args, "--backend", "nvml", "--no-drain-on-discovery-failure", nvml=fake)
+    assert r.code == 3, r.err
+    assert r.err.splitlines()[0] == (f"migsync: NVML: MIG device gpu index 2/gi7/ci0 is named "
+                                     f"{name!r}, which holds no MIG profile"), r.err
+    assert "type-mismatch" not in r.err
+    assert not scontrol[1].exists() or "update" not in scontrol[1].read_text()
+    r = run_cli(*args, "--backend", "auto", "--nvidia-smi",
+                os.path.join(node("seed"), "nvidia-smi"), nvml=fake)
+    assert r.code == 0 and "c51-g002: consistent" in r.err, r.err

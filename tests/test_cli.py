@@ -88,8 +88,11 @@ def test_config_errors_are_parsed_before_discovery(tmp_path):
 
 
 def test_discovery_failure_is_exit_3(tmp_path):
+    # the node gres.conf gives GPUs: without a driver that is a discovery failure (a node
+    # that Slurm gives no GPU is consistent without one: test_bad_input, CPU nodes)
     r = run_cli("check", "--backend", "nvidia-smi", "--nvidia-smi", "/nonexistent/nvidia-smi",
-                "--root", tmp_path, "--gres-conf", os.path.join(SAMPLE, "gres.conf"))
+                "--root", tmp_path, "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+                "--node", "c51-g002")
     assert r.code == 3 and "driver is not loaded" in r.err
 
 

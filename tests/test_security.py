@@ -438,6 +438,25 @@ def test_a_group_writable_directory_is_refused_and_a_sticky_one_is_not(tmp_path,
     assert r.returncode == 0, r.stderr
 
 
+def test_install_hooks_refuses_an_interpreter_another_account_can_replace(tmp_path):
+    """slurmd runs the hooks as root with the interpreter install-hooks writes into them: one
+    in a directory nobody owns (a venv in a user's home) would let nobody run code as root."""
+    home = tmp_path / "home-nobody"
+    (home / "bin").mkdir(parents=True)
+    os.symlink(sys.executable, home / "bin" / "python3")
+    open_up(home)
+    os.chown(home, NOBODY, NOBODY)
+    dest = tmp_path / "hooks"
+    r = subprocess.run([str(home / "bin" / "python3"), "-m", "migsync", "install-hooks",
+                        str(dest)], env=hermetic_env(PYTHONPATH=REPO), cwd="/",
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert one_line(r.stderr) == [
+        f"migsync: {home}/bin/python3: the interpreter the hooks would run: its directory "
+        f"{home} is owned by uid 65534, not root: refused"]
+    assert not dest.exists()
+
+
 def test_control_characters_never_reach_a_drain_reason_or_the_log(tmp_path, scontrol, state_dir):
     gres = tmp_path / "gres.conf"
     text = open(os.path.join(SAMPLE, "gres.conf")).read()

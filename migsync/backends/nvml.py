@@ -8,6 +8,7 @@ if TYPE_CHECKING:
 from ..errors import DiscoveryError
 from ..procfs import normalise_bus_id
 from . import BackendView, BGpu, BMig, profile_from_name
+from .smi import _profile as is_profile  # one rule for what a MIG profile name is
 
 
 # NVML errors that say the GPU itself is broken (fell off the bus, needs a reset, an
@@ -29,6 +30,12 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+class NoPynvml(DiscoveryError):
+    """pynvml is missing from migsync's own environment: with backend = auto, nvidia-smi is
+    asked; with backend = nvml it is an installation error (discovery.probe_backend), since
+    nothing is wrong with the node."""
+
+
 def load_module() -> Any:
     from .. import site_packages
 
@@ -36,7 +43,7 @@ def load_module() -> Any:
     try:
         import pynvml  # noqa: WPS433 - deliberately lazy: ~25 ms
     except ImportError as exc:
-        raise DiscoveryError(f"NVML: module pynvml not installed (pip install nvidia-ml-py): {exc}")
+        raise NoPynvml(f"NVML: module pynvml not installed (pip install nvidia-ml-py): {exc}")
     return pynvml
 
 
@@ -89,10 +96,13 @@ def _read_gpu(nvml: Any, index: int, gpu: BGpu, view: BackendView) -> None:
             mh = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
         except nvml.NVMLError_NotFound:
             continue  # empty slot: NVML's normal answer
-        view.migs.append(BMig(
-            index,
-            nvml.nvmlDeviceGetGpuInstanceId(mh),
-            nvml.nvmlDeviceGetComputeInstanceId(mh),
-            profile_from_name(_text(nvml.nvmlDeviceGetName(mh))),
-            _text(nvml.nvmlDeviceGetUUID(mh)),
-        ))
+        gi, ci = nvml.nvmlDeviceGetGpuInstanceId(mh), nvml.nvmlDeviceGetComputeInstanceId(mh)
+        name = _text(nvml.nvmlDeviceGetName(mh))
+        profile = profile_from_name(name)
+        if not is_profile(profile):
+            # the Type check compares against this profile: a name NVML gave without one
+            # ('', no 'MIG <profile>') would be read as a type mismatch and drain the node;
+            # it is data we cannot read, as an unparseable `nvidia-smi mig -lci` row is
+            raise DiscoveryError(f"NVML: MIG device gpu index {index}/gi{gi}/ci{ci} is named "
+                                 f"{name[:60]!r}, which holds no MIG profile")
+        view.migs.append(BMig(index, gi, ci, profile, _text(nvml.nvmlDeviceGetUUID(mh))))

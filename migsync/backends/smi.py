@@ -26,6 +26,9 @@ _UUID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS
 _SUFFIX_CHARS = frozenset("0123456789.abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                           "\u0130\u0131\u017f\u212a")
 _NOT_SUPPORTED = ("[n/a]", "[not supported]")  # in mig.mode.*: this GPU has no MIG
+# A field nvidia-smi could not read for lack of rights: nothing is known about the GPU, so
+# it is no lost GPU (a finding that drains) but a discovery failure.
+_CANNOT_ASK = ("[insufficient permissions]", "[no permission]")
 
 
 def _error_field(text: str) -> bool:
@@ -154,6 +157,10 @@ def parse_query_gpu(text: str) -> List[BGpu]:
                                      f"{line[:80]!r}") from None
             bad.append(str(exc))
             modes = (None, None)
+        asked = [c for c in bad if c.lower() in _CANNOT_ASK]
+        if asked:  # says who ran nvidia-smi, not how the GPU is (as NVML's NO_PERMISSION)
+            raise DiscoveryError(f"nvidia-smi --query-gpu: line {lineno} reads {asked[0]} "
+                                 "(run as root)")
         ok = {c: not _error_field(c) for c in (index, bus, uuid, name)}
         if (ok[index] and not index.isdecimal()) or (ok[bus] and not _bus(bus)) or \
                 (ok[uuid] and not _uuid(uuid)) or not name:

@@ -573,7 +573,7 @@ def slurmd_order(conf: GresConf, node: str, gres: Optional[Sequence] = None,
             n = ln.count if ln.count is not None else 1
             if n > 0 and not (name == "gpu" and conf.version != "22.05"):
                 units.append((ln, (), n))
-    specs = [s for s in (gres or []) if s.name.lower() == name.lower()]
+    specs = [s for s in (gres or []) if s.name == name]  # as slurmd: case-sensitive
     # One count per Type as written: slurm.conf's `gpu:a100:1,gpu:a100:1` is two a100, but
     # `gpu:a100:1,...,gpu:A100:1` two Types that both match Type=a100 (corpus 99, 104).
     typed: Dict[str, int] = {}

@@ -11,7 +11,10 @@ from migsync.errors import ConfigError
     ("gpu:1g.10gb:14,gpu:a100:2", [("gpu", "1g.10gb", 14), ("gpu", "a100", 2)]),
     ("gpu:2", [("gpu", None, 2)]),
     ("gpu", [("gpu", None, 1)]),
-    ("GPU:A100:2", [("gpu", "A100", 2)]),  # the name is case-folded, the Type kept as written
+    # the name and Type as written: slurmd takes `GPU` for another GRES than `gpu`
+    # (measured 29 Nov, 22.05-26.05: "Invalid GRES configured on node", corpus case 124)
+    ("GPU:A100:2", [("GPU", "A100", 2)]),
+    ("gpu:a100", [("gpu", "a100", 1)]),  # no count: one of that type (measured: corpus 126)
     ("gpu:a100:no_consume:2", [("gpu", "a100", 2)]),
     ("gpu:no_consume:2", [("gpu", None, 2)]),
     ("gpu:a100:1K", [("gpu", "a100", 1024)]),
@@ -28,9 +31,6 @@ def test_parse_gres_table(value, want):
     ("gpu:2,,gpu:1", "slurm.conf:7: empty Gres entry in 'gpu:2,,gpu:1' (in '')"),
     (":2", "slurm.conf:7: empty Gres entry in ':2' (in ':2')"),
     ("gpu:a:b:2", "slurm.conf:7: Gres entry has too many ':' fields (in 'gpu:a:b:2')"),
-    ("gpu:a100", "slurm.conf:7: Gres entry 'gpu:a100' has no count after its last ':' (in 'gpu:a100')"),
-    ("gpu:a100:x2", "slurm.conf:7: Gres entry 'gpu:a100:x2' has no count after its last ':' "
-                    "(in 'gpu:a100:x2')"),
 ])
 def test_parse_gres_refusals(value, message):
     with pytest.raises(ConfigError) as exc:
@@ -40,7 +40,7 @@ def test_parse_gres_refusals(value, message):
 
 CONF = """\
 ClusterName=demo
-GresTypes=GPU,mps
+GresTypes=gpu,mps
 NodeName=DEFAULT CPUs=8 Gres=gpu:2
 NodeName=a[1-3] RealMemory=100
 PartitionName=p Nodes=a[1-3],b1 Gres=gpu:99
@@ -59,7 +59,7 @@ def test_node_lines_default_order_and_where():
     conf = slurmconf.parse(CONF, "/etc/slurm/slurm.conf")
     assert conf.gres_types == ["gpu", "mps"]
     # the last value wins; partition, nodeset, front-end and down-node lines are not settings
-    assert conf.params == {"clustername": "later", "grestypes": "GPU,mps"}
+    assert conf.params == {"clustername": "later", "grestypes": "gpu,mps"}
     assert conf.node_keys("a1") == {"cpus": "8", "gres": "gpu:2", "realmemory": "100"}
     specs, where = conf.node_gres("a1")
     assert [(s.type, s.count) for s in specs] == [(None, 2)] and where == "slurm.conf:3"
@@ -70,6 +70,20 @@ def test_node_lines_default_order_and_where():
     assert conf.node_keys("b1") == {"cpus": "4", "gres": "gpu:3"}
     assert conf.node_keys("a4") is None and conf.node_gres("zz") is None
     assert [nl.lineno for nl in conf.node_lines] == [3, 4, 9, 10, 11]  # PartitionName is not a node
+
+
+def test_gres_names_are_taken_only_as_gres_types_spells_them():
+    """Measured 29 Nov (22.05-26.05, corpus 124/125): `GresTypes=GPU` with `Gres=gpu:a100:2`,
+    or `GresTypes=gpu` with `Gres=GPU:a100:2`, gives the node no gpu ("Invalid GRES configured
+    on node"). Without GresTypes nothing is dropped (migsync cannot tell)."""
+    for types, gres in (("GPU", "gpu:a100:2"), ("gpu", "GPU:a100:2")):
+        conf = slurmconf.parse(f"GresTypes={types}\nNodeName=n1 Gres={gres},mps:5\n", "s.conf")
+        assert conf.node_gres("n1") == ([], "s.conf:2")
+    conf = slurmconf.parse("GresTypes=mps,gpu\nNodeName=n1 Gres=gpu:a100:2,mps:5\n", "s.conf")
+    assert [(s.name, s.type, s.count) for s in conf.node_gres("n1")[0]] == [
+        ("gpu", "a100", 2), ("mps", None, 5)]
+    conf = slurmconf.parse("NodeName=n1 Gres=GPU:a100:2\n", "s.conf")
+    assert [s.name for s in conf.node_gres("n1")[0]] == ["GPU"]
 
 
 def test_node_without_gres_and_where_defaults_to_the_file():
@@ -131,12 +145,26 @@ def test_lines_after_an_include_are_read_and_a_missing_include_names_the_line(tm
 
 
 def test_a_bad_gres_names_the_file_and_line_it_came_from(tmp_path):
-    (tmp_path / "slurm.conf").write_text("NodeName=DEFAULT CPUs=4\nNodeName=n1 Gres=gpu:a100\n")
+    (tmp_path / "slurm.conf").write_text("NodeName=DEFAULT CPUs=4\nNodeName=n1 Gres=gpu:a:b:2\n")
     conf = slurmconf.load(str(tmp_path / "slurm.conf"))
     with pytest.raises(ConfigError) as exc:
         conf.node_gres("n1")
-    assert str(exc.value) == (f"{tmp_path}/slurm.conf:2: Gres entry 'gpu:a100' has no count after "
-                              "its last ':' (in 'gpu:a100')")
+    assert str(exc.value) == (f"{tmp_path}/slurm.conf:2: Gres entry has too many ':' fields "
+                              "(in 'gpu:a:b:2')")
+
+
+@pytest.mark.parametrize("value,want", [
+    # measured 29 Nov, slurmd 22.05-26.05 (corpus 126-128): a count that starts with a digit
+    # but is no number drops the entry ("Bad GRES configuration"); a last field that does not
+    # start with a digit leaves a count of one
+    ("gpu:1g.10gb", []),
+    ("gpu:1g.10gb,gpu:a100:2", [("gpu", "a100", 2)]),
+    ("gpu:a100:2x", []),
+    ("gpu:a100:x2", [("gpu", "a100", 1)]),
+    ("gpu:a100,gpu:1g.10gb:1", [("gpu", "a100", 1), ("gpu", "1g.10gb", 1)]),
+])
+def test_gres_entries_without_a_proper_count(value, want):
+    assert [(s.name, s.type, s.count) for s in slurmconf.parse_gres(value, "s.conf:2")] == want
 
 
 def test_a_syntax_error_names_the_slurm_conf_and_line():

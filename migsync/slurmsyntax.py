@@ -136,6 +136,11 @@ def tokens(line: LogicalLine) -> List[Tuple[str, str]]:
         j += 1
         while j < n and text[j] in BLANKS:
             j += 1
+        if j >= n:
+            # `Flags=` (or `Type=`, `Name=`...) with nothing after it ends the line: slurmd
+            # cannot parse that ("error opening/reading"; measured, 22.05-26.05: corpus 129)
+            raise ConfigError(f"{key}= has no value (slurmd: Parse error)", path=line.path,
+                              line=line.lineno, fragment=f"{key}=")
         end = text.find('"', j + 1) if j < n and text[j] == '"' else -1
         if end > 0 and (end + 1 == n or text[end + 1] in BLANKS):
             value = text[j + 1:end]

@@ -41,6 +41,8 @@ REFUSED_LINE = {
     "78-include-path-with-blank.conf": 4, "81-include-two-words.conf": 4,
     "91-include-glob.conf": 4, "106-count-overflow.conf": 4,
     "107-count-trailing-blank.conf": 4, "112-count-minus-two.conf": 4,
+    "129-flags-empty-at-end.conf": 3, "130-type-empty-at-end.conf": 3,
+    "131-name-empty-at-end.conf": 4,
     # a refusal inside an included file names that file (relative to gres.conf's directory)
     "84-include-nested-relative-sub.conf": "sub/a.conf:1",
     "85-include-nested-relative-top.conf": "sub/a.conf:1",
@@ -61,6 +63,9 @@ PARSE_FRAGMENT = {
     "85-include-nested-relative-top.conf": "(in 'Include b.conf')",
     "91-include-glob.conf": "/inc-*.conf: file not found",
     "114-include-nested-three.conf": "(in 'Include sub/deeper/b.conf')",
+    "129-flags-empty-at-end.conf": "Flags= has no value (slurmd: Parse error) (in 'Flags=')",
+    "130-type-empty-at-end.conf": "Type= has no value (slurmd: Parse error) (in 'Type=')",
+    "131-name-empty-at-end.conf": "Name= has no value (slurmd: Parse error) (in 'Name=')",
 }
 
 # Cases whose slurm.conf Gres= slurmd itself refuses: the words of its fatal line migsync's

@@ -165,3 +165,24 @@ def test_token_refusals_quote_at_most_60_characters(text, message):
 @pytest.mark.parametrize("value,want", [("10k", 10240), ("12M", 12 << 20), ("100", 100)])
 def test_counts_of_several_digits(value, want):
     assert slurmsyntax.parse_count(value, LogicalLine("g.conf", 4, ""), "Count") == want
+
+
+@pytest.mark.parametrize("text,key", [
+    # measured 29 Nov, slurmd 22.05-26.05 (corpus 129-131): a key with nothing after it at the
+    # end of the line is a parse error ("error opening/reading"); blanks after '=' do not help
+    ("Name=gpu Type=a100 File=/dev/nvidia[0-1] Flags=", "Flags"),
+    ("Name=gpu File=/dev/nvidia[0-1] Type=a100 Type=", "Type"),
+    ("NodeName=gpunode1 Name=", "Name"),
+    ("Name=gpu Count =  ", "Count"),
+])
+def test_a_key_without_a_value_at_the_end_of_the_line(text, key):
+    with pytest.raises(ConfigError) as exc:
+        tok(text.rstrip())
+    assert str(exc.value) == f"g.conf:3: {key}= has no value (slurmd: Parse error) (in '{key}=')"
+
+
+def test_an_empty_quoted_value_and_a_value_after_blanks_are_values():
+    """Measured 29 Nov (22.05-26.05): `Type=""` is accepted; README: `Type= File=x`
+    gives Type 'File=x'."""
+    assert tok('Name=gpu Type=""') == [("Name", "gpu"), ("Type", "")]
+    assert tok("Name=gpu Type= File=x") == [("Name", "gpu"), ("Type", "File=x")]

@@ -219,4 +219,4 @@ def run(settings: Settings, nvml_module: Any = None, style: Optional[str] = None
                    emit.render_slurm_line(node, types), in_conf, types, style, ad,
                    node_lines=lines, slurm_gres=slurm_gres, slurm_version=version,
                    records=gresconf.slurmd_order(gconf, node, slurm_gres), slurmd_id=slurmd_id,
-                   skipped=list(gconf.ignored))
+                   skipped=list(gconf.ignored) + (sconf.ignored if sconf is not None else []))

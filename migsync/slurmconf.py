@@ -36,13 +36,16 @@ class GresSpec(Record):
 
 
 class SlurmConf(Record):
-    __slots__ = ("path", "params", "node_lines")
+    __slots__ = ("path", "params", "node_lines", "ignored")
 
     def __init__(self, path: str, params: Dict[str, str] = None,
-                 node_lines: List[NodeLine] = None) -> None:
+                 node_lines: List[NodeLine] = None,
+                 ignored: List[Tuple[str, str]] = None) -> None:
         self.path = path
         self.params = {} if params is None else params  # lower-case key -> last value
         self.node_lines = [] if node_lines is None else node_lines
+        # Gres= entries slurmd drops with only a log line, (source, why), filled by node_gres
+        self.ignored = [] if ignored is None else ignored
 
     @property
     def gres_types(self) -> List[str]:
@@ -85,8 +88,9 @@ class SlurmConf(Record):
         keys, src = record
         path, lineno = src.get("gres", (self.path, None))
         where = f"{os.path.basename(path)}:{lineno}" if lineno else self.path  # short, for findings
+        dropped: List[str] = []  # why slurmd ignores an entry
         try:
-            specs = parse_gres(keys.get("gres", ""), where)
+            specs = parse_gres(keys.get("gres", ""), where, dropped)
         except ConfigError as exc:  # errors name the file as given, like every other error
             raise ConfigError(exc.message, path=path, line=lineno,
                               fragment=exc.fragment) from None
@@ -95,7 +99,14 @@ class SlurmConf(Record):
             # GresTypes=GPU with Gres=gpu:..., is "Invalid GRES configured on node" and the
             # node gets no gpu at all (measured, 22.05-26.05: corpus cases 124, 125)
             types = [t.strip() for t in self.params["grestypes"].split(",")]
+            dropped += [f"Gres entry {':'.join(str(f) for f in (s.name, s.type, s.count) if f)}: "
+                        f"{s.name!r} is not spelt as in GresTypes={self.params['grestypes']} "
+                        f"(slurmd: Invalid GRES configured on node {node})"
+                        for s in specs if s.name not in types]
             specs = [s for s in specs if s.name in types]
+        for why in dropped:
+            if (where, why) not in self.ignored:
+                self.ignored.append((where, why))
         return specs, where
 
 
@@ -114,7 +125,8 @@ def _entries(value: str) -> List[str]:
     return out
 
 
-def parse_gres(value: str, where: str = "Gres") -> List[GresSpec]:
+def parse_gres(value: str, where: str = "Gres",
+               dropped: Optional[List[str]] = None) -> List[GresSpec]:
     """Parse 'gpu:1g.10gb:14,gpu:a100:2'. The count follows the last colon; a socket
     binding after it, `gpu:a100:2(S:0-1)`, is not part of the count (slurm.conf(5); the real
     slurmd accepts it: corpus case 96)."""
@@ -139,6 +151,9 @@ def parse_gres(value: str, where: str = "Gres") -> List[GresSpec]:
             except ConfigError:
                 # slurmd logs "Bad GRES configuration: gpu:1g.10gb" and drops the entry: the
                 # node gets none of it (measured, 22.05-26.05: corpus case 127)
+                if dropped is not None:
+                    dropped.append(f"Gres entry {entry.strip()}: {parts[-1]!r} is no count "
+                                   f"(slurmd: Bad GRES configuration: {entry.strip()})")
                 continue
             gtype = parts[1] if len(parts) == 3 else None
         # the name as written: slurmd matches it against GresTypes case-sensitively

@@ -313,3 +313,21 @@ def test_a_node_whose_gres_names_no_gpu_keeps_no_gpu_record():
     assert records(text, []) == []
     assert records(text, [Spec("mps", None, 100)]) == []
     assert [r[3] for r in records(text, None)] == [("/dev/nvidia0",), ("/dev/nvidia1",)]
+
+
+def test_check_lists_the_gres_entries_slurmd_drops(tmp_path):
+    """`Gres=gpu:1g.10gb` (slurmd: "Bad GRES configuration", corpus 127) beside the right
+    a100 entry: check finds the 14 1g.10gb devices missing from Gres= and says why."""
+    import os
+    from conftest import SAMPLE, run_cli, smi_args
+
+    slurm = tmp_path / "slurm.conf"
+    slurm.write_text(open(os.path.join(SAMPLE, "slurm.conf")).read().replace(
+        "Gres=gpu:a100:2,gpu:1g.10gb:14", "Gres=gpu:a100:2,gpu:1g.10gb"))
+    args = smi_args("seed", gres=os.path.join(SAMPLE, "gres.conf"), slurm=str(slurm),
+                    nodename="c51-g002")
+    doc = run_cli("check", "--json", *args).json()
+    assert [f["id"] for f in doc["findings"]] == ["gres-count-mismatch"]
+    assert doc["ignored_by_slurmd"] == [
+        {"source": "slurm.conf:4", "why": "Gres entry gpu:1g.10gb: '1g.10gb' is no count "
+                                          "(slurmd: Bad GRES configuration: gpu:1g.10gb)"}]

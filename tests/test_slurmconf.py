@@ -171,3 +171,18 @@ def test_a_syntax_error_names_the_slurm_conf_and_line():
     with pytest.raises(ConfigError) as exc:
         slurmconf.parse("ClusterName=c\nNodeName=n1 junk\n", "/etc/slurm/slurm.conf")
     assert str(exc.value).startswith("/etc/slurm/slurm.conf:2: expected key=value, got 'junk'")
+
+
+def test_gres_entries_slurmd_drops_are_listed_with_slurmds_words():
+    """`check` shows them as `(slurmd ignores)` lines: what slurmd logs for each (measured,
+    corpus 124 and 127), once per entry even when node_gres is asked twice."""
+    conf = slurmconf.parse("GresTypes=gpu\nNodeName=n1 Gres=gpu:1g.10gb,GPU:a100:2,gpu:a100:1\n",
+                           "/etc/slurm/slurm.conf")
+    for _ in range(2):
+        specs, where = conf.node_gres("n1")
+    assert [(s.name, s.type, s.count) for s in specs] == [("gpu", "a100", 1)]
+    assert conf.ignored == [
+        ("slurm.conf:2", "Gres entry gpu:1g.10gb: '1g.10gb' is no count (slurmd: Bad GRES "
+                         "configuration: gpu:1g.10gb)"),
+        ("slurm.conf:2", "Gres entry GPU:a100:2: 'GPU' is not spelt as in GresTypes=gpu "
+                         "(slurmd: Invalid GRES configured on node n1)")]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import pyslurm_fake
-from conftest import node, run_cli, smi_args
+from conftest import broken_nvidia_smi, node, run_cli, smi_args
 from migsync import act, lock, prom, slurmctl
 from migsync.errors import BusyError, SlurmError
 from migsync.model import Finding
@@ -155,13 +155,52 @@ def test_config_error_never_drains(tmp_path):
 def test_discovery_failure_drains_with_its_own_reason_unless_disabled(tmp_path, monkeypatch):
     s, log = fake_scontrol(tmp_path)
     args = ["healthcheck", "--json", "--no-syslog", "--backend", "nvidia-smi", "--nvidia-smi",
-            "/nonexistent/nvidia-smi", "--root", os.path.join(node("seed"), "root"),
+            broken_nvidia_smi(tmp_path), "--root", os.path.join(node("seed"), "root"),
             "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
             "--lock-file", tmp_path / "lock", "--slurm-backend", "scontrol", "--scontrol", s]
     r = run_cli(*args)
     assert r.code == 3 and r.json()["drain_reason"].startswith("migsync: no GPU info [discovery]")
     r = run_cli(*args, "--no-drain-on-discovery-failure")
     assert r.code == 3 and r.json()["action"] == "none"
+
+
+@pytest.mark.parametrize("how", ["settings file", "flag"])
+def test_a_named_nvidia_smi_that_is_not_there_is_a_settings_error_never_a_drain(tmp_path, how):
+    """A typo in nvidia_smi, deployed to every node, must not drain every node: the driver
+    shows its GPUs, so the setting is wrong, not the node. Exit 2, one line, Slurm untouched."""
+    s, log = fake_scontrol(tmp_path)
+    typo = "/usr/bin/nvidia-smmi"
+    args = ["healthcheck", "--json", "--no-syslog", "--backend", "nvidia-smi",
+            "--root", os.path.join(node("seed"), "root"),
+            "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+            "--lock-file", tmp_path / "lock", "--slurm-backend", "scontrol", "--scontrol", s]
+    if how == "flag":
+        args += ["--nvidia-smi", typo]
+    else:
+        cfg = tmp_path / "migsync.toml"
+        cfg.write_text(f'nvidia_smi = "{typo}"\n')
+        args += ["--config", cfg]
+    r = run_cli(*args)
+    assert r.code == 2, r.err
+    first, second = r.err.splitlines()
+    assert f"names {typo}, which is not an executable file" in first
+    assert "left as it is: migsync never drains for its own errors" in second
+    assert "update" not in (log.read_text() if log.exists() else "")  # never drained
+
+
+def test_a_named_nvidia_smi_missing_on_a_node_without_its_driver_is_a_discovery_failure(tmp_path):
+    """No driver in procfs either: the node is at fault (a driver removed with its tools),
+    so it is drained as a discovery failure, as before."""
+    s, log = fake_scontrol(tmp_path)
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    r = run_cli("healthcheck", "--json", "--no-syslog", "--backend", "nvidia-smi",
+                "--nvidia-smi", "/usr/bin/nvidia-smmi", "--root", root,
+                "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                "--lock-file", tmp_path / "lock", "--slurm-backend", "scontrol", "--scontrol", s)
+    assert r.code == 3, r.err
+    assert r.json()["drain_reason"].startswith("migsync: no GPU info [discovery]")
+    assert "update" in log.read_text()
 
 
 def test_scontrol_refusing_or_hanging_is_exit_5_within_the_deadline(tmp_path):

@@ -203,6 +203,28 @@ def test_a_named_nvidia_smi_missing_on_a_node_without_its_driver_is_a_discovery_
     assert "update" in log.read_text()
 
 
+@pytest.mark.parametrize("mode", ["healthcheck", "prolog", "check --drain"])
+def test_a_node_name_that_is_not_slurmds_never_acts_on_that_node(tmp_path, monkeypatch, mode):
+    """`node = "c51-g002"` copied into the migsync.toml every node shares: on node c51-g007
+    (slurmd says so in $SLURMD_NODENAME) migsync must not drain or resume c51-g002 for
+    c51-g007's hardware. Exit 2 (the Prolog: 0, its own trouble never blocks a job)."""
+    monkeypatch.setenv("SLURMD_NODENAME", "c51-g007")
+    s, log = fake_scontrol(tmp_path)
+    cfg = tmp_path / "migsync.toml"
+    cfg.write_text('node = "c51-g002"\n')
+    args = [*mode.split(), "--config", cfg, *smi_args("seed-lost", os.path.join(SAMPLE, "gres.conf"),
+                                                    os.path.join(SAMPLE, "slurm.conf")),
+            "--lock-file", tmp_path / "lock", "--cache-file", tmp_path / "state.json",
+            "--slurm-backend", "scontrol", "--scontrol", s, "--no-syslog"]
+    r = run_cli(*args)
+    assert r.code == (0 if mode == "prolog" else 2), r.err
+    assert "node name c51-g002 is not the node slurmd runs this on (c51-g007" in r.err
+    assert not log.exists()  # Slurm never asked, so nothing drained or resumed
+    monkeypatch.setenv("SLURMD_NODENAME", "c51-g002")  # the right node: it acts (drains)
+    r = run_cli(*args)
+    assert r.code == 1 and "update" in log.read_text(), r.err
+
+
 def test_scontrol_refusing_or_hanging_is_exit_5_within_the_deadline(tmp_path):
     s, _ = fake_scontrol(tmp_path, refuse=True)
     r = hc(tmp_path, "--scontrol", s)

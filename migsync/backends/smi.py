@@ -1,6 +1,8 @@
 """nvidia-smi backend: --query-gpu CSV and `nvidia-smi mig -lci`, parsed by column meaning."""
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple
@@ -295,6 +297,14 @@ def start(binary: Optional[str], timeout: float = 10.0, uuids: bool = True) -> r
     not use them (a plain `check`) saves its start."""
     path = runner.find_program("nvidia-smi", binary, EXTRA_DIRS)
     if path is None:
+        if binary and os.path.lexists(binary):
+            # there, but a directory or not executable: a wrong setting (a driver that is
+            # gone takes its nvidia-smi with it), which as a discovery failure would drain
+            # every node the setting reached
+            from ..errors import ConfigError
+
+            raise ConfigError("nvidia_smi / --nvidia-smi: not an executable file",
+                              path=binary)
         raise DiscoveryError(f"nvidia-smi not found{' at ' + binary if binary else ''}")
     argvs = [[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
              [path, "mig", "-lci"]]

@@ -494,6 +494,14 @@ def cmd_report(args: argparse.Namespace, nvml_module: Any = None,
         outcome = nodecheck.run(st, nvml_module, uuids=False)
         inv, types = outcome.inventory, outcome.types
         findings = [f.to_dict() for f in outcome.result.findings]
+        if inv.backend == "none":
+            # a CPU node (no GPU configured, no driver) is consistent for check, but its
+            # report would put the node into merge's slurm.conf include, beside the site's
+            # own line for it (slurmctld: 'Duplicated NodeHostName')
+            from .errors import DiscoveryError
+
+            raise DiscoveryError("the NVIDIA driver is not loaded and Slurm gives this node "
+                                 "no GPU: nothing to report")
     except ConfigError as exc:
         sys.stderr.write(f"migsync: note: {exc}; types are the defaults\n")
         inv = discover(st.root, st.backend, st.nvidia_smi or None, st.command_timeout, nvml_module,

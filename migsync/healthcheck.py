@@ -141,8 +141,8 @@ def _full_check(report: RunReport, st: Settings, nvml_module: Any, log: Log) -> 
         fp = state.fingerprint(st.root, sorted(read), _settings_key(st), listing)
         try:
             state.save(st.cache_file, report.node, fp, outcome, read)
-        except ConfigError:
-            pass  # a cache we cannot write only costs the Prolog its fast path
+        except ConfigError as exc:  # it only costs the Prolog its fast path; but say why
+            log.warning(f"state cache not written: {exc}")
 
 
 def _prolog_check(report: RunReport, st: Settings) -> None:

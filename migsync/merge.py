@@ -193,13 +193,19 @@ def collect(paths: Iterable[str]) -> Collected:
     first_where: Dict[str, str] = {}
     interned: Dict[str, str] = {}  # one copy of each layout key, shared by its nodes
 
-    def take(where: str, obj: Any) -> None:
+    def take(where: str, obj: Any, source: str) -> None:
         try:
             doc = validate_report(obj)
         except ConfigError as exc:
             out.problems.append(Problem(where, exc.message))
             return
         node, key = doc["node"], layout_key(doc)
+        if not _sent_by(node, where, source):
+            # clush/pdsh name the node that printed it: a report naming another node (a
+            # cloned image, a wrong SLURMD_NODENAME, a node lying) would give that node this
+            # one's layout, and leave this one without lines
+            out.problems.append(Problem(where, f"rejected report: it names node {node!r}"))
+            return
         key = interned.setdefault(key, key)
         seen = first_where.setdefault(node, where)
         prev = out.reports.get(node)
@@ -236,7 +242,7 @@ def collect(paths: Iterable[str]) -> Collected:
                 elif noise and where not in reported:
                     junk.setdefault(where, noise)
                 for obj in objs:
-                    take(where, obj)
+                    take(where, obj, source)
 
             for where, content, too_long in _keyed(lines, source, pending):
                 if too_long:
@@ -270,6 +276,18 @@ def collect(paths: Iterable[str]) -> Collected:
     for node in out.conflicts:
         out.reports.pop(node, None)
     return out
+
+
+def _sent_by(node: str, where: str, source: str) -> bool:
+    """Whether a report naming ``node`` may have come from ``where``: a clush/pdsh prefix or a
+    `clush -b` block names who printed it (a hostlist for a block); a plain file, stdin or
+    srun output names no one."""
+    if where == source or where.startswith(source + ":"):
+        return True
+    try:
+        return hostlist.contains(where, node) if "[" in where or "," in where else where == node
+    except HostlistError:
+        return False
 
 
 _TYPE = re.compile(r"^[A-Za-z0-9_.+\-]{1,64}$")  # a gres.conf Type: no space, '=', ',' or ':'

@@ -74,8 +74,10 @@ def ask_slurm_version(settings: Settings, memo: Optional[dict] = None):
 def load_config(settings: Settings, node: str, files: Optional[locate.ConfFiles] = None,
                 version: Optional[str] = None):
     files = files or locate.find(settings.gres_conf, settings.slurm_conf)
-    gconf = gresconf.load(files.gres_conf, node, version)
     sconf = slurmconf.load(files.slurm_conf) if files.slurm_conf else None
+    # slurmd keeps only the GRES names in GresTypes (gresconf.GresConf.configured)
+    types = sconf.gres_types if sconf is not None and "grestypes" in sconf.params else None
+    gconf = gresconf.load(files.gres_conf, node, version, types)
     return files, gconf, sconf
 
 

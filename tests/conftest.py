@@ -161,6 +161,49 @@ def scontrol(tmp_path):
     return s, log
 
 
+def corpus_texts(text, etc, dev):
+    """{path: content} of the files a corpus case's `#@ Text:REL=line` headers write (Include
+    targets): REL is relative to gres.conf's directory ``etc``, each header adds one line, and
+    @D@ / @E@ in it stand for the device directory ``dev`` / ``etc``."""
+    out = {}
+    for line in text.split("\n"):
+        if line.startswith("#@ Text:"):
+            rel, _, content = line[len("#@ Text:"):].rstrip("\r").partition("=")
+            path = os.path.join(etc, rel)
+            out[path] = out.get(path, "") + content.replace("@D@", dev).replace("@E@", etc) + "\n"
+    return out
+
+
+def write_corpus_texts(text, etc, dev):
+    """Write a case's `#@ Text:` files (see corpus_texts)."""
+    for path, content in corpus_texts(text, etc, dev).items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            fh.write(content)
+
+
+def corpus_slurm_lines(text):
+    """The slurm.conf lines a corpus case's `#@ Slurm:line` headers put before the node's
+    NodeName line (NodeName=DEFAULT lines, for example)."""
+    return [ln[len("#@ Slurm:"):].rstrip("\r") for ln in text.split("\n")
+            if ln.startswith("#@ Slurm:")]
+
+
+def corpus_slurm_conf(text, node):
+    """The slurm.conf keys of a corpus case that migsync reads, as the differential's
+    cluster writes them: GresTypes, the `#@ Slurm:` lines, then the node's line with
+    `#@ Gres=` (`gpu:1` when the case has none; an empty `#@ Gres=` writes no Gres=)."""
+    h = corpus_headers(text)
+    gres = h.get("Gres", "gpu:1")
+    return "\n".join([f"GresTypes={h.get('GresTypes', 'gpu')}", *corpus_slurm_lines(text),
+                      f"NodeName={node} CPUs=2" + (f" Gres={gres}" if gres else "")]) + "\n"
+
+
+def corpus_gres_types(text):
+    """The GresTypes of a case's slurm.conf: `#@ GresTypes=`, else the cluster's `gpu`."""
+    return corpus_headers(text).get("GresTypes", "gpu").split(",")
+
+
 def corpus_headers(text):
     """The `#@ Key=value` lines of a gres.conf corpus case (comments to slurmd): what the
     case's slurm.conf says (Gres=, Capped=...). Shared by the replay and the live differential."""

@@ -18,7 +18,7 @@ import os
 
 import pytest
 
-from conftest import corpus_headers
+from conftest import corpus_slurm_conf, write_corpus_texts
 from migsync import gresconf, slurmconf
 from migsync.errors import ConfigError
 
@@ -39,6 +39,12 @@ REFUSED_LINE = {
     "bad-05-reversed-range.conf": 2, "bad-06-mixed-file-nofile.conf": 3,
     "72-untyped-file-then-fileless.conf": 4, "77-multiplefiles-suffix-after-bracket.conf": 3,
     "78-include-path-with-blank.conf": 4, "81-include-two-words.conf": 4,
+    "91-include-glob.conf": 4, "106-count-overflow.conf": 4,
+    "107-count-trailing-blank.conf": 4, "112-count-minus-two.conf": 4,
+    # a refusal inside an included file names that file (relative to gres.conf's directory)
+    "84-include-nested-relative-sub.conf": "sub/a.conf:1",
+    "85-include-nested-relative-top.conf": "sub/a.conf:1",
+    "114-include-nested-three.conf": "sub/a.conf:1",
 }
 # What slurmd's "error opening/reading" (a parse error it does not explain) was about, by case:
 # the fragment migsync's message must quote. Written by hand from the case files.
@@ -51,6 +57,17 @@ PARSE_FRAGMENT = {
     "bad-01-unknown-key.conf": "(in 'Flie=/srv/dev/nvidia0')",
     "78-include-path-with-blank.conf": "(in 'Include /srv/dev/my dir.conf')",
     "81-include-two-words.conf": "(in 'Include /srv/dev/inc1.conf /srv/dev/inc2.conf')",
+    "84-include-nested-relative-sub.conf": "(in 'Include b.conf')",
+    "85-include-nested-relative-top.conf": "(in 'Include b.conf')",
+    "91-include-glob.conf": "/inc-*.conf: file not found",
+    "114-include-nested-three.conf": "(in 'Include sub/deeper/b.conf')",
+}
+
+# Cases whose slurm.conf Gres= slurmd itself refuses: the words of its fatal line migsync's
+# message must carry. Written by hand from the recordings.
+SLURM_CONF_FATAL = {
+    "98-gres-typed-and-untyped.conf": "Some gpu GRES in slurm.conf have a type while others do not",
+    "121-default-gres-mixed.conf": "Some gpu GRES in slurm.conf have a type while others do not",
 }
 
 
@@ -63,25 +80,37 @@ def cases():
 
 def replay(tmp_path, case, version):
     with open(case, encoding="utf-8", newline="") as fh:
-        text = fh.read().replace("@D@", DEV)
+        text = fh.read()
+    write_corpus_texts(text, str(tmp_path), DEV)  # the files the case's Include lines read
+    text = text.replace("@D@", DEV).replace("@E@", str(tmp_path))
     path = tmp_path / "gres.conf"
     with open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
-    conf = gresconf.load(str(path), NODE, version)
+    (tmp_path / "slurm.conf").write_text(corpus_slurm_conf(text, NODE))
+    sconf = slurmconf.load(str(tmp_path / "slurm.conf"))  # GresTypes, the node's Gres=
+    conf = gresconf.load(str(path), NODE, version, sconf.gres_types)
     conf.for_node(NODE)
-    return conf, text, str(path)
+    return conf, sconf, str(path)
+
+
+def slurm_conf_gres(sconf):
+    """The node's slurm.conf Gres= as check reads it (NodeName=DEFAULT lines included)."""
+    got = sconf.node_gres(NODE)
+    return got[0] if got else []
 
 
 @pytest.mark.parametrize("case,version,rec", list(cases()))
 def test_migsync_agrees_with_the_recorded_slurmd(tmp_path, case, version, rec):
     name = os.path.basename(case)
     try:
-        conf, text, path = replay(tmp_path, case, version)
+        conf, sconf, path = replay(tmp_path, case, version)
     except ConfigError as exc:
         assert rec["verdict"] == "reject", f"slurmd {version} accepts {name}; migsync: {exc}"
         msg = str(exc)
         assert "\n" not in msg
-        assert msg.startswith(f"{tmp_path / 'gres.conf'}:{REFUSED_LINE[name]}: "), msg
+        where = REFUSED_LINE[name]
+        where = f"{tmp_path / 'gres.conf'}:{where}" if isinstance(where, int) else f"{tmp_path}/{where}"
+        assert msg.startswith(f"{where}: "), msg
         fatal = rec["fatal"].replace("@D@", DEV)
         if fatal.startswith("can't parse "):  # slurmd names the value: so must migsync
             value = fatal[len("can't parse "):]
@@ -90,18 +119,23 @@ def test_migsync_agrees_with_the_recorded_slurmd(tmp_path, case, version, rec):
         elif fatal.startswith("error opening/reading"):
             assert PARSE_FRAGMENT[name] in msg, msg
         elif "invalid count" in fatal:
-            assert "(slurmd: invalid count" in msg and "(in 'Count=" in msg, msg
+            assert f"(slurmd: {fatal})" in msg and "(in 'Count=" in msg, msg  # slurmd's words
         elif fatal.startswith(("Invalid GRES record for", "gres.conf for")):
             assert f"(slurmd: {fatal})" in msg, msg
         return
     fatal = conf.fatal_for(NODE)
+    try:
+        specs = slurm_conf_gres(sconf)
+    except ConfigError as exc:  # slurmd dies on the node's slurm.conf Gres= itself
+        assert rec["verdict"] == "reject", f"slurmd {version} accepts {name}; migsync: {exc}"
+        assert f"(slurmd: {SLURM_CONF_FATAL[name]})" in str(exc)
+        assert SLURM_CONF_FATAL[name] in rec["fatal"]
+        return
     if rec["verdict"] == "reject":
         assert fatal, f"slurmd {version} refuses {name} ({rec['fatal']}); migsync accepts it"
         assert fatal[0][1] == rec["fatal"]
         return
     assert fatal == [], f"slurmd {version} accepts {name}; migsync: {fatal}"
-    # slurm.conf's own parser drops the backslash of `a100\#x`, as migsync's slurmconf does
-    specs = slurmconf.parse_gres(corpus_headers(text).get("Gres", "").replace("\\", ""))
     got = [[r.type, r.count, [f.replace(DEV, "@D@") for f in r.files]]
            for r in gresconf.slurmd_order(conf, NODE, specs) if r.files]
     # slurmd prints Type as written in gres.conf or slurm.conf (case differs by version)

@@ -32,8 +32,8 @@ def parse(text, node=None):
     ("Name=gpu MultipleFiles=/dev/nvidia[0-\n", "gres.conf:1: MultipleFiles=: unbalanced '[' in hostlist (in 'MultipleFiles=/dev/nvidia[0-')"),
     ("NodeName=n1 NodeName=n1,n3 Name=gpu\n", "gres.conf:1: NodeName= must come first on its line "
      "(slurmd: Parsing error at unrecognized key: NodeName) (in 'NodeName=n1,n3')"),
-    ("Name=gpu Count=two\n", "gres.conf:1: Count= needs a whole number, got 'two' (slurmd: invalid "
-     "count two) (in 'Count=two')"),
+    ("Name=gpu Count=two\n", "gres.conf:1: Count= needs a whole number, "
+     "got 'two' (slurmd: Invalid GRES record for gpu, invalid count two) (in 'Count=two')"),
     ("Include\n", "gres.conf:1: Include needs a file name (in 'Include')"),
 ])
 def test_refusals(text, message):

@@ -123,7 +123,8 @@ def test_broken_and_conflicting_reports_are_listed_and_skipped(tmp_path, reports
     newer = json.loads(reports["minor1"])
     newer["schema_version"] = 99
     text = "".join([
-        f"gpu01: {reports['gpu01']}\n", f"gpu01b: {json.dumps(other)}\n",
+        # srun output (no prefix) names no sender: its gpu01 report conflicts with clush's
+        f"gpu01: {reports['gpu01']}\n", f"{json.dumps(other)}\n",
         f"gpu02: {reports['gpu02']}\n",
         "gpu05: ssh: connect to host gpu05 port 22: Connection timed out\n",
         'gpu06: {"schema": "migsync-report", "schema_version": 1, "node": "gpu06", "gpus": [\n',
@@ -131,9 +132,9 @@ def test_broken_and_conflicting_reports_are_listed_and_skipped(tmp_path, reports
         'gpu08: {"hello": 1}\n'])
     r = merged(tmp_path, text)
     assert r.code == 0
-    assert "NodeName=gpu02 " in r.out and "gpu01" not in r.out.replace("gpu01b", "")
+    assert "NodeName=gpu02 " in r.out and "gpu01" not in r.out
     err = r.err
-    assert "skipped gpu01: conflicting reports from gpu01, gpu01b" in err
+    assert f"skipped gpu01: conflicting reports from gpu01, {tmp_path / 'in.txt'}" in err
     assert "skipped gpu05: no report: ssh: connect" in err
     assert "skipped gpu06: no report: invalid JSON" in err
     assert "skipped mig7g: not a migsync report: GPU 0 was lost" in err
@@ -231,6 +232,27 @@ def test_against_narrows_every_nodename_form_slurmd_reads(tmp_path, reports):
     assert kept == ("NodeName=old1 Name=gpu Type=a100 File=/dev/nvidia0\n"
                     "NodeName=old2 Name=gpu Type=a100 File=/dev/nvidia1\n"
                     "NodeName=old3 Name=gpu File=/dev/nvidia0 Type=a100\n")
+
+
+def test_a_report_naming_another_node_than_its_sender_is_skipped(tmp_path, reports):
+    """pdsh/clush name the node that printed each line. gpu03 printing a report for gpu02
+    (a cloned image, a wrong SLURMD_NODENAME, a node lying) gave gpu02 gpu03's layout and
+    left gpu03 without lines, silently."""
+    liar = json.loads(reports["gpu04"])  # another layout than gpu02's own
+    liar["node"] = "gpu02"
+    block = json.loads(reports["gpu01"])
+    r = merged(tmp_path, f"gpu03: {json.dumps(liar)}\n"
+                         "---------------\ngpu[05-06] (2)\n---------------\n"
+                         f"{json.dumps(block)}\n")
+    assert r.code == 2, r.err  # nothing usable is left
+    assert r.err.splitlines() == [
+        "migsync merge: skipped gpu03: rejected report: it names node 'gpu02'",
+        "migsync merge: skipped gpu[05-06]: rejected report: it names node 'gpu01'",
+        "migsync: no usable node reports in the input"]
+    # a block that holds the node is its sender
+    r = merged(tmp_path, "---------------\ngpu[01-02] (2)\n---------------\n"
+                         f"{json.dumps(block)}\n")
+    assert r.code == 0 and "NodeName=gpu01 " in r.out, r.err
 
 
 def test_no_usable_reports_is_exit_2(tmp_path):

@@ -25,7 +25,7 @@ import pytest
 
 import slurm_cluster
 from slurm_cluster import slurm_rt  # noqa: F401  (the version parametrisation)
-from conftest import corpus_headers
+from conftest import corpus_headers, corpus_slurm_lines, write_corpus_texts
 from migsync import gresconf, slurmconf
 from migsync.check import registered_counts
 from migsync.errors import ConfigError
@@ -59,8 +59,10 @@ def materialise(src, devdir, dst):
         text = fh.read()
     for extra in filter(None, corpus_headers(text).get("Files", "").split(",")):
         (devdir / extra).write_text("")
+    etc = os.path.dirname(str(dst))
+    write_corpus_texts(text, etc, str(devdir))
     with open(dst, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text.replace("@D@", str(devdir)))
+        fh.write(text.replace("@D@", str(devdir)).replace("@E@", etc))
     return text
 
 
@@ -112,18 +114,20 @@ def slurmd_says(cluster, devdir):
 
 # ---- migsync's answer --------------------------------------------------------------------
 
-def migsync_says(conf_path, text, version):
-    """The same shape from migsync alone: load, slurmd-fatal, slurmd_order."""
+def migsync_says(conf_path, slurm_conf_path, version):
+    """The same shape from migsync alone, reading both files as check does: slurm.conf (the
+    node's Gres=, its GresTypes), gres.conf, slurmd-fatal, slurmd_order."""
     try:
-        conf = gresconf.load(conf_path, NODE, version)
+        sconf = slurmconf.load(slurm_conf_path)
+        got = sconf.node_gres(NODE)
+        specs = got[0] if got else []
+        conf = gresconf.load(conf_path, NODE, version, sconf.gres_types)
         conf.for_node(NODE)  # raises for a node slurmd refuses outright
     except ConfigError as exc:
         return {"verdict": "reject", "why": f"exit 2: {exc}", "records": []}
     fatal = conf.fatal_for(NODE)
     if fatal:
         return {"verdict": "reject", "why": f"slurmd-fatal: {fatal[0][1]}", "records": []}
-    # slurm.conf's own parser drops the backslash of `a100\#x`, as migsync's slurmconf does
-    specs = slurmconf.parse_gres(corpus_headers(text).get("Gres", "").replace("\\", ""))
     records = [[r.type, r.count, list(r.files)]
                for r in gresconf.slurmd_order(conf, NODE, specs) if r.files]
     return {"verdict": "accept", "why": None, "records": records}
@@ -148,6 +152,7 @@ def cluster_for(tmp_path, case, devdir, rt):
     cluster = slurm_cluster.Cluster(tmp_path / "c", "", "", runtime=rt)
     text = materialise(case, devdir, cluster.gres_conf)
     h = corpus_headers(text)
+    cluster.extra_conf = "\n".join(corpus_slurm_lines(text))  # before the node's line
     cluster.write_slurm_conf(h.get("Gres", "gpu:1"))
     if "GresTypes" in h:
         conf = open(cluster.slurm_conf).read().replace("GresTypes=gpu\n",
@@ -177,7 +182,7 @@ def test_migsync_reads_each_case_like_the_real_slurmd(tmp_path, devdir, case, sl
         # a case that names more devices than its Gres= on purpose says `#@ Capped=yes`
         assert not re.search(r"for GRES gpu[: ]\S* ?has \d+ more configured than expected", log), \
             f"the case's #@ Gres= does not match what gres.conf gives:\n{log}"
-    mine = migsync_says(cluster.gres_conf, text, version)
+    mine = migsync_says(cluster.gres_conf, cluster.slurm_conf, version)
     assert mine["verdict"] == want["verdict"], (
         f"slurmd {version}: {want['verdict']} ({want['fatal']}); migsync: {mine['verdict']} "
         f"({mine['why']})")

@@ -131,3 +131,13 @@ def test_output_without_its_final_newline_is_cut_short(tmp_path):
                 "c51-g002", "--backend", "nvidia-smi", "--nvidia-smi", d / "nvidia-smi")
     assert r.code == 3
     assert r.err.strip().endswith("nvidia-smi --query-gpu: output cut short (no final newline)"), r.err
+
+
+@pytest.mark.parametrize("field", ["[Insufficient Permissions]", "[insufficient permissions]"])
+def test_a_field_nvidia_smi_may_not_read_is_no_lost_gpu(field):
+    """`migsync check` as a user: nvidia-smi printed the field as [Insufficient Permissions],
+    which made the GPU `gpu-lost` (a finding, exit 1) though nothing is wrong with it."""
+    row = f"0, 00000000:17:00.0, GPU-b47b5667-cb38-f14e-4a0b-5b2369f0a0ca, {field}, Disabled, Disabled\n"
+    with pytest.raises(DiscoveryError) as exc:
+        smi.parse_query_gpu(row)
+    assert str(exc.value) == f"nvidia-smi --query-gpu: line 1 reads {field} (run as root)"

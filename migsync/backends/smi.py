@@ -1,6 +1,8 @@
 """nvidia-smi backend: --query-gpu CSV and `nvidia-smi mig -lci`, parsed by column meaning."""
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple
@@ -26,6 +28,9 @@ _UUID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS
 _SUFFIX_CHARS = frozenset("0123456789.abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                           "\u0130\u0131\u017f\u212a")
 _NOT_SUPPORTED = ("[n/a]", "[not supported]")  # in mig.mode.*: this GPU has no MIG
+# A field nvidia-smi could not read for lack of rights: nothing is known about the GPU, so
+# it is no lost GPU (a finding that drains) but a discovery failure.
+_CANNOT_ASK = ("[insufficient permissions]", "[no permission]")
 
 
 def _error_field(text: str) -> bool:
@@ -154,6 +159,10 @@ def parse_query_gpu(text: str) -> List[BGpu]:
                                      f"{line[:80]!r}") from None
             bad.append(str(exc))
             modes = (None, None)
+        asked = [c for c in bad if c.lower() in _CANNOT_ASK]
+        if asked:  # says who ran nvidia-smi, not how the GPU is (as NVML's NO_PERMISSION)
+            raise DiscoveryError(f"nvidia-smi --query-gpu: line {lineno} reads {asked[0]} "
+                                 "(run as root)")
         ok = {c: not _error_field(c) for c in (index, bus, uuid, name)}
         if (ok[index] and not index.isdecimal()) or (ok[bus] and not _bus(bus)) or \
                 (ok[uuid] and not _uuid(uuid)) or not name:
@@ -297,6 +306,16 @@ def start(binary: Optional[str], timeout: float = 10.0, uuids: bool = True) -> r
     not use them (a plain `check`) saves its start."""
     path = runner.find_program("nvidia-smi", binary, EXTRA_DIRS)
     if path is None:
+        if binary and os.path.lexists(binary):
+            # there, but a directory or not executable: a wrong setting (a driver that is
+            # gone takes its nvidia-smi with it), which as a discovery failure would drain
+            # every node the setting reached
+            from ..errors import ConfigError
+
+            raise ConfigError("nvidia_smi / --nvidia-smi: not an executable file",
+                              path=binary)
+        # absent: the setting's fault while the driver shows GPUs, else the node's
+        # (discovery.Started.finish reads procfs to tell which)
         raise NotFound(f"nvidia-smi not found{' at ' + binary if binary else ''}", binary)
     argvs = [[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
              [path, "mig", "-lci"]]

@@ -485,6 +485,33 @@ def test_a_state_path_naming_someone_elses_file_never_overwrites_it(tmp_path, sc
         "passwd"]
 
 
+def test_the_node_map_and_prolog_sidecar_never_overwrite_someone_elses_file(tmp_path, scontrol,
+                                                                            state_dir):
+    """Both are written beside cache_file (`node-map`, `<cache_file>.hit`), and the sidecar
+    is unlinked after an unclean check: files of those names that are not migsync's were
+    replaced or removed."""
+    d = node("seed")
+    (state_dir / "node-map").write_text("precious\n")
+    (state_dir / "state.json.hit").write_text("precious too\n")
+    cfg = tmp_path / "migsync.toml"
+    cfg.write_text("\n".join([
+        'backend = "nvidia-smi"', f'nvidia_smi = "{d}/nvidia-smi"', f'root = "{d}/root"',
+        f'gres_conf = "{SAMPLE}/gres.conf"', f'lock_file = "{state_dir}/lock"',
+        f'cache_file = "{state_dir}/state.json"', 'slurm_backend = "scontrol"',
+        f'scontrol = "{scontrol[0]}"', "syslog = false", ""]))
+    for cmd in ("healthcheck", "prolog"):
+        r = migsync(cmd, env={"MIGSYNC_CONFIG": str(cfg), "SLURMD_NODENAME": "c51-g002"})
+        assert r.returncode == 0, r.stderr
+    assert (state_dir / "node-map").read_text() == "precious\n"
+    assert (state_dir / "state.json.hit").read_text() == "precious too\n"
+    # an unclean check removes a sidecar: only its own
+    (state_dir / "gres-bad.conf").write_text("NodeName=c51-g002 Name=gpu File=/dev/nvidia9\n")
+    cfg.write_text(cfg.read_text().replace(f"{SAMPLE}/gres.conf", f"{state_dir}/gres-bad.conf"))
+    r = migsync("healthcheck", env={"MIGSYNC_CONFIG": str(cfg), "SLURMD_NODENAME": "c51-g002"})
+    assert r.returncode == 1, r.stderr
+    assert (state_dir / "state.json.hit").read_text() == "precious too\n"
+
+
 def test_control_characters_never_reach_a_drain_reason_or_the_log(tmp_path, scontrol, state_dir):
     gres = tmp_path / "gres.conf"
     text = open(os.path.join(SAMPLE, "gres.conf")).read()

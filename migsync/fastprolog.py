@@ -196,17 +196,24 @@ def save(st, before: str, ok: bool, files, environ=None) -> None:
     from .fsutil import atomic_write
 
     try:
-        atomic_write(path, "\n".join(lines), 0o600)
+        atomic_write(path, "\n".join(lines), 0o600,  # never over someone else's <cache>.hit
+                     ours=("Prolog sidecar", (HEADER.encode(),)))
     except ConfigError:
         forget(path)  # no hit then: the full path answers every time
 
 
 def forget(path: str) -> None:
+    """Remove the sidecar, but only ours: <cache_file>.hit may name someone else's file."""
     try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            head = os.pread(fd, len(HEADER), 0)
+        finally:
+            os.close(fd)
+        if head and head != HEADER.encode():
+            return
         os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
+    except OSError:  # gone, a symlink (O_NOFOLLOW), not ours to touch
         pass
 
 

@@ -11,7 +11,7 @@ import stat
 import time
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
-    from typing import Optional
+    from typing import Optional, Tuple
 
 from .errors import ConfigError
 
@@ -75,9 +75,25 @@ def state_dir(directory: str = STATE_DIR) -> str:
     return directory
 
 
-def open_private(path: str, flags: int, mode: int = 0o600) -> int:
+def head_is_ours(data: bytes, starts: Tuple[bytes, ...]) -> bool:
+    """Whether a file's first bytes are one of migsync's own formats (or it is empty)."""
+    return not data or any(data.lstrip().startswith(s) for s in starts)
+
+
+def _refuse_foreign(fd: int, path: str, what: str, starts: Tuple[bytes, ...]) -> None:
+    """A lock, cache or metrics path that names someone else's file (lock_file =
+    "/etc/slurm/slurm.conf", cache_file = "/etc/passwd": a typo) was truncated, chmod'ed and
+    replaced without a backup. Only a file that is empty or in migsync's own format is."""
+    if not head_is_ours(os.pread(fd, 256, 0), starts):
+        raise UnsafePathError(f"exists and is not migsync's {what}: refused (it would be "
+                              "overwritten)", path=path)
+
+
+def open_private(path: str, flags: int, mode: int = 0o600,
+                 ours: Optional[Tuple[str, Tuple[bytes, ...]]] = None) -> int:
     """Open a file in a checked directory without following a symlink; the descriptor is
-    checked (regular file, owned by root) and its mode set with fchmod."""
+    checked (regular file, owned by root; with ``ours`` = (what, first bytes), empty or in
+    that format) and its mode set with fchmod."""
     state_dir(os.path.dirname(os.path.abspath(path)))
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
@@ -89,6 +105,8 @@ def open_private(path: str, flags: int, mode: int = 0o600) -> int:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or not trusted_owner(st.st_uid):
             raise UnsafePathError("not a regular file owned by root: refused", path=path)
+        if ours is not None:
+            _refuse_foreign(fd, path, *ours)
         if stat.S_IMODE(st.st_mode) != mode:
             os.fchmod(fd, mode)
     except BaseException:
@@ -113,7 +131,8 @@ def check_write_dir(directory: str, allow_shared: bool, warn=None) -> None:
 
 
 def atomic_write(path: str, data: str, mode: int = 0o644, backup: bool = False,
-                 allow_shared: bool = False, warn=None) -> Optional[str]:
+                 allow_shared: bool = False, warn=None,
+                 ours: Optional[Tuple[str, Tuple[bytes, ...]]] = None) -> Optional[str]:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never half of one.
 
     The directory must exist and be root's alone (``allow_shared`` overrides, with ``warn``);
@@ -132,6 +151,15 @@ def atomic_write(path: str, data: str, mode: int = 0o644, backup: bool = False,
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise UnsafePathError("exists and is not a regular file (a symlink?): refused to "
                               "write", path=path)
+    if st is not None and ours is not None:  # state and metrics: only ever our own file
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ConfigError(f"cannot write: {exc.strerror or exc}", path=path) from None
+        try:
+            _refuse_foreign(fd, path, *ours)
+        finally:
+            os.close(fd)
     try:
         fd, tmp = _create_temp(directory, os.path.basename(path))
     except OSError as exc:

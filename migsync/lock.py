@@ -24,7 +24,10 @@ class RunLock:
         if not self.path:
             return self
         try:
-            self.fd = open_private(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            # a lock file holds nothing or the holder's pid: anything else is not ours
+            self.fd = open_private(self.path, os.O_RDWR | os.O_CREAT, 0o600,
+                                   ours=("lock file", tuple(b"0123456789"[i:i + 1]
+                                                            for i in range(10))))
         except ConfigError as exc:
             raise type(exc)(f"cannot open the lock file {self.path}: {exc.message}",
                             path=exc.path) from None

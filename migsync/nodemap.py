@@ -182,7 +182,8 @@ def write(outcome, st, log) -> Optional[str]:
         # the root-owned state directory (the safety helper's checks: not a symlink, not
         # writable by others; the default /run/migsync is created 0755 so tasks can read)
         state_dir(os.path.dirname(path))
-        atomic_write(path, text, 0o644)
+        atomic_write(path, text, 0o644,  # never over someone else's file named node-map
+                     ours=("node map", (b"# migsync node map",)))
     except (ValueError, ConfigError) as exc:
         log.error(f"node map not written: {exc}")
         return None

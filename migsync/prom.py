@@ -48,4 +48,5 @@ def render(node: str, ok: Optional[bool], findings: Dict[str, int], devices: Dic
 def write(path: str, text: str, allow_shared: bool = False, warn=None) -> None:
     """node_exporter's textfile directory is often the prometheus user's: refused unless
     allow_shared_dirs (see fsutil.atomic_write)."""
-    atomic_write(path, text, 0o644, allow_shared=allow_shared, warn=warn)
+    atomic_write(path, text, 0o644, allow_shared=allow_shared, warn=warn,
+                 ours=("metrics file", (b"# HELP migsync_",)))

@@ -56,7 +56,8 @@ def save(path: str, node: str, fp: str, outcome, files: Iterable[str] = ()) -> N
     import json  # the health check writes (indented, for people); jsonlite reads it back
 
     state_dir(os.path.dirname(os.path.abspath(path)))
-    atomic_write(path, json.dumps(doc, indent=1) + "\n", 0o600)
+    atomic_write(path, json.dumps(doc, indent=1) + "\n", 0o600,
+                 ours=("state cache", (b'{\n "format"', b'{"format"')))
 
 
 MAX_CACHE_BYTES = 4 << 20  # a 32-GPU node's cache is ~60 KB

@@ -1012,3 +1012,22 @@ def test_an_nvml_mig_name_without_a_profile_is_unreadable_data_not_a_type_mismat
     r = run_cli(*args, "--backend", "auto", "--nvidia-smi",
                 os.path.join(node("seed"), "nvidia-smi"), nvml=fake)
     assert r.code == 0 and "c51-g002: consistent" in r.err, r.err
+
+
+@pytest.mark.parametrize("what", ["directory", "not executable"])
+def test_an_nvidia_smi_setting_naming_no_program_is_a_setting_error(tmp_path, scontrol, what):
+    """`nvidia_smi = "/etc/nvidia"` or a file without the x bit: a wrong setting (a driver
+    that is gone takes its nvidia-smi along), so it must not drain like a discovery failure
+    on every node the setting reaches. An absent file stays a discovery failure."""
+    target = tmp_path / "nvidia"
+    if what == "directory":
+        target.mkdir()
+    else:
+        target.write_text("#!/bin/sh\n")
+        target.chmod(0o644)
+    r = healthcheck(tmp_path, scontrol[0], "--gres-conf", os.path.join(SAMPLE, "gres.conf"),
+                    smi=str(target))
+    assert r.code == 2, r.err
+    assert r.err.splitlines()[0] == (f"migsync: {target}: nvidia_smi / --nvidia-smi: not an "
+                                     "executable file")
+    assert not scontrol[1].exists() or "update" not in scontrol[1].read_text()

@@ -457,6 +457,61 @@ def test_install_hooks_refuses_an_interpreter_another_account_can_replace(tmp_pa
     assert not dest.exists()
 
 
+@pytest.mark.parametrize("key", ["cache_file", "lock_file", "prom_file"])
+def test_a_state_path_naming_someone_elses_file_never_overwrites_it(tmp_path, scontrol,
+                                                                    state_dir, key):
+    """cache_file = "/etc/passwd" (a typo, a copied line) replaced /etc/passwd with the state
+    JSON, mode 0600; lock_file truncated it and wrote a pid; prom_file replaced it. None kept
+    a backup. Only an empty file or one in migsync's own format is overwritten."""
+    victim = state_dir / "passwd"
+    victim.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    os.chmod(victim, 0o644)
+    paths = {"cache_file": state_dir / "state.json", "lock_file": state_dir / "lock",
+             "prom_file": state_dir / "m.prom"}
+    paths[key] = victim
+    d = node("seed")
+    r = migsync("healthcheck", "--no-syslog", "--backend", "nvidia-smi",
+                "--nvidia-smi", os.path.join(d, "nvidia-smi"), "--root", os.path.join(d, "root"),
+                "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                "--lock-file", paths["lock_file"], "--cache-file", paths["cache_file"],
+                "--prom-file", paths["prom_file"], "--slurm-backend", "scontrol",
+                "--scontrol", scontrol[0])
+    said = {"cache_file": "state cache", "lock_file": "lock file", "prom_file": "metrics file"}
+    assert f"{victim}: exists and is not migsync's {said[key]}: refused" in r.stderr, r.stderr
+    assert r.returncode == (2 if key == "lock_file" else 0), r.stderr
+    assert victim.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert sorted(p.name for p in state_dir.iterdir() if p.name.startswith("passwd")) == [
+        "passwd"]
+
+
+def test_the_node_map_and_prolog_sidecar_never_overwrite_someone_elses_file(tmp_path, scontrol,
+                                                                            state_dir):
+    """Both are written beside cache_file (`node-map`, `<cache_file>.hit`), and the sidecar
+    is unlinked after an unclean check: files of those names that are not migsync's were
+    replaced or removed."""
+    d = node("seed")
+    (state_dir / "node-map").write_text("precious\n")
+    (state_dir / "state.json.hit").write_text("precious too\n")
+    cfg = tmp_path / "migsync.toml"
+    cfg.write_text("\n".join([
+        'backend = "nvidia-smi"', f'nvidia_smi = "{d}/nvidia-smi"', f'root = "{d}/root"',
+        f'gres_conf = "{SAMPLE}/gres.conf"', f'lock_file = "{state_dir}/lock"',
+        f'cache_file = "{state_dir}/state.json"', 'slurm_backend = "scontrol"',
+        f'scontrol = "{scontrol[0]}"', "syslog = false", ""]))
+    for cmd in ("healthcheck", "prolog"):
+        r = migsync(cmd, env={"MIGSYNC_CONFIG": str(cfg), "SLURMD_NODENAME": "c51-g002"})
+        assert r.returncode == 0, r.stderr
+    assert (state_dir / "node-map").read_text() == "precious\n"
+    assert (state_dir / "state.json.hit").read_text() == "precious too\n"
+    # an unclean check removes a sidecar: only its own
+    (state_dir / "gres-bad.conf").write_text("NodeName=c51-g002 Name=gpu File=/dev/nvidia9\n")
+    cfg.write_text(cfg.read_text().replace(f"{SAMPLE}/gres.conf", f"{state_dir}/gres-bad.conf"))
+    r = migsync("healthcheck", env={"MIGSYNC_CONFIG": str(cfg), "SLURMD_NODENAME": "c51-g002"})
+    assert r.returncode == 1, r.stderr
+    assert (state_dir / "state.json.hit").read_text() == "precious too\n"
+
+
 def test_control_characters_never_reach_a_drain_reason_or_the_log(tmp_path, scontrol, state_dir):
     gres = tmp_path / "gres.conf"
     text = open(os.path.join(SAMPLE, "gres.conf")).read()

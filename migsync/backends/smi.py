@@ -1,6 +1,8 @@
 """nvidia-smi backend: --query-gpu CSV and `nvidia-smi mig -lci`, parsed by column meaning."""
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False  # typing costs ~4 ms per run; annotations are strings
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple
@@ -284,6 +286,15 @@ def attach_mig_uuids(migs: List[BMig], listing: Dict[int, List[Tuple[str, str]]]
                 same[0].uuid = uuids[0]
 
 
+class NotFound(DiscoveryError):
+    """No nvidia-smi to run; ``named``: the path a setting or flag gave, when one did
+    (discovery.Started.finish tells a wrong setting from a node without its driver)."""
+
+    def __init__(self, message: str, named: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.named = named
+
+
 def probe(binary: Optional[str], timeout: float = 10.0, uuids: bool = True) -> BackendView:
     return finish(start(binary, timeout, uuids))
 
@@ -295,7 +306,17 @@ def start(binary: Optional[str], timeout: float = 10.0, uuids: bool = True) -> r
     not use them (a plain `check`) saves its start."""
     path = runner.find_program("nvidia-smi", binary, EXTRA_DIRS)
     if path is None:
-        raise DiscoveryError(f"nvidia-smi not found{' at ' + binary if binary else ''}")
+        if binary and os.path.lexists(binary):
+            # there, but a directory or not executable: a wrong setting (a driver that is
+            # gone takes its nvidia-smi with it), which as a discovery failure would drain
+            # every node the setting reached
+            from ..errors import ConfigError
+
+            raise ConfigError("nvidia_smi / --nvidia-smi: not an executable file",
+                              path=binary)
+        # absent: the setting's fault while the driver shows GPUs, else the node's
+        # (discovery.Started.finish reads procfs to tell which)
+        raise NotFound(f"nvidia-smi not found{' at ' + binary if binary else ''}", binary)
     argvs = [[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
              [path, "mig", "-lci"]]
     if uuids:

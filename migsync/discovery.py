@@ -152,7 +152,19 @@ class Started:
     def finish(self) -> Inventory:
         if self.error is not None:
             if isinstance(self.error, DiscoveryError):
-                read_snapshot(self.root)  # no driver at all says more than no nvidia-smi
+                snap = read_snapshot(self.root)  # no driver at all says more than no nvidia-smi
+                named = getattr(self.error, "named", None)
+                if named and snap.gpus:
+                    # The driver is loaded and shows its GPUs, but the nvidia-smi a setting
+                    # names is not there: a typo in migsync.toml (deployed to every node) or
+                    # a flag, not a node fault. Exit 2, one line; a discovery failure would
+                    # drain every node it was deployed to.
+                    from .errors import ConfigError
+
+                    raise ConfigError(f"nvidia_smi (--nvidia-smi) names {named}, which is not an executable "
+                                      f"file, while the driver shows {len(snap.gpus)} GPU(s): "
+                                      "fix the setting (or leave it empty to search the usual "
+                                      "places)") from None
             raise self.error
         if self.batch is None:  # NVML (in-process) or auto: the backend after procfs
             snap = read_snapshot(self.root)

@@ -213,6 +213,15 @@ def node_name(st: Settings) -> str:
     problem = node_name_problem(name)
     if problem:
         raise ConfigError(f"node name: {problem}", fragment=name)
+    # Under slurmd (health check, Prolog, a job's shell) $SLURMD_NODENAME is this node. A
+    # `node =` copied into a migsync.toml shared by every node would make each of them check
+    # that node's lines against its own GPUs and drain or resume *that* node.
+    here = os.environ.get("SLURMD_NODENAME", "")
+    if here and name != here:
+        raise ConfigError(f"node name {name} is not the node slurmd runs this on ({here}, "
+                          "$SLURMD_NODENAME): migsync drains and resumes only its own node "
+                          "(fix `node` in migsync.toml or --node, or leave it empty)",
+                          fragment=name)
     return name
 
 

@@ -122,6 +122,19 @@ def run_cli(*args, nvml=None):
     return Run(code, out.getvalue(), err.getvalue())
 
 
+def broken_nvidia_smi(directory):
+    """An nvidia-smi that runs but cannot reach the driver (its real message and exit 9): the
+    discovery failure of a node whose driver is wedged. (An nvidia-smi path that does not
+    exist, on a node whose driver shows GPUs, is a wrong setting instead: exit 2.)"""
+    path = os.path.join(str(directory), "broken-nvidia-smi")
+    with open(path, "w") as fh:
+        fh.write("#!/bin/sh\necho 'NVIDIA-SMI has failed because it couldn'\\''t communicate "
+                 "with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed "
+                 "and running.'\nexit 9\n")
+    os.chmod(path, 0o755)
+    return path
+
+
 def smi_args(name, gres=None, slurm=None, nodename=None):
     """CLI args that point migsync at a recorded node served by its fake nvidia-smi."""
     d = node(name)

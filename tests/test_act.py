@@ -8,7 +8,7 @@ import time
 import pytest
 
 import pyslurm_fake
-from conftest import node, run_cli, smi_args
+from conftest import broken_nvidia_smi, node, run_cli, smi_args
 from migsync import act, lock, prom, slurmctl
 from migsync.errors import BusyError, SlurmError
 from migsync.model import Finding
@@ -155,13 +155,74 @@ def test_config_error_never_drains(tmp_path):
 def test_discovery_failure_drains_with_its_own_reason_unless_disabled(tmp_path, monkeypatch):
     s, log = fake_scontrol(tmp_path)
     args = ["healthcheck", "--json", "--no-syslog", "--backend", "nvidia-smi", "--nvidia-smi",
-            "/nonexistent/nvidia-smi", "--root", os.path.join(node("seed"), "root"),
+            broken_nvidia_smi(tmp_path), "--root", os.path.join(node("seed"), "root"),
             "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
             "--lock-file", tmp_path / "lock", "--slurm-backend", "scontrol", "--scontrol", s]
     r = run_cli(*args)
     assert r.code == 3 and r.json()["drain_reason"].startswith("migsync: no GPU info [discovery]")
     r = run_cli(*args, "--no-drain-on-discovery-failure")
     assert r.code == 3 and r.json()["action"] == "none"
+
+
+@pytest.mark.parametrize("how", ["settings file", "flag"])
+def test_a_named_nvidia_smi_that_is_not_there_is_a_settings_error_never_a_drain(tmp_path, how):
+    """A typo in nvidia_smi, deployed to every node, must not drain every node: the driver
+    shows its GPUs, so the setting is wrong, not the node. Exit 2, one line, Slurm untouched."""
+    s, log = fake_scontrol(tmp_path)
+    typo = "/usr/bin/nvidia-smmi"
+    args = ["healthcheck", "--json", "--no-syslog", "--backend", "nvidia-smi",
+            "--root", os.path.join(node("seed"), "root"),
+            "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+            "--lock-file", tmp_path / "lock", "--slurm-backend", "scontrol", "--scontrol", s]
+    if how == "flag":
+        args += ["--nvidia-smi", typo]
+    else:
+        cfg = tmp_path / "migsync.toml"
+        cfg.write_text(f'nvidia_smi = "{typo}"\n')
+        args += ["--config", cfg]
+    r = run_cli(*args)
+    assert r.code == 2, r.err
+    first, second = r.err.splitlines()
+    assert f"names {typo}, which is not an executable file" in first
+    assert "left as it is: migsync never drains for its own errors" in second
+    assert "update" not in (log.read_text() if log.exists() else "")  # never drained
+
+
+def test_a_named_nvidia_smi_missing_on_a_node_without_its_driver_is_a_discovery_failure(tmp_path):
+    """No driver in procfs either: the node is at fault (a driver removed with its tools),
+    so it is drained as a discovery failure, as before."""
+    s, log = fake_scontrol(tmp_path)
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    r = run_cli("healthcheck", "--json", "--no-syslog", "--backend", "nvidia-smi",
+                "--nvidia-smi", "/usr/bin/nvidia-smmi", "--root", root,
+                "--gres-conf", os.path.join(SAMPLE, "gres.conf"), "--node", "c51-g002",
+                "--lock-file", tmp_path / "lock", "--slurm-backend", "scontrol", "--scontrol", s)
+    assert r.code == 3, r.err
+    assert r.json()["drain_reason"].startswith("migsync: no GPU info [discovery]")
+    assert "update" in log.read_text()
+
+
+@pytest.mark.parametrize("mode", ["healthcheck", "prolog", "check --drain"])
+def test_a_node_name_that_is_not_slurmds_never_acts_on_that_node(tmp_path, monkeypatch, mode):
+    """`node = "c51-g002"` copied into the migsync.toml every node shares: on node c51-g007
+    (slurmd says so in $SLURMD_NODENAME) migsync must not drain or resume c51-g002 for
+    c51-g007's hardware. Exit 2 (the Prolog: 0, its own trouble never blocks a job)."""
+    monkeypatch.setenv("SLURMD_NODENAME", "c51-g007")
+    s, log = fake_scontrol(tmp_path)
+    cfg = tmp_path / "migsync.toml"
+    cfg.write_text('node = "c51-g002"\n')
+    args = [*mode.split(), "--config", cfg, *smi_args("seed-lost", os.path.join(SAMPLE, "gres.conf"),
+                                                    os.path.join(SAMPLE, "slurm.conf")),
+            "--lock-file", tmp_path / "lock", "--cache-file", tmp_path / "state.json",
+            "--slurm-backend", "scontrol", "--scontrol", s, "--no-syslog"]
+    r = run_cli(*args)
+    assert r.code == (0 if mode == "prolog" else 2), r.err
+    assert "node name c51-g002 is not the node slurmd runs this on (c51-g007" in r.err
+    assert not log.exists()  # Slurm never asked, so nothing drained or resumed
+    monkeypatch.setenv("SLURMD_NODENAME", "c51-g002")  # the right node: it acts (drains)
+    r = run_cli(*args)
+    assert r.code == 1 and "update" in log.read_text(), r.err
 
 
 def test_scontrol_refusing_or_hanging_is_exit_5_within_the_deadline(tmp_path):

@@ -19,7 +19,7 @@ import pytest
 
 import nhcdir
 import slurm_cluster
-from conftest import node, run_cli, search_root_env
+from conftest import broken_nvidia_smi, node, run_cli, search_root_env
 from migsync import act
 from migsync.slurmctl import NodeStatus
 
@@ -157,10 +157,11 @@ def test_reason_only_prints_the_drain_reason_healthcheck_would_use(seed_gres):
 
 def test_reason_only_gives_the_discovery_reason_with_exit_3(seed_gres, tmp_path):
     args = seed_args("seed", seed_gres).replace(f"{node('seed')}/nvidia-smi",
-                                                str(tmp_path / "absent-smi"))
+                                                broken_nvidia_smi(tmp_path))
     r = run_cli("check", "--reason-only", *args.split())
     assert r.code == 3
-    assert r.out == f"migsync: no GPU info [discovery] nvidia-smi not found at {tmp_path}/absent-smi\n"
+    assert r.out.startswith("migsync: no GPU info [discovery] nvidia-smi ") and r.out.count("\n") == 1
+    assert "couldn't communicate with the NVIDIA driver" in r.out, r.out
 
 
 def test_reason_only_refuses_drain(seed_gres):
@@ -467,15 +468,15 @@ def test_migsync_missing_or_misconfigured_never_drains_and_nhc_logs_why(nhc_clus
 @slurm_test
 def test_a_discovery_failure_is_logged_and_with_d_fails_the_node(nhc_cluster, tmp_path):
     cluster, fake, nhc = nhc_cluster()
-    smi = tmp_path / "absent" / "nvidia-smi"
+    smi = broken_nvidia_smi(tmp_path)  # runs, cannot reach the driver
     nhc.set_conf([f"* || check_migsync --config {cluster.cfg} --nvidia-smi {smi}"])
     assert nhc.run() == 0
     assert cluster.state() == "idle"
-    assert (f"GPUs not readable, node not failed (check_migsync -d would): migsync: no GPU info "
-            f"[discovery] nvidia-smi not found at {smi}") in nhc.log_text()
+    assert ("GPUs not readable, node not failed (check_migsync -d would): migsync: no GPU info "
+            "[discovery] nvidia-smi") in nhc.log_text()
     nhc.set_conf([f"* || check_migsync -d --config {cluster.cfg} --nvidia-smi {smi}"])
     assert nhc.run() == 1
-    assert reason(cluster) == f"NHC: migsync: no GPU info [discovery] nvidia-smi not found at {smi}"
+    assert reason(cluster).startswith("NHC: migsync: no GPU info [discovery] nvidia-smi ")
     nhc.set_conf([f"* || check_migsync -d --config {cluster.cfg}"])
     assert nhc.run() == 0
     cluster.wait_state("idle", timeout=30)

@@ -243,7 +243,8 @@ def test_a_config_error_comes_first_and_kills_the_calls_started_beside_it(tmp_pa
 
 @pytest.mark.parametrize("gres_text,code,said", [
     ("NodeName=g-minor Name=gpu File=/dev/nvidia[3,1\n", 2, "gres.conf"),
-    (None, 3, "nvidia-smi not found at"),
+    # the driver shows its GPUs, so an nvidia-smi path that is not there is the setting's fault
+    (None, 2, "nvidia_smi (--nvidia-smi) names "),
 ])
 def test_a_missing_nvidia_smi_is_said_after_the_config(tmp_path, gres_text, code, said):
     gres = GRES

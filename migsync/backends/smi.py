@@ -286,6 +286,15 @@ def attach_mig_uuids(migs: List[BMig], listing: Dict[int, List[Tuple[str, str]]]
                 same[0].uuid = uuids[0]
 
 
+class NotFound(DiscoveryError):
+    """No nvidia-smi to run; ``named``: the path a setting or flag gave, when one did
+    (discovery.Started.finish tells a wrong setting from a node without its driver)."""
+
+    def __init__(self, message: str, named: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.named = named
+
+
 def probe(binary: Optional[str], timeout: float = 10.0, uuids: bool = True) -> BackendView:
     return finish(start(binary, timeout, uuids))
 
@@ -305,7 +314,9 @@ def start(binary: Optional[str], timeout: float = 10.0, uuids: bool = True) -> r
 
             raise ConfigError("nvidia_smi / --nvidia-smi: not an executable file",
                               path=binary)
-        raise DiscoveryError(f"nvidia-smi not found{' at ' + binary if binary else ''}")
+        # absent: the setting's fault while the driver shows GPUs, else the node's
+        # (discovery.Started.finish reads procfs to tell which)
+        raise NotFound(f"nvidia-smi not found{' at ' + binary if binary else ''}", binary)
     argvs = [[path, f"--query-gpu={QUERY_FIELDS}", "--format=csv,noheader"],
              [path, "mig", "-lci"]]
     if uuids:

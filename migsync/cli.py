@@ -538,6 +538,9 @@ def cmd_merge(args: argparse.Namespace, nvml_module: Any = None, pyslurm_module:
     for prob in got.problems:
         sys.stderr.write(f"migsync merge: skipped {clean(prob.where, 200)}: "
                          f"{clean(prob.message, 300)}\n")
+    for note in got.notes:
+        sys.stderr.write(f"migsync merge: note: {clean(note.where, 200)}: "
+                         f"{clean(note.message, 300)}\n")
     for node, where in sorted(got.conflicts.items()):
         sys.stderr.write(f"migsync merge: skipped {clean(node, 200)}: conflicting reports from "
                          f"{clean(', '.join(where), 300)}\n")

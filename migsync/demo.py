@@ -74,14 +74,25 @@ def _demo(out: TextIO, node_dir: str, kept: bool) -> int:
         "(NVIDIA calls this MIG). A reboot lost one of those small GPUs, but its device file in\n"
         "/dev stayed behind, so Slurm's gres.conf still looks right at a glance. No real GPU is\n"
         f"needed: {os.path.basename(cfg)} points migsync at the copy.\n")
-    _step(out, ["discover", "--config", cfg], "what the node really has")
+    # What each step must exit with for the demo to have shown what it says: the check
+    # finds the lost instance (1); a step that fails otherwise fails the demo (its code).
+    codes = [("discover", 0, _step(out, ["discover", "--config", cfg], "what the node really has"))]
     out.write(f"\n$ cat {gres}   # what Slurm was told, written before the reboot\n")
     with open(gres) as fh:
         out.write(fh.read())
     code = _step(out, ["check", "--config", cfg], "compare; exit 1 means they differ")
     out.write(f"(exit code {code})\n")
-    _step(out, ["emit", "--config", cfg],
-          "a gres.conf for the hardware as it is now, in the style the old file uses")
+    codes.append(("check", 1, code))
+    codes.append(("emit", 0, _step(out, ["emit", "--config", cfg], "a gres.conf for the "
+                                   "hardware as it is now, in the style the old file uses")))
+    failed = [(name, want, got) for name, want, got in codes if got != want]
+    if failed:
+        import sys
+
+        name, want, got = failed[0]
+        sys.stderr.write(f"migsync demo: the {name} step exited {got}, not {want} (its message "
+                         "is above); the demo did not show what it says\n")
+        return got if got not in (0, 1) else 70
     out.write(
         "\nWhat to do next on a real node (as root):\n"
         "  - If the small GPU should exist, recreate it (e.g. `nvidia-mig-parted apply`, or\n"

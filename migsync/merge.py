@@ -47,13 +47,15 @@ class Collected(Record):
     """Per node only its layout key (one shared copy per layout) and hardware; one report
     per distinct layout. 10,000 nodes of a few layouts then cost a few reports of memory."""
 
-    __slots__ = ("reports", "layouts", "problems", "conflicts")
+    __slots__ = ("reports", "layouts", "problems", "conflicts", "notes")
 
     def __init__(self, reports: Dict[str, Entry] = None, layouts: Dict[str, dict] = None,
-                 problems: List[Problem] = None, conflicts: Dict[str, List[str]] = None) -> None:
+                 problems: List[Problem] = None, conflicts: Dict[str, List[str]] = None,
+                 notes: List[Problem] = None) -> None:
         self.reports = {} if reports is None else reports
         self.layouts = {} if layouts is None else layouts
         self.problems = [] if problems is None else problems
+        self.notes = [] if notes is None else notes  # merged, but worth a look
         self.conflicts = {} if conflicts is None else conflicts  # node -> sources
 
 
@@ -201,11 +203,13 @@ def collect(paths: Iterable[str]) -> Collected:
             return
         node, key = doc["node"], layout_key(doc)
         if not _sent_by(node, where, source):
-            # clush/pdsh name the node that printed it: a report naming another node (a
-            # cloned image, a wrong SLURMD_NODENAME, a node lying) would give that node this
-            # one's layout, and leave this one without lines
-            out.problems.append(Problem(where, f"rejected report: it names node {node!r}"))
-            return
+            # clush/pdsh name the host that printed it: a report naming another node is right
+            # where NodeName differs from the hostname (`node =` in migsync.toml), wrong for a
+            # cloned image or a stale SLURMD_NODENAME, which would give that node this one's
+            # layout and leave this one without lines. Said, so an admin can tell which.
+            out.notes.append(Problem(where, f"its report names node {node!r}, not the host that "
+                                            "printed it (right only if NodeName differs from "
+                                            "the hostname)"))
         key = interned.setdefault(key, key)
         seen = first_where.setdefault(node, where)
         prev = out.reports.get(node)

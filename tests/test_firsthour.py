@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 
@@ -273,6 +274,27 @@ def test_demo_without_keep_leaves_nothing_and_says_how_to_keep(tmp_path):
     assert r.code == 0 and "--keep DIR" in r.out
     d = re.search(r"copied to (\S+)", r.out).group(1)
     assert not os.path.exists(d)
+
+
+@pytest.mark.parametrize("damage,step", [
+    ("gres.conf", "check"),          # a sample gres.conf that no longer parses: check exits 2
+    ("nvidia-smi", "discover"),      # the sample's nvidia-smi replay gone wrong: exit 3
+])
+def test_a_demo_whose_step_fails_says_so_and_fails(tmp_path, monkeypatch, damage, step):
+    """The demo is the README's first command: if a step does not do what the demo says it
+    shows, the demo must not end in exit 0 as if it had."""
+    from migsync import demo
+
+    sample = tmp_path / "sample"
+    shutil.copytree(demo.SAMPLE, sample, symlinks=True)
+    if damage == "gres.conf":
+        (sample / "gres.conf").write_text("NodeName=c51-g002 Name=gpu File=/dev/nvidia[0-\n")
+    else:
+        (sample / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed'; exit 9\n")
+    monkeypatch.setattr(demo, "SAMPLE", str(sample))
+    r = run_cli("demo")
+    assert r.code == (2 if step == "check" else 3), (r.code, r.err)
+    assert f"migsync demo: the {step} step exited {r.code}" in r.err
 
 
 # ---- 10. help, Include errors, paths ------------------------------------------------------------

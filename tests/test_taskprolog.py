@@ -282,6 +282,8 @@ CASES = {
     "index planted in the task env": (dict(SLURM_JOB_GPUS="99", MIGSYNC_UUID_99="MIG-x"), None,
                                       "GPU index '99' is not in the node map"),
     "not an index": (dict(SLURM_JOB_GPUS="2-3"), None, "GPU index '2-3' is not in the node map"),
+    "a glob, not expanded": (dict(SLURM_JOB_GPUS="2,*"), None,
+                             "GPU index '*' is not in the node map"),
     "other node": (dict(SLURM_JOB_GPUS="2", SLURMD_NODENAME="n2"), None,
                    "is for node n1, not n2"),
 }

@@ -783,7 +783,8 @@ def install_sigterm() -> None:
     except ImportError:  # pragma: no cover - other Pythons
         import signal as sig
     sig.signal(sig.SIGTERM, _on_sigterm)
-    sig.signal(sig.SIGHUP, _on_sigterm)
+    if sig.getsignal(sig.SIGHUP) == sig.SIG_DFL:  # under nohup (ignored) it stays ignored
+        sig.signal(sig.SIGHUP, _on_sigterm)
 
 
 def main_exit() -> None:

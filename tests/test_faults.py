@@ -107,6 +107,24 @@ def test_sigterm_mid_run_leaves_no_partial_state_and_kills_the_child(tmp_path, f
     assert not log.exists()
 
 
+def test_under_nohup_sighup_stays_ignored(tmp_path, fakes):
+    """`nohup migsync check ...` asks for the run to outlive the terminal: migsync must not
+    turn an ignored SIGHUP back into its own exit 129."""
+    scontrol, hang, log = fakes
+    proc = subprocess.Popen(hc_argv(tmp_path, hang, scontrol, "--timeout", "60"), env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        assert wait_for(lambda: (tmp_path / "smi.pids").exists())
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert proc.poll() is None, "an ignored SIGHUP ended the run"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 143
+
+
 def test_a_command_printing_without_end_is_stopped_not_buffered(tmp_path, fakes):
     """A broken nvidia-smi that prints for ever filled memory until its timeout (1.5 GB in
     3 s, measured): its output is capped, the child killed, and the run is a discovery

@@ -22,8 +22,6 @@ import sys
 
 DEFAULT_MAP = "/run/migsync/node-map"
 MAP_ENV = "MIGSYNC_NODE_MAP"  # where the map is, when not the default (tests, diagnosis)
-DEFAULT_CONFIG = "/etc/migsync/migsync.toml"
-CONFIG_ENV = "MIGSYNC_CONFIG"
 FORMAT = "1"
 GPUS_DIR = "proc/driver/nvidia/gpus"
 CAPS_DIR = "proc/driver/nvidia/capabilities"
@@ -130,9 +128,9 @@ def map_of(env):
     it cannot read with certainty leaves the default. hooks/taskprolog reads it alike."""
     if env.get(MAP_ENV):
         return env[MAP_ENV]
-    from .fastprolog import cache_file_of
+    from .fastprolog import DEFAULT_CONFIG, cache_file_of
 
-    cache = cache_file_of(env.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    cache = cache_file_of(env.get("MIGSYNC_CONFIG") or DEFAULT_CONFIG)
     if not cache:
         return DEFAULT_MAP
     # relative to /, where the health check's hook runs (not the task's directory)

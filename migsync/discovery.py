@@ -161,10 +161,10 @@ class Started:
                     # drain every node it was deployed to.
                     from .errors import ConfigError
 
-                    raise ConfigError(f"nvidia_smi (--nvidia-smi) names {named}, which is not an executable "
-                                      f"file, while the driver shows {len(snap.gpus)} GPU(s): "
-                                      "fix the setting (or leave it empty to search the usual "
-                                      "places)") from None
+                    raise ConfigError(f"nvidia_smi (--nvidia-smi) names {named}, which is not "
+                                      "an executable file, while the driver shows "
+                                      f"{len(snap.gpus)} GPU(s): fix the setting (or leave it "
+                                      "empty to search the usual places)") from None
             raise self.error
         if self.batch is None:  # NVML (in-process) or auto: the backend after procfs
             snap = read_snapshot(self.root)
